@@ -1,0 +1,180 @@
+"""Pure-PyTorch references for the fused kernels: the CPU path and the tests' oracle.
+
+Everything here runs on any torch device and imports no Triton. The Triton kernels in
+``noise.py`` and ``votes.py`` produce the same results (noise up to float rounding of log/cos/sin,
+vote counts exactly).
+
+The random-number contract (DESIGN.md):
+    key      = seed as two 32-bit words (lo, hi)
+    counter  = (q lo, q hi, stream index, phase), q = e // 4, where
+    e        = sample index * elements per input + element (64-bit)
+    normals  = Box-Muller on the four 32-bit Philox4x32-10 outputs of block q: words (0, 1) give
+               lanes 0 and 1 (cos, sin), words (2, 3) give lanes 2 and 3; element e takes lane e % 4.
+    uniform  = (u + 0.5) * 2**-32 in float32: never 0, so no clamp; the largest |z| is
+               sqrt(-2 ln 2**-33) = 6.764, i.e. the noise tails beyond that (mass 1.3e-11) are cut.
+The stream index and phase sit in the counter, not hashed into the key, so distinct
+(stream, phase, sample) triples can never collide.
+
+Example:
+    >>> import torch
+    >>> from rsengine.kernels.reference import gaussian_noise
+    >>> z = gaussian_noise(seed=0, streams=torch.tensor([0, 0]), samples=torch.tensor([0, 1]),
+    ...                    phase=1, numel=3)
+    >>> z.shape
+    torch.Size([2, 3])
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = [
+    "PHASE_SELECTION",
+    "PHASE_ESTIMATION",
+    "PHASE_PREDICTION",
+    "philox4x32_10",
+    "gaussian_noise",
+    "noise_normalize",
+    "vote_count",
+]
+
+# Phases of a certificate: the proof needs the n0 selection draws and the n estimation draws to be
+# independent, so each phase has its own counter space.
+PHASE_SELECTION = 0
+PHASE_ESTIMATION = 1
+PHASE_PREDICTION = 2
+
+_MASK32 = 0xFFFFFFFF
+_ROUND_A = 0xD2511F53
+_ROUND_B = 0xCD9E8D57
+_KEY_A = 0x9E3779B9
+_KEY_B = 0xBB67AE85
+_TWO_POW_MINUS_32 = 2.0**-32
+
+
+def _mulhilo(a: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """High and low 32-bit words of a * m for a in [0, 2**32) held in int64.
+
+    The 64-bit product overflows int64, so m is split into 16-bit halves and every partial
+    product stays below 2**49.
+    """
+    t = a * (m & 0xFFFF)
+    q = a * (m >> 16) + (t >> 16)
+    return q >> 16, ((q & 0xFFFF) << 16) | (t & 0xFFFF)
+
+
+def philox4x32_10(counter: tuple, key: tuple[int, int]) -> tuple[torch.Tensor, ...]:
+    """Philox4x32-10 (Salmon et al. 2011), the same function as ``triton.language.philox``.
+
+    Args:
+        counter: four int64 tensors (or ints) holding 32-bit words c0..c3; broadcast together.
+        key: two 32-bit ints (k0, k1).
+
+    Returns:
+        Four int64 tensors with the 32-bit output words.
+
+    Example:
+        >>> import torch
+        >>> words = philox4x32_10(tuple(torch.zeros(1, dtype=torch.int64) for _ in range(4)), (0, 0))
+        >>> [hex(int(w)) for w in words]  # Random123's known answer
+        ['0x6627e8d5', '0xe169c58d', '0xbc57ac4c', '0x9b00dbd8']
+    """
+    c0, c1, c2, c3 = torch.broadcast_tensors(*(torch.as_tensor(c, dtype=torch.int64) for c in counter))
+    k0, k1 = key
+    for _ in range(10):
+        hi_a, lo_a = _mulhilo(c0, _ROUND_A)
+        hi_b, lo_b = _mulhilo(c2, _ROUND_B)
+        c0, c1, c2, c3 = hi_b ^ c1 ^ k0, lo_b, hi_a ^ c3 ^ k1, lo_a
+        k0 = (k0 + _KEY_A) & _MASK32
+        k1 = (k1 + _KEY_B) & _MASK32
+    return c0, c1, c2, c3
+
+
+def _uniform(words: torch.Tensor) -> torch.Tensor:
+    return (words.to(torch.float32) + 0.5) * _TWO_POW_MINUS_32
+
+
+def gaussian_noise(seed: int, streams: torch.Tensor, samples: torch.Tensor, phase: int,
+                   numel: int) -> torch.Tensor:
+    """Standard normal noise of the random-number contract, one row per (stream, sample).
+
+    Args:
+        seed: 64-bit seed (0 <= seed < 2**63).
+        streams: [B] int64 stream index of the input each row belongs to (< 2**32).
+        samples: [B] int64 sample index of each row within its input's phase.
+        phase: one of the PHASE_* constants.
+        numel: elements per input.
+
+    Returns:
+        [B, numel] float32 normals on the device of ``streams``.
+    """
+    device = streams.device
+    first = samples.to(torch.int64) * numel  # [B] element index e of each row's first element
+    offset = first % 4
+    n_blocks = (numel + 3) // 4 + 1  # one spare block: a row need not start on a block boundary
+    q = (first // 4)[:, None] + torch.arange(n_blocks, device=device)  # [B, n_blocks]
+    counter = (q & _MASK32, q >> 32, streams.to(torch.int64)[:, None], phase)
+    w0, w1, w2, w3 = philox4x32_10(counter, (seed & _MASK32, (seed >> 32) & _MASK32))
+    r01 = torch.sqrt(-2.0 * torch.log(_uniform(w0)))
+    r23 = torch.sqrt(-2.0 * torch.log(_uniform(w2)))
+    theta01 = (2.0 * math.pi) * _uniform(w1)
+    theta23 = (2.0 * math.pi) * _uniform(w3)
+    lanes = torch.stack(
+        [r01 * torch.cos(theta01), r01 * torch.sin(theta01), r23 * torch.cos(theta23), r23 * torch.sin(theta23)],
+        dim=-1,
+    ).reshape(len(samples), 4 * n_blocks)  # [B, 4 * n_blocks], element e at 4 * (q - q0) + lane
+    return torch.gather(lanes, 1, offset[:, None] + torch.arange(numel, device=device))
+
+
+def noise_normalize(xs: torch.Tensor, streams: torch.Tensor, start: int, count: int, n: int,
+                    sigma: float, seed: int, phase: int, mean: torch.Tensor | None = None,
+                    std: torch.Tensor | None = None, dtype: torch.dtype = torch.float32,
+                    memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
+    """One model batch: rows ``start .. start + count`` of the flattened (input, sample) grid.
+
+    Row p belongs to input p // n and is its sample p % n. Each row is
+    (x + sigma * z - mean) / std, computed in float32 and stored in ``dtype``.
+
+    Args:
+        xs: [M, *shape] float32 inputs in pixel space; shape[0] is the channel axis for mean/std.
+        streams: [M] int64 stream index of each input.
+        start: first global row. count: rows in this batch. n: samples per input in this phase.
+        sigma: noise level. seed: 64-bit seed. phase: PHASE_* constant.
+        mean, std: optional [shape[0]] float32 per-channel normalization.
+        dtype: output dtype. memory_format: output memory format (channels_last for 4-D batches).
+
+    Returns:
+        [count, *shape] tensor in ``dtype`` and ``memory_format``.
+    """
+    rows = start + torch.arange(count, device=xs.device, dtype=torch.int64)
+    owner = rows // n
+    shape = xs.shape[1:]
+    numel = shape.numel()
+    z = gaussian_noise(seed, streams[owner], rows % n, phase, numel).view(count, *shape)
+    batch = xs[owner] + sigma * z
+    if mean is not None:
+        channel_shape = (1, -1) + (1,) * (len(shape) - 1)
+        batch = (batch - mean.view(channel_shape)) / std.view(channel_shape)
+    return batch.to(dtype).contiguous(memory_format=memory_format)
+
+
+def vote_count(logits: torch.Tensor, start: int, n: int, counts: torch.Tensor,
+               nonfinite: torch.Tensor) -> None:
+    """Add each row's argmax to ``counts[(start + row) // n]``; count rows with non-finite logits.
+
+    Ties go to the lowest class index, as torch.argmax. Rows with any NaN or +-inf logit are not
+    counted: ``nonfinite`` (a [1] int32 device counter) grows instead and the sampler raises at
+    the end of the phase, so no host sync happens per batch.
+
+    Args:
+        logits: [B, K] any float dtype; rows are global rows start .. start + B - 1.
+        start: first global row. n: samples per input in this phase.
+        counts: [M, K] int32, updated in place. nonfinite: [1] int32, updated in place.
+    """
+    rows = start + torch.arange(logits.shape[0], device=logits.device, dtype=torch.int64)
+    finite = torch.isfinite(logits).all(dim=1)  # [B]
+    nonfinite.add_((~finite).sum().to(nonfinite.dtype))
+    # Weighted index_add instead of boolean indexing: masking would force a host sync.
+    flat = (rows // n) * counts.shape[1] + logits.argmax(dim=1)
+    counts.view(-1).index_add_(0, flat, finite.to(counts.dtype))

@@ -1,0 +1,13 @@
+"""rsengine: fast, exact randomized-smoothing certification (Cohen, Rosenfeld & Kolter 2019).
+
+Example:
+    >>> import torch
+    >>> from rsengine import Smooth, ABSTAIN
+    >>> model = torch.nn.Linear(2, 2)
+    >>> Smooth(model, num_classes=2, sigma=0.5).predict(torch.zeros(2), n=100, alpha=0.001) in (0, 1, ABSTAIN)
+    True
+"""
+from .smooth import ABSTAIN, Smooth
+
+__all__ = ["ABSTAIN", "Smooth", "__version__"]
+__version__ = "0.1.0"

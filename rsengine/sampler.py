@@ -1,0 +1,109 @@
+"""Monte Carlo vote counting: noise kernel -> base classifier -> vote kernel, batch after batch.
+
+One phase draws ``n`` noisy copies of each of M inputs. The M * n (input, sample) pairs are laid
+out as one flat grid (row p is sample p % n of input p // n) and cut into batches of
+``batch_size`` rows, so several inputs share a batch when n is small (the n0 = 100 selection
+draws of many inputs fill one GPU batch). Counts stay on the device; the host reads them once,
+at the end of the phase. Because every row's noise is a function of (seed, stream, phase,
+sample index) only, the counts do not depend on the batch size or on how inputs are grouped.
+
+Example:
+    >>> import torch
+    >>> from rsengine.backends import resolve_backend
+    >>> from rsengine.sampler import NoiseSpec, count_votes
+    >>> model = torch.nn.Linear(4, 3)
+    >>> spec = NoiseSpec(sigma=0.5, seed=0)
+    >>> counts = count_votes(model, torch.zeros(2, 4), torch.tensor([0, 1]), n=10, phase=1,
+    ...                      num_classes=3, spec=spec, batch_size=8,
+    ...                      backend=resolve_backend("torch", torch.device("cpu")))
+    >>> counts.shape, counts.sum(axis=1).tolist()
+    ((2, 3), [10, 10])
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .backends import Backend
+
+__all__ = ["NoiseSpec", "NonFiniteLogitsError", "count_votes"]
+
+
+class NonFiniteLogitsError(FloatingPointError):
+    """The base classifier returned NaN or infinite logits: those samples cannot vote."""
+
+
+@dataclass(frozen=True)
+class NoiseSpec:
+    """What the noise kernel needs besides the inputs.
+
+    Attributes:
+        sigma: noise level in input (pixel) units.
+        seed: 64-bit seed of the Philox stream.
+        mean, std: optional [C] float32 per-channel normalization, on the sampling device.
+        dtype: dtype of the model's input batch.
+        memory_format: memory format of the model's input batch.
+    """
+
+    sigma: float
+    seed: int
+    mean: torch.Tensor | None = None
+    std: torch.Tensor | None = None
+    dtype: torch.dtype = torch.float32
+    memory_format: torch.memory_format = torch.contiguous_format
+
+
+@contextlib.contextmanager
+def _eval_mode(model: torch.nn.Module):
+    # Dropout or batch-norm statistics in training mode would make f random or batch-dependent;
+    # the user's mode is restored afterwards.
+    was_training = getattr(model, "training", False)
+    if was_training:
+        model.eval()
+    try:
+        yield
+    finally:
+        if was_training:
+            model.train()
+
+
+def count_votes(model, xs: torch.Tensor, streams: torch.Tensor, n: int, phase: int,
+                num_classes: int, spec: NoiseSpec, batch_size: int, backend: Backend) -> np.ndarray:
+    """Count the base classifier's votes on n noisy copies of each input.
+
+    Args:
+        model: base classifier, [B, *shape] normalized batch -> [B, num_classes] logits.
+        xs: [M, *shape] float32 contiguous inputs on the sampling device, pixel space.
+        streams: [M] int64 stream index of each input, on the sampling device.
+        n: noisy copies per input. phase: PHASE_* constant (selection, estimation, prediction).
+        num_classes: expected logit width. spec: noise settings. batch_size: rows per forward.
+        backend: kernels to run (see rsengine.backends).
+
+    Returns:
+        [M, num_classes] int64 vote counts; each row sums to n.
+
+    Raises:
+        ValueError: the classifier's output is not [B, num_classes].
+        NonFiniteLogitsError: some sample's logits were NaN or infinite.
+    """
+    total = xs.shape[0] * n
+    counts = torch.zeros(xs.shape[0], num_classes, dtype=torch.int32, device=xs.device)
+    nonfinite = torch.zeros(1, dtype=torch.int32, device=xs.device)
+    with torch.inference_mode(), _eval_mode(model):
+        for start in range(0, total, batch_size):
+            rows = min(batch_size, total - start)
+            batch = backend.noise_normalize(xs, streams, start, rows, n, spec.sigma, spec.seed, phase,
+                                            spec.mean, spec.std, spec.dtype, spec.memory_format)
+            logits = model(batch)
+            if logits.ndim != 2 or logits.shape != (rows, num_classes):
+                raise ValueError(f"Expected the classifier's output to be [batch, num_classes] = "
+                                 f"[{rows}, {num_classes}], got {list(logits.shape)}")
+            backend.vote_count(logits, start, n, counts, nonfinite)
+    bad_rows = int(nonfinite.item())  # the phase's one host sync
+    if bad_rows:
+        raise NonFiniteLogitsError(f"The classifier returned NaN or infinite logits for {bad_rows} of "
+                                   f"{total} noisy samples; rsengine refuses to count them")
+    return counts.cpu().numpy().astype(np.int64)

@@ -1,0 +1,251 @@
+"""The smoothed classifier: the paper's PREDICT and CERTIFY, drop-in for the original ``core.Smooth``.
+
+g(x) = argmax_c P(f(x + e) = c), e ~ N(0, sigma^2 I), with e added in input (pixel) space before
+normalization. ``certify`` returns a class and an l2 radius such that, with probability at least
+1 - alpha over the sampling, g predicts that class everywhere within the radius; ``predict``
+returns g's class or abstains, being wrong with probability at most alpha.
+
+Example:
+    >>> import torch
+    >>> from rsengine import Smooth
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    >>> smooth = Smooth(model, num_classes=3, sigma=0.25, seed=0)
+    >>> label, radius = smooth.certify(torch.rand(4), n0=100, n=1000, alpha=0.001, batch_size=500)
+    >>> preds, radii = smooth.certify_batch(torch.rand(5, 4), 100, 1000, 0.001, batch_size=500)
+    >>> preds.shape, radii.dtype
+    ((5,), dtype('float64'))
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from . import stats
+from .stats import ABSTAIN
+from .backends import resolve_backend
+from .kernels.reference import PHASE_ESTIMATION, PHASE_PREDICTION, PHASE_SELECTION
+from .sampler import NoiseSpec, count_votes
+from .validation import (check_choice, check_int_at_least, check_positive_float, check_positive_int,
+                         check_probability)
+
+__all__ = ["ABSTAIN", "Smooth"]
+
+_DTYPES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
+_MAX_STREAM = 2**32  # the stream index fills one 32-bit Philox counter word
+_MAX_SAMPLES = 2**31 - 1  # device vote counts are int32
+
+
+def _model_device_and_dtype(model) -> tuple[torch.device, torch.dtype]:
+    tensors = list(model.parameters()) + list(model.buffers()) if isinstance(model, torch.nn.Module) else []
+    floating = [t for t in tensors if t.is_floating_point()]
+    device = tensors[0].device if tensors else torch.device("cpu")
+    return device, (floating[0].dtype if floating else torch.float32)
+
+
+def _channel_vector(name: str, values, device) -> torch.Tensor:
+    if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, torch.Tensor, np.ndarray)):
+        raise TypeError(f"Expected `{name}` to be a sequence of per-channel numbers, got {values!r}")
+    vector = torch.as_tensor(np.asarray(values, dtype=np.float64), dtype=torch.float32).reshape(-1)
+    if vector.numel() == 0 or not torch.isfinite(vector).all():
+        raise ValueError(f"Expected `{name}` to be a non-empty sequence of finite numbers, got {values!r}")
+    if name == "std" and not (vector > 0).all():
+        raise ValueError(f"Expected `std` to hold numbers > 0, got {values!r}")
+    return vector.to(device)
+
+
+class Smooth:
+    """A smoothed classifier around ``base_classifier`` with Gaussian noise of level ``sigma``.
+
+    Args:
+        base_classifier: maps a normalized batch [B, *shape] to logits [B, num_classes].
+        num_classes: number of classes (>= 2).
+        sigma: noise level in input units (> 0, finite).
+        mean, std: optional per-channel normalization applied after the noise, inside the fused
+            kernel; pass them instead of a normalize layer in the classifier, so the noise is
+            added in pixel space where the certified radius is measured.
+        seed: 64-bit seed (0 <= seed < 2**63). A new Smooth with the same seed reproduces the same
+            results; successive calls on one Smooth draw fresh streams.
+        backend: "auto", "triton" or "torch" (see rsengine.backends).
+        device: where sampling runs; default: the classifier's parameters' device, else CPU.
+        dtype: the classifier's input dtype (float32, bfloat16, float16); default: the dtype of
+            its first floating parameter, else float32.
+        memory_format: torch.contiguous_format (default) or torch.channels_last for image batches.
+
+    Attributes:
+        ABSTAIN: -1, the class returned when the smoothed classifier abstains.
+    """
+
+    ABSTAIN = ABSTAIN
+
+    def __init__(self, base_classifier, num_classes: int, sigma: float, *, mean=None, std=None,
+                 seed: int = 0, backend: str = "auto", device=None, dtype=None, memory_format=None):
+        if not callable(base_classifier):
+            raise TypeError(f"Expected `base_classifier` to be callable, got {base_classifier!r}")
+        self.base_classifier = base_classifier
+        self.num_classes = check_int_at_least("num_classes", num_classes, 2)
+        self.sigma = check_positive_float("sigma", sigma)
+        self.seed = check_int_at_least("seed", seed, 0)
+        if self.seed >= 2**63:
+            raise ValueError(f"Expected `seed` to be an integer in [0, 2**63), got {seed!r}")
+        model_device, model_dtype = _model_device_and_dtype(base_classifier)
+        self.device = torch.device(device) if device is not None else model_device
+        self.dtype = model_dtype if dtype is None else dtype
+        check_choice("dtype", self.dtype, tuple(_DTYPES))
+        self.memory_format = torch.contiguous_format if memory_format is None else memory_format
+        check_choice("memory_format", self.memory_format, (torch.contiguous_format, torch.channels_last))
+        if (mean is None) != (std is None):
+            raise ValueError("Expected `mean` and `std` together (both or neither), got only "
+                             + ("`mean`" if std is None else "`std`"))
+        self.mean = None if mean is None else _channel_vector("mean", mean, self.device)
+        self.std = None if std is None else _channel_vector("std", std, self.device)
+        if self.mean is not None and self.mean.shape != self.std.shape:
+            raise ValueError(f"Expected `mean` and `std` of equal length, got {self.mean.numel()} "
+                             f"and {self.std.numel()}")
+        self.backend = resolve_backend(backend, self.device)
+        self._next_stream = 0
+
+    def __repr__(self) -> str:
+        return (f"Smooth(num_classes={self.num_classes}, sigma={self.sigma}, seed={self.seed}, "
+                f"backend={self.backend.name!r}, device={str(self.device)!r}, "
+                f"dtype={_DTYPES[self.dtype]})")
+
+    # -- the paper's algorithms, one input ---------------------------------------------------
+
+    def certify(self, x: torch.Tensor, n0: int, n: int, alpha: float, batch_size: int = 1000) -> tuple[int, float]:
+        """CERTIFY: a class and a certified l2 radius for one input, or (ABSTAIN, 0.0).
+
+        Args:
+            x: one input without batch dimension, e.g. [C, H, W], pixel space.
+            n0: selection samples (guess the top class). n: estimation samples (bound its
+                probability). alpha: failure probability. batch_size: rows per forward pass.
+
+        Returns:
+            (class, radius); (ABSTAIN, 0.0) when the lower bound on pA is below 1/2.
+        """
+        preds, radii = self.certify_batch(self._as_batch(x), n0, n, alpha, batch_size)
+        return int(preds[0]), float(radii[0])
+
+    def predict(self, x: torch.Tensor, n: int, alpha: float, batch_size: int = 1000) -> int:
+        """PREDICT: the smoothed classifier's class for one input, or ABSTAIN.
+
+        Args:
+            x: one input without batch dimension. n: samples. alpha: the probability of
+                returning a class other than g(x) is at most alpha. batch_size: rows per forward.
+        """
+        return int(self.predict_batch(self._as_batch(x), n, alpha, batch_size)[0])
+
+    # -- many inputs, samples packed into shared batches -------------------------------------
+
+    def certify_batch(self, xs, n0: int, n: int, alpha: float, batch_size: int = 1000,
+                      streams=None) -> tuple[np.ndarray, np.ndarray]:
+        """CERTIFY for M inputs at once, their samples packed into shared batches.
+
+        Args:
+            xs: [M, *shape] tensor (or a sequence of M same-shaped tensors), pixel space.
+            n0, n, alpha, batch_size: as in :meth:`certify`.
+            streams: optional M distinct stream indices in [0, 2**32) (e.g. data set indices),
+                making each certificate a function of (seed, stream) alone; default: the next M
+                fresh streams of this Smooth.
+
+        Returns:
+            (predictions int64 [M], radii float64 [M]); ABSTAIN and 0.0 where abstaining.
+        """
+        n0 = check_positive_int("n0", n0)
+        n = self._check_samples("n", n)
+        alpha = check_probability("alpha", alpha)
+        batch_size = check_positive_int("batch_size", batch_size)
+        xs, stream_ids = self._prepare(xs, streams)
+        guess = self._counts(xs, stream_ids, n0, PHASE_SELECTION, batch_size).argmax(axis=1)
+        counts = self._counts(xs, stream_ids, n, PHASE_ESTIMATION, batch_size)
+        n_a = counts[np.arange(len(guess)), guess]
+        return stats.certify_from_counts(guess, n_a, n, alpha, self.sigma)
+
+    def predict_batch(self, xs, n: int, alpha: float, batch_size: int = 1000, streams=None) -> np.ndarray:
+        """PREDICT for M inputs at once. Arguments as in :meth:`certify_batch`.
+
+        Returns:
+            int64 [M] classes, ABSTAIN where the top two counts are not significantly different.
+        """
+        n = self._check_samples("n", n)
+        alpha = check_probability("alpha", alpha)
+        batch_size = check_positive_int("batch_size", batch_size)
+        xs, stream_ids = self._prepare(xs, streams)
+        return stats.predict_from_counts(self._counts(xs, stream_ids, n, PHASE_PREDICTION, batch_size), alpha)
+
+    def sample_counts(self, xs, n: int, phase: int = PHASE_ESTIMATION, batch_size: int = 1000,
+                      streams=None) -> np.ndarray:
+        """Raw vote counts [M, num_classes] (int64) of n noisy copies of each input.
+
+        For custom statistics; ``phase`` is one of rsengine.kernels.reference.PHASE_*.
+        """
+        n = self._check_samples("n", n)
+        check_choice("phase", phase, (PHASE_SELECTION, PHASE_ESTIMATION, PHASE_PREDICTION))
+        batch_size = check_positive_int("batch_size", batch_size)
+        xs, stream_ids = self._prepare(xs, streams)
+        return self._counts(xs, stream_ids, n, phase, batch_size)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_samples(name: str, value) -> int:
+        value = check_positive_int(name, value)
+        if value > _MAX_SAMPLES:
+            raise ValueError(f"Expected `{name}` <= {_MAX_SAMPLES} (int32 vote counts), got {value}")
+        return value
+
+    @staticmethod
+    def _as_batch(x) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"Expected `x` to be a torch.Tensor, got {type(x).__name__}")
+        return x.unsqueeze(0)
+
+    def _prepare(self, xs, streams) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(xs, (list, tuple)):
+            if not xs or not all(isinstance(x, torch.Tensor) for x in xs):
+                raise TypeError("Expected `xs` to be a tensor [M, *shape] or a non-empty sequence of tensors")
+            if len({tuple(x.shape) for x in xs}) != 1:
+                raise ValueError(f"Expected all inputs in `xs` to share one shape, got "
+                                 f"{sorted({tuple(x.shape) for x in xs})}")
+            xs = torch.stack([x.to(self.device) for x in xs])
+        if not isinstance(xs, torch.Tensor):
+            raise TypeError(f"Expected `xs` to be a torch.Tensor, got {type(xs).__name__}")
+        if xs.ndim < 2 or xs.shape[0] == 0 or xs.shape[1:].numel() == 0:
+            raise ValueError(f"Expected `xs` of shape [M >= 1, *input_shape], got {list(xs.shape)}")
+        if not xs.is_floating_point():
+            raise TypeError(f"Expected `x` to be a floating-point tensor, got dtype {xs.dtype}")
+        xs = xs.to(device=self.device, dtype=torch.float32).contiguous()
+        if not bool(torch.isfinite(xs).all()):
+            raise ValueError("Expected `x` to be finite, got NaN or infinite entries")
+        if self.mean is not None and self.mean.numel() != xs.shape[1]:
+            raise ValueError(f"Expected `mean`/`std` with one value per channel (x.shape[0] = "
+                             f"{xs.shape[1]}), got {self.mean.numel()}")
+        if self.memory_format == torch.channels_last and xs.ndim != 4:
+            raise ValueError(f"Expected `x` of shape [C, H, W] for memory_format=channels_last, got "
+                             f"{list(xs.shape[1:])}")
+        return xs, self._stream_ids(streams, xs.shape[0])
+
+    def _stream_ids(self, streams, count: int) -> torch.Tensor:
+        if streams is None:
+            first = self._next_stream
+            if first + count > _MAX_STREAM:
+                raise ValueError(f"This Smooth has used all {_MAX_STREAM} streams; create a new one with another seed")
+            self._next_stream += count
+            ids = np.arange(first, first + count, dtype=np.int64)
+        else:
+            ids = np.asarray(streams)
+            if ids.shape != (count,) or not np.issubdtype(ids.dtype, np.integer):
+                raise ValueError(f"Expected `streams` to hold {count} integers (one per input), got {streams!r}")
+            if ids.min() < 0 or ids.max() >= _MAX_STREAM:
+                raise ValueError(f"Expected `streams` in [0, 2**32), got {streams!r}")
+            if len(np.unique(ids)) != count:
+                raise ValueError("Expected distinct `streams`: inputs sharing a stream would share noise")
+        return torch.as_tensor(ids.astype(np.int64), device=self.device)
+
+    def _counts(self, xs, stream_ids, n, phase, batch_size) -> np.ndarray:
+        spec = NoiseSpec(self.sigma, self.seed, self.mean, self.std, self.dtype, self.memory_format)
+        return count_votes(self.base_classifier, xs, stream_ids, n, phase, self.num_classes, spec,
+                           batch_size, self.backend)

@@ -1,0 +1,70 @@
+"""Argument checks shared by the API, the statistics and the CLI.
+
+One helper per argument family and one message template, so every bad argument reads the same
+way: ``Expected `alpha` in (0, 1), got 1.5``. Nothing here clamps or converts silently: a value
+is returned unchanged (as a Python scalar) or an error naming the argument is raised.
+
+Example:
+    >>> from rsengine.validation import check_probability
+    >>> check_probability("alpha", 0.001)
+    0.001
+    >>> check_probability("alpha", 1.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: Expected `alpha` in (0, 1), got 1.5
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+__all__ = [
+    "check_positive_int",
+    "check_int_at_least",
+    "check_positive_float",
+    "check_probability",
+    "check_choice",
+]
+
+
+def _fail(name: str, expectation: str, value, error=ValueError):
+    raise error(f"Expected `{name}` {expectation}, got {value!r}")
+
+
+def check_int_at_least(name: str, value, minimum: int) -> int:
+    """Return ``value`` if it is an integer (not a bool) >= ``minimum``, else raise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        _fail(name, f"to be an integer >= {minimum}", value, TypeError)
+    if value < minimum:
+        _fail(name, f"to be an integer >= {minimum}", value)
+    return int(value)
+
+
+def check_positive_int(name: str, value) -> int:
+    """Return ``value`` if it is an integer >= 1, else raise."""
+    return check_int_at_least(name, value, 1)
+
+
+def check_positive_float(name: str, value) -> float:
+    """Return ``value`` as a float if it is a finite real number > 0, else raise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        _fail(name, "to be a finite number > 0", value, TypeError)
+    if not math.isfinite(value) or value <= 0:
+        _fail(name, "to be a finite number > 0", value)
+    return float(value)
+
+
+def check_probability(name: str, value) -> float:
+    """Return ``value`` as a float if it lies strictly inside (0, 1), else raise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        _fail(name, "in (0, 1)", value, TypeError)
+    if not (0.0 < value < 1.0):  # also rejects NaN
+        _fail(name, "in (0, 1)", value)
+    return float(value)
+
+
+def check_choice(name: str, value, choices) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise."""
+    if value not in choices:
+        _fail(name, "to be one of " + ", ".join(repr(c) for c in choices), value)
+    return value

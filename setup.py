@@ -1,0 +1,27 @@
+"""rsengine: randomized-smoothing certification with fused Triton kernels."""
+from setuptools import setup
+
+setup(
+    name="rsengine",
+    version="0.1.0",
+    description="Fast, exact randomized-smoothing certification (Cohen et al. 2019) with fused Triton kernels",
+    python_requires=">=3.10",
+    # The Triton kernels live in ./kernels but install as rsengine.kernels: a top-level
+    # package named `kernels` would collide with another project of that name.
+    packages=["rsengine", "rsengine.kernels"],
+    package_dir={"rsengine": "rsengine", "rsengine.kernels": "kernels"},
+    package_data={"rsengine": ["weights/*.pt"]},
+    install_requires=[
+        "torch>=2.4",
+        "numpy>=1.24",
+        "scipy>=1.11",
+        "matplotlib>=3.7",
+        "mlxtend>=0.23",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "triton": ["triton>=3.0"],
+        "test": ["pytest>=8", "pytest-benchmark>=4", "statsmodels>=0.14", "hypothesis>=6", "triton>=3.0"],
+    },
+    entry_points={"console_scripts": ["rsengine=rsengine.cli:main"]},
+)

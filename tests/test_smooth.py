@@ -1,0 +1,266 @@
+"""Smooth: certificates against classifiers whose smoothed behaviour is known in closed form,
+reproducibility across batch sizes and backends, and argument validation."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats as sps
+
+from rsengine import ABSTAIN, Smooth
+from rsengine.sampler import NonFiniteLogitsError
+from rsengine.stats import max_radius
+
+
+class LinearTwoClass(torch.nn.Module):
+    """f(x) = 0 if w.x + b > 0 else 1: under N(0, sigma^2 I) noise, P(f = 0) = Phi(m / sigma)
+    with m = (w.x + b) / |w| the signed distance to the boundary, which is also g's exact
+    robust radius."""
+
+    def __init__(self, w, b):
+        super().__init__()
+        w = torch.as_tensor(w, dtype=torch.float32)
+        self.linear = torch.nn.Linear(w.numel(), 2)
+        with torch.no_grad():
+            self.linear.weight.copy_(torch.stack([w, -w]))
+            self.linear.bias.copy_(torch.tensor([b, -b]))
+        self.unit = w / w.norm()
+        self.offset = b / w.norm().item()
+
+    def forward(self, x):  # [B, d] -> [B, 2]
+        return self.linear(x.flatten(1))
+
+    def margin(self, x):
+        return float(self.unit @ x.flatten() + self.offset)
+
+
+def _model():
+    return LinearTwoClass([3.0, -4.0, 0.0], 0.5)  # |w| = 5
+
+
+def test_certify_is_close_to_the_true_radius_at_large_n():
+    model, sigma = _model(), 0.5
+    x = torch.tensor([0.3, -0.2, 0.9])
+    truth = model.margin(x)  # (0.9 + 0.8 + 0.5) / 5 = 0.44
+    label, radius = Smooth(model, 2, sigma, seed=1).certify(x, n0=100, n=100_000, alpha=0.001,
+                                                            batch_size=25_000)
+    assert label == 0
+    assert 0.95 * truth <= radius <= truth
+    assert radius <= max_radius(sigma, 100_000, 0.001)
+
+
+def test_certify_overclaims_at_most_alpha_of_the_time():
+    # 400 independent certificates of one input (one stream each) at alpha = 0.05: the number
+    # claiming more than the true radius is Binomial(400, <= 0.05); 0.001 is the test's level.
+    model, sigma, alpha, reps = _model(), 0.5, 0.05, 400
+    x = torch.tensor([0.1, 0.0, 0.0])
+    truth = model.margin(x)  # 0.16
+    preds, radii = Smooth(model, 2, sigma, seed=3).certify_batch(x.expand(reps, 3), 50, 200, alpha,
+                                                                 batch_size=20_000)
+    wrong = int(np.sum((preds == 0) & (radii > truth)) + np.sum(preds == 1))
+    assert sps.binomtest(wrong, reps, alpha, alternative="greater").pvalue > 0.001
+    assert (preds == 0).mean() > 0.5  # and it is not vacuous: most runs certify
+
+
+def test_certify_abstains_on_the_boundary():
+    model = _model()
+    x = torch.tensor([0.0, 0.125, 0.0])  # w.x + b = -0.5 + 0.5 = 0: a fair coin
+    label, radius = Smooth(model, 2, 0.5, seed=0).certify(x, 100, 2000, 0.001, 1000)
+    assert (label, radius) == (ABSTAIN, 0.0)
+
+
+def test_predict_answers_on_a_coin_at_most_alpha_of_the_time():
+    model, alpha, reps = _model(), 0.05, 300
+    x = torch.tensor([0.0, 0.125, 0.0]).expand(reps, 3)
+    preds = Smooth(model, 2, 0.5, seed=5).predict_batch(x, 100, alpha, batch_size=30_000)
+    answered = int(np.sum(preds != ABSTAIN))
+    assert sps.binomtest(answered, reps, alpha, alternative="greater").pvalue > 0.001
+
+
+def test_predict_returns_the_smoothed_class_far_from_the_boundary():
+    model = _model()
+    assert Smooth(model, 2, 0.25).predict(torch.tensor([1.0, 0.0, 0.0]), 500, 0.001, 100) == 0
+    assert Smooth(model, 2, 0.25).predict(torch.tensor([-1.0, 0.0, 0.0]), 500, 0.001, 100) == 1
+
+
+def _batch_results(smooth_kwargs, batch_size, xs):
+    smooth = Smooth(_model(), 2, 0.5, seed=11, **smooth_kwargs)
+    return smooth.certify_batch(xs, 30, 300, 0.01, batch_size=batch_size)
+
+
+XS = torch.tensor([[0.05, 0.0, 0.0], [0.02, 0.01, 0.3], [-0.2, 0.1, 0.0], [0.0, 0.12, 0.0]])
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 64, 5000], ids=lambda b: f"bs{b}")
+def test_certify_batch_is_invariant_to_batch_size(batch_size):
+    want = _batch_results({}, 1000, XS)
+    got = _batch_results({}, batch_size, XS)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_certify_batch_equals_one_by_one_with_the_same_streams():
+    smooth = Smooth(_model(), 2, 0.5, seed=4)
+    together = smooth.certify_batch(XS, 30, 300, 0.01, 100, streams=[10, 11, 12, 13])
+    for i in range(4):
+        alone = smooth.certify_batch(XS[i:i + 1], 30, 300, 0.01, 100, streams=[10 + i])
+        assert (together[0][i], together[1][i]) == (alone[0][0], alone[1][0])
+
+
+def test_triton_and_torch_backends_give_the_same_certificates(device):
+    pytest.importorskip("triton")
+    model = _model().to(device)
+    xs = torch.tensor([[0.5, 0.0, 0.0], [-0.5, 0.0, 0.0], [0.05, 0.0, 0.0], [0.0, 0.125, 0.0]], device=device)
+    # Small n: the CPU interpreter costs ~10 ms per noisy row.
+    torch_results = Smooth(model, 2, 0.5, seed=11, backend="torch").certify_batch(xs, 10, 60, 0.01, 512)
+    triton_results = Smooth(model, 2, 0.5, seed=11, backend="triton").certify_batch(xs, 10, 60, 0.01, 512)
+    assert (torch_results[0] != ABSTAIN).any()  # some certificates, so radii are compared too
+    np.testing.assert_array_equal(torch_results[0], triton_results[0])
+    np.testing.assert_array_equal(torch_results[1], triton_results[1])
+
+
+def test_same_seed_reproduces_and_successive_calls_draw_fresh_streams():
+    x = torch.tensor([0.05, 0.0, 0.0])
+    first = Smooth(_model(), 2, 0.5, seed=2)
+    second = Smooth(_model(), 2, 0.5, seed=2)
+    a = [first.sample_counts(x[None], 200).tolist() for _ in range(2)]
+    b = [second.sample_counts(x[None], 200).tolist() for _ in range(2)]
+    assert a == b
+    assert a[0] != a[1]
+
+
+def test_sample_counts_sum_to_n():
+    counts = Smooth(_model(), 2, 0.5).sample_counts(XS, 123, batch_size=50)
+    assert counts.shape == (4, 2) and counts.dtype == np.int64
+    assert counts.sum(axis=1).tolist() == [123] * 4
+
+
+def test_normalization_is_applied_after_the_noise():
+    # With mean/std the classifier sees (x + sigma z - mean) / std: a classifier that undoes the
+    # normalization must vote exactly as the raw one on the same noise.
+    class Denormalize(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, z):
+            return self.inner(z * 0.5 + 0.25)
+
+    xs = XS[:, :, None, None]  # 3 channels of 1x1 images
+    raw = Smooth(_model(), 2, 0.5, seed=8).sample_counts(xs, 300)
+    normed = Smooth(Denormalize(_model()), 2, 0.5, seed=8, mean=[0.25] * 3, std=[0.5] * 3).sample_counts(xs, 300)
+    np.testing.assert_array_equal(raw, normed)
+
+
+def test_the_classifier_is_evaluated_in_eval_mode_and_restored():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Dropout(0.9))
+    model.train()
+    smooth = Smooth(model, 2, 0.5, seed=0)
+    a = smooth.sample_counts(XS, 100, streams=[0, 1, 2, 3])
+    b = smooth.sample_counts(XS, 100, streams=[0, 1, 2, 3])
+    np.testing.assert_array_equal(a, b)  # dropout off while sampling
+    assert model.training
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_low_precision_classifier_gets_its_dtype(dtype):
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(3, 2).to(dtype)
+
+        def forward(self, x):
+            seen.append(x.dtype)
+            return self.linear(x)
+
+    counts = Smooth(Recorder(), 2, 0.5).sample_counts(XS, 10)
+    assert seen and set(seen) == {dtype} and counts.sum() == 40
+
+
+def test_nonfinite_logits_raise():
+    class Broken(torch.nn.Module):
+        def forward(self, x):
+            out = torch.zeros(x.shape[0], 2)
+            out[0, 1] = float("nan")
+            return out
+
+    with pytest.raises(NonFiniteLogitsError, match="NaN or infinite logits for"):
+        Smooth(Broken(), 2, 0.5).certify(torch.zeros(3), 10, 10, 0.01, 5)
+
+
+def test_output_width_must_match_num_classes():
+    with pytest.raises(ValueError, match=r"num_classes\] = \[5, 3\], got \[5, 2\]"):
+        Smooth(_model(), 3, 0.5).predict(torch.zeros(3), 5, 0.01, 5)
+
+
+BAD_CONSTRUCTOR = [
+    (dict(num_classes=1), ValueError, "num_classes"),
+    (dict(num_classes=2.0), TypeError, "num_classes"),
+    (dict(sigma=0.0), ValueError, "sigma"),
+    (dict(sigma=-1.0), ValueError, "sigma"),
+    (dict(sigma=math.nan), ValueError, "sigma"),
+    (dict(sigma=math.inf), ValueError, "sigma"),
+    (dict(sigma="0.5"), TypeError, "sigma"),
+    (dict(seed=-1), ValueError, "seed"),
+    (dict(seed=2**63), ValueError, "seed"),
+    (dict(backend="cuda"), ValueError, "backend"),
+    (dict(dtype=torch.int8), ValueError, "dtype"),
+    (dict(mean=[0.5]), ValueError, "mean"),
+    (dict(mean=[0.5], std=[0.0]), ValueError, "std"),
+    (dict(mean=[0.5, 0.1], std=[0.2]), ValueError, "mean"),
+    (dict(mean=[math.nan], std=[1.0]), ValueError, "mean"),
+    (dict(mean="abc", std="abc"), TypeError, "mean"),
+    (dict(base_classifier=3), TypeError, "base_classifier"),
+]
+
+
+@pytest.mark.parametrize("kwargs, error, name", BAD_CONSTRUCTOR, ids=lambda v: None)
+def test_constructor_rejects_bad_arguments(kwargs, error, name):
+    args = dict(base_classifier=_model(), num_classes=2, sigma=0.5) | kwargs
+    with pytest.raises(error, match=f"`{name}`"):
+        Smooth(**args)
+
+
+def test_triton_backend_without_a_gpu_or_interpreter_is_an_error(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ValueError, match="backend='triton' cannot run here"):
+        Smooth(_model(), 2, 0.5, backend="triton")
+
+
+BAD_CALLS = [
+    (dict(n0=0), ValueError, "n0"),
+    (dict(n=0), ValueError, "n"),
+    (dict(n=2**31), ValueError, "n"),
+    (dict(n=10.5), TypeError, "n"),
+    (dict(alpha=0.0), ValueError, "alpha"),
+    (dict(alpha=1.0), ValueError, "alpha"),
+    (dict(alpha=math.nan), ValueError, "alpha"),
+    (dict(batch_size=0), ValueError, "batch_size"),
+    (dict(x=torch.tensor([math.nan, 0.0, 0.0])), ValueError, "x"),
+    (dict(x=torch.tensor([1, 2, 3])), TypeError, "x"),
+    (dict(x=[0.0, 0.0, 0.0]), TypeError, "x"),
+]
+
+
+@pytest.mark.parametrize("kwargs, error, name", BAD_CALLS, ids=lambda v: None)
+def test_certify_rejects_bad_arguments(kwargs, error, name):
+    args = dict(x=torch.zeros(3), n0=10, n=10, alpha=0.01, batch_size=10) | kwargs
+    with pytest.raises(error, match=f"`{name}`"):
+        Smooth(_model(), 2, 0.5).certify(**args)
+
+
+@pytest.mark.parametrize("streams", [[0, 0, 1, 2], [0, 1, 2], [-1, 0, 1, 2], [0, 1, 2, 2**32], ["a", "b", "c", "d"]],
+                         ids=["repeated", "short", "negative", "too-large", "strings"])
+def test_streams_are_validated(streams):
+    with pytest.raises(ValueError, match="`streams`"):
+        Smooth(_model(), 2, 0.5).certify_batch(XS, 10, 10, 0.01, 10, streams=streams)
+
+
+def test_channels_last_needs_images():
+    smooth = Smooth(_model(), 2, 0.5, memory_format=torch.channels_last)
+    with pytest.raises(ValueError, match="channels_last"):
+        smooth.predict(torch.zeros(3), 10, 0.01, 10)
