@@ -1,0 +1,263 @@
+"""Tests for rsengine.analyze: certified accuracy, tables and plots."""
+import csv
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rsengine.analyze import certified_accuracy, default_radii, format_table, plot_certified_accuracy
+from rsengine.results import ResultsTable, read_results
+
+REFERENCE = pathlib.Path("/work/shared/reference-results")
+CERTIFY_FILES = sorted(p for p in (REFERENCE / "certify").rglob("*") if p.is_file())
+PREDICT_FILES = sorted(p for p in (REFERENCE / "predict").rglob("*") if p.is_file())
+CIFAR = REFERENCE / "certify/cifar10/resnet110"
+IMAGENET = REFERENCE / "certify/imagenet/resnet50"
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _rel(path):
+    return path.relative_to(REFERENCE).as_posix()
+
+
+def _plain_accuracy(path, radius):
+    """Independent count with the csv module: rows with correct == 1 and radius >= r."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    hits = sum(1 for row in rows if row["correct"] == "1" and float(row.get("radius", "0")) >= radius)
+    return hits / len(rows)
+
+
+def _table(radius, correct, kind="certify"):
+    n = len(correct)
+    predict = np.where(np.asarray(correct) == 1, 0, 1)
+    return ResultsTable(
+        kind,
+        idx=np.arange(n),
+        label=np.zeros(n, dtype=np.int64),
+        predict=predict,
+        radius=None if kind == "predict" else np.asarray(radius, dtype=np.float64),
+        correct=np.asarray(correct),
+        time_seconds=np.ones(n),
+    )
+
+
+# ---------------------------------------------------------------- certified_accuracy
+
+
+def test_certified_accuracy_counts_radius_at_least_r():
+    table = _table([0.0, 0.25, 0.5, 0.5, 1.0, 2.0], [1, 1, 1, 0, 1, 0])
+    got = certified_accuracy(table, [0.0, 0.25, 0.26, 0.5, 0.51, 1.0, 1.01, 2.0])
+    # Radius exactly r counts; a wrong prediction never counts, however large its radius.
+    np.testing.assert_array_equal(got, np.array([4, 3, 2, 2, 1, 1, 0, 0]) / 6)
+    assert got.dtype == np.float64
+    assert certified_accuracy(table, 0.5).shape == ()
+    assert certified_accuracy(table, np.array([[0.0, 1.0]])).shape == (1, 2)
+
+
+@pytest.mark.parametrize("path", CERTIFY_FILES, ids=_rel)
+def test_certified_accuracy_reference_file_default_radii(path):
+    radii = default_radii()
+    got = certified_accuracy(read_results(path), radii)
+    np.testing.assert_array_equal(got, [_plain_accuracy(path, r) for r in radii])
+    assert np.all(np.diff(got) <= 0)
+
+
+@pytest.mark.parametrize("path", PREDICT_FILES, ids=_rel)
+def test_certified_accuracy_predict_file_is_clean_accuracy(path):
+    table = read_results(path)
+    np.testing.assert_array_equal(certified_accuracy(table, [0.0]), [_plain_accuracy(path, 0.0)])
+    with pytest.raises(ValueError, match="predict file") as caught:
+        certified_accuracy(table, [0.0, 0.5])
+    assert str(path) in str(caught.value)
+
+
+def test_predict_files_clean_accuracy_values():
+    # Fraction correct (not abstaining, not wrong) of ImageNet sigma = 0.25 predict runs.
+    got = [certified_accuracy(read_results(REFERENCE / f"predict/imagenet/resnet50/noise_0.25/test/N_{n}"), [0.0])[0]
+           for n in (100, 1000, 10000, 100000)]
+    assert got == [330 / 500, 340 / 500, 345 / 500, 346 / 500]
+
+
+# What the original code published from these very files (locuslab/smoothing,
+# analysis/markdown/vary_noise_*, produced by its analyze.py) at the paper's radii; the best
+# value per column is the paper's headline row (ImageNet: 49% certified at r = 0.5).
+PUBLISHED_CIFAR = {
+    "0.12": ["0.59", "0.00", "0.00", "0.00", "0.00", "0.00"],
+    "0.25": ["0.60", "0.43", "0.27", "0.00", "0.00", "0.00"],
+    "0.50": ["0.55", "0.41", "0.32", "0.23", "0.15", "0.09"],
+    "1.00": ["0.39", "0.34", "0.28", "0.22", "0.17", "0.14"],
+}
+PUBLISHED_IMAGENET = {
+    "0.25": ["0.49", "0.00", "0.00", "0.00", "0.00", "0.00"],
+    "0.50": ["0.46", "0.37", "0.29", "0.00", "0.00", "0.00"],
+    "1.00": ["0.38", "0.33", "0.26", "0.19", "0.15", "0.12"],
+}
+CIFAR_RADII = [0.25, 0.5, 0.75, 1.0, 1.25, 1.5]
+IMAGENET_RADII = [0.5, 1.0, 1.5, 2.0, 2.5, 3.0]
+
+
+@pytest.mark.parametrize(
+    "root, published, radii, best",
+    [
+        (CIFAR, PUBLISHED_CIFAR, CIFAR_RADII, ["0.60", "0.43", "0.32", "0.23", "0.17", "0.14"]),
+        (IMAGENET, PUBLISHED_IMAGENET, IMAGENET_RADII, ["0.49", "0.37", "0.29", "0.19", "0.15", "0.12"]),
+    ],
+    ids=["cifar10", "imagenet"],
+)
+def test_certified_accuracy_reproduces_published_tables(root, published, radii, best):
+    accuracies = np.stack(
+        [certified_accuracy(read_results(root / f"noise_{s}/test/sigma_{s}"), radii) for s in published]
+    )
+    assert [["{:.2f}".format(v) for v in row] for row in accuracies] == list(published.values())
+    assert ["{:.2f}".format(v) for v in accuracies.max(axis=0)] == best
+
+
+def test_certified_accuracy_exact_counts_pinned():
+    # Counts of the headline numbers, so a one-row change in reading cannot hide in rounding.
+    assert certified_accuracy(read_results(IMAGENET / "noise_0.25/test/sigma_0.25"), 0.5) == 211 / 427
+    assert certified_accuracy(read_results(IMAGENET / "noise_0.50/test/sigma_0.50"), 1.0) == 186 / 500
+    assert certified_accuracy(read_results(IMAGENET / "noise_1.00/test/sigma_1.00"), 3.0) == 61 / 500
+    assert certified_accuracy(read_results(CIFAR / "noise_0.25/test/sigma_0.25"), 0.25) == 300 / 500
+
+
+@pytest.mark.parametrize("radii", [[-0.5], [float("nan")], [float("inf")]], ids=["negative", "nan", "inf"])
+def test_certified_accuracy_rejects_bad_radii(radii):
+    with pytest.raises(ValueError, match="radii"):
+        certified_accuracy(_table([0.5], [1]), radii)
+
+
+def test_certified_accuracy_rejects_empty_table():
+    with pytest.raises(ValueError, match="len"):
+        certified_accuracy(_table([], []), [0.0])
+
+
+def test_default_radii():
+    radii = default_radii()
+    assert radii == [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25]
+    radii.append(9.0)
+    assert len(default_radii()) == 10
+
+
+# ---------------------------------------------------------------- format_table
+
+
+def test_format_table_markdown_marks_best_and_ties():
+    text = format_table(["a", "b|c", "d"], [[0.614, 0.2, 0.0], [0.606, 0.31, 0.0], [0.5, 0.1, 0.0]], [0.0, 0.5, 1.25])
+    assert text == (
+        "|  | r = 0.0 | r = 0.5 | r = 1.25 |\n"
+        "| --- | ---: | ---: | ---: |\n"
+        "| a | **0.61** | 0.20 | **0.00** |\n"
+        "| b\\|c | **0.61** | **0.31** | **0.00** |\n"
+        "| d | 0.50 | 0.10 | **0.00** |\n"
+    )
+
+
+def test_format_table_latex_marks_best_and_escapes():
+    text = format_table(["noise_0.25", "50% & up"], [[0.49, 0.0], [0.46, 0.37]], [0.5, 1.0], fmt="latex")
+    assert text == (
+        "\\begin{tabular}{lrr}\n"
+        "\\hline\n"
+        " & $r = 0.5$ & $r = 1.0$ \\\\\n"
+        "\\hline\n"
+        "noise\\_0.25 & \\textbf{0.49} & 0.00 \\\\\n"
+        "50\\% \\& up & 0.46 & \\textbf{0.37} \\\\\n"
+        "\\hline\n"
+        "\\end{tabular}\n"
+    )
+    raw = format_table(["$\\sigma = 0.25$"], [[0.5]], [0.30000000000000004], fmt="latex", escape=False)
+    assert "$\\sigma = 0.25$ & \\textbf{0.50} \\\\" in raw and "$r = 0.3$" in raw
+
+
+def test_format_table_reference_imagenet_markdown():
+    names = [f"sigma = {s}" for s in PUBLISHED_IMAGENET]
+    accuracies = np.stack(
+        [certified_accuracy(read_results(IMAGENET / f"noise_{s}/test/sigma_{s}"), IMAGENET_RADII) for s in PUBLISHED_IMAGENET]
+    )
+    lines = format_table(names, accuracies, IMAGENET_RADII).splitlines()
+    assert lines[0] == "|  | r = 0.5 | r = 1.0 | r = 1.5 | r = 2.0 | r = 2.5 | r = 3.0 |"
+    assert lines[2] == "| sigma = 0.25 | **0.49** | 0.00 | 0.00 | 0.00 | 0.00 | 0.00 |"
+    assert lines[3] == "| sigma = 0.50 | 0.46 | **0.37** | **0.29** | 0.00 | 0.00 | 0.00 |"
+    assert lines[4] == "| sigma = 1.00 | 0.38 | 0.33 | 0.26 | **0.19** | **0.15** | **0.12** |"
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(names=["a"], accuracies=[[0.5, 0.5]], radii=[0.0]), "shape"),
+        (dict(names=["a", "b"], accuracies=[[0.5]], radii=[0.0]), "shape"),
+        (dict(names=["a"], accuracies=[[1.5]], radii=[0.0]), r"\[0, 1\]"),
+        (dict(names=["a"], accuracies=[[float("nan")]], radii=[0.0]), r"\[0, 1\]"),
+        (dict(names=["a"], accuracies=[[0.5]], radii=[-1.0]), "radii"),
+        (dict(names=["a\nb"], accuracies=[[0.5]], radii=[0.0]), "line breaks"),
+        (dict(names=["a"], accuracies=[[0.5]], radii=[0.0], fmt="html"), "fmt"),
+    ],
+    ids=["too-many-columns", "too-few-rows", "above-one", "nan", "negative-radius", "newline-name", "bad-fmt"],
+)
+def test_format_table_rejects(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        format_table(**kwargs)
+
+
+# ---------------------------------------------------------------- plot_certified_accuracy
+
+
+@pytest.fixture(scope="module")
+def imagenet_tables():
+    return [read_results(IMAGENET / f"noise_{s}/test/sigma_{s}") for s in ("0.25", "0.50", "1.00")]
+
+
+@pytest.mark.parametrize("suffix, magic", [(".png", b"\x89PNG\r\n\x1a\n"), (".pdf", b"%PDF-"), (".PNG", b"\x89PNG")])
+def test_plot_certified_accuracy_writes_file(tmp_path, imagenet_tables, suffix, magic):
+    path = tmp_path / f"curves{suffix}"
+    plot_certified_accuracy(imagenet_tables, path, ["sigma = 0.25", "sigma = 0.50", "sigma = 1.00"], title="ImageNet")
+    data = path.read_bytes()
+    assert data.startswith(magic) and len(data) > 5000
+
+
+def test_plot_certified_accuracy_rejects_other_extensions(tmp_path, imagenet_tables):
+    for name in ("curves.jpgx", "curves"):
+        with pytest.raises(ValueError, match="extension") as caught:
+            plot_certified_accuracy(imagenet_tables, tmp_path / name)
+        assert ("'.jpgx'" in str(caught.value)) == name.endswith(".jpgx")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_plot_certified_accuracy_rejects_bad_input(tmp_path, imagenet_tables):
+    predict = read_results(REFERENCE / "predict/imagenet/resnet50/noise_0.25/test/N_100")
+    with pytest.raises(ValueError, match="certify"):
+        plot_certified_accuracy([predict], tmp_path / "p.png")
+    with pytest.raises(ValueError, match="names"):
+        plot_certified_accuracy(imagenet_tables, tmp_path / "p.png", ["only one"])
+    with pytest.raises(ValueError, match="tables"):
+        plot_certified_accuracy([], tmp_path / "p.png")
+    with pytest.raises(ValueError, match="max_radius"):
+        plot_certified_accuracy(imagenet_tables, tmp_path / "p.png", max_radius=0.0)
+
+
+def test_plot_certified_accuracy_all_abstain_table(tmp_path):
+    path = tmp_path / "flat.png"
+    plot_certified_accuracy([_table([0.0, 0.0], [0, 0])], path)
+    assert path.read_bytes().startswith(b"\x89PNG")
+
+
+def test_plot_never_touches_pyplot_or_global_backend(tmp_path):
+    # A fresh interpreter with a GUI backend requested: plotting must still work headless,
+    # never import pyplot and never change the backend the user asked for.
+    script = (
+        "import sys, matplotlib\n"
+        "from rsengine.analyze import plot_certified_accuracy\n"
+        "from rsengine.results import read_results\n"
+        "assert 'matplotlib.pyplot' not in sys.modules\n"
+        f"table = read_results({str(CIFAR / 'noise_0.50/test/sigma_0.50')!r})\n"
+        f"plot_certified_accuracy([table], {str(tmp_path / 'x.pdf')!r}, ['s'])\n"
+        "assert 'matplotlib.pyplot' not in sys.modules\n"
+        "assert matplotlib.get_backend().lower() == 'tkagg'\n"
+    )
+    env = dict(os.environ, MPLBACKEND="TkAgg", DISPLAY="")
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "x.pdf").read_bytes().startswith(b"%PDF-")
