@@ -1,0 +1,180 @@
+"""Gaussian noise augmentation training, the recipe of Cohen et al. (2019).
+
+Every training batch is perturbed in pixel space, ``x + sigma * N(0, I)``, then normalized,
+``(x_noisy - mean) / std``, then fed to the model: the order rsengine's certification uses, so a
+model trained at ``sigma`` is accurate on exactly the inputs its smoothed classifier sees.
+Optimizer: SGD with momentum and weight decay; learning rate annealed by a cosine (per step)
+or divided by 10 every third of the epochs ("step", the paper's 90-epoch schedule).
+
+Runs are deterministic on CPU for a given ``seed``: the shuffling and the noise draw from their
+own seeded generators, and the global torch RNG is seeded (and restored afterwards) for any
+randomness inside the model.
+
+The default hyper-parameters are the measured MNIST recipe: ``mnist_cnn`` trained at
+``sigma = 0.25`` on the 4,000-image split with ``epochs = 30`` (seed 0) reaches 97.5% clean
+and 97.0% noisy (sigma = 0.25, mean of 20 draws) accuracy on the 1,000 test images, in 15 s
+on 2 idle CPU cores. When another process keeps a core busy, PyTorch's spin-waiting OpenMP
+threads slow each step 20x or more (measured: 447 ms instead of 13 ms); setting
+``OMP_WAIT_POLICY=PASSIVE`` before torch starts (21 ms) or ``torch.set_num_threads(1)``
+(13-17 ms) avoids it.
+
+Example:
+    >>> from rsengine.data import dataset_stats, load_dataset
+    >>> from rsengine.models import build_model
+    >>> from rsengine.train import train_model
+    >>> model = build_model("mnist_cnn")
+    >>> mean, std = dataset_stats("mnist")
+    >>> history = train_model(model, load_dataset("mnist", "train"), sigma=0.25, epochs=1,
+    ...                       mean=mean, std=std)
+    >>> sorted(history[0])
+    ['accuracy', 'epoch', 'loss', 'lr']
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from rsengine.data import check_mean_std
+from rsengine.validation import check_choice, check_positive_float, check_positive_int
+
+__all__ = ["LR_SCHEDULES", "train_model"]
+
+LR_SCHEDULES = ("cosine", "step")
+
+
+def _check_non_negative_float(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"Expected `{name}` to be a finite number >= 0, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"Expected `{name}` to be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def _learning_rate(schedule: str, base_lr: float, step: int, total_steps: int, epoch: int,
+                   epochs: int) -> float:
+    if schedule == "cosine":
+        return base_lr * 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
+    return base_lr * 0.1 ** (epoch // max(1, math.ceil(epochs / 3)))
+
+
+def train_model(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    sigma: float,
+    epochs: int,
+    batch_size: int = 64,
+    lr: float = 0.05,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    lr_schedule: str = "cosine",
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    log: Callable[[str], None] | None = None,
+) -> list[dict]:
+    """Train ``model`` in place with Gaussian noise augmentation; return per-epoch records.
+
+    Args:
+        model: takes the normalized batch ``[B, C, H, W]`` and returns logits ``[B, K]``.
+        dataset: items ``(x, label)`` with ``x`` ``[C, H, W]`` in pixel space ([0, 1]).
+        sigma: noise standard deviation in pixel units, >= 0 (0 trains without noise).
+        epochs: passes over ``dataset``.
+        batch_size: images per SGD step (the last batch of an epoch may be smaller).
+        lr: initial learning rate.
+        momentum: SGD momentum in [0, 1).
+        weight_decay: L2 penalty, >= 0.
+        lr_schedule: ``"cosine"`` (annealed to 0 per step) or ``"step"`` (x0.1 every
+            ``ceil(epochs / 3)`` epochs).
+        mean, std: per-channel normalization applied after the noise; both or neither.
+        seed: seeds the shuffling, the noise and the global torch RNG during training.
+        device: where to train; the model is moved there.
+        log: called once per epoch with a one-line summary (e.g. ``print``).
+
+    Returns:
+        One dict per epoch: ``epoch`` (1-based), ``lr`` (at the epoch's start), ``loss`` (mean
+        cross-entropy over its samples) and ``accuracy`` (on the noisy training batches).
+        The model is left in eval mode.
+
+    Raises:
+        ValueError, TypeError: an argument is out of range or of the wrong type.
+
+    Example:
+        >>> import torch
+        >>> from rsengine.data import TensorImageDataset
+        >>> from rsengine.models import build_model
+        >>> data = TensorImageDataset(torch.zeros(8, 1, 28, 28, dtype=torch.uint8),
+        ...                           torch.arange(8) % 2)
+        >>> len(train_model(build_model("mnist_cnn"), data, sigma=0.5, epochs=2, batch_size=4))
+        2
+    """
+    sigma = _check_non_negative_float("sigma", sigma)
+    epochs = check_positive_int("epochs", epochs)
+    batch_size = check_positive_int("batch_size", batch_size)
+    lr = check_positive_float("lr", lr)
+    momentum = _check_non_negative_float("momentum", momentum)
+    if momentum >= 1:
+        raise ValueError(f"Expected `momentum` in [0, 1), got {momentum!r}")
+    weight_decay = _check_non_negative_float("weight_decay", weight_decay)
+    check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
+    mean, std = check_mean_std(mean, std)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"Expected `seed` to be an integer, got {seed!r}")
+    if len(dataset) == 0:
+        raise ValueError(f"Expected `dataset` to be non-empty, got {dataset!r}")
+    device = torch.device(device)
+
+    model.to(device)
+    shuffle_gen = torch.Generator().manual_seed(seed)
+    noise_gen = torch.Generator(device=device).manual_seed(seed + 1)  # a stream apart from order
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=shuffle_gen)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
+                                weight_decay=weight_decay)
+    mean_t = std_t = None
+    if mean is not None:
+        mean_t = torch.tensor(mean, device=device).view(1, -1, 1, 1)
+        std_t = torch.tensor(std, device=device).view(1, -1, 1, 1)
+    total_steps, step, history = epochs * len(loader), 0, []
+
+    # fork_rng keeps the caller's global RNG state untouched while seeding it for the model.
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        model.train()
+        for epoch in range(epochs):
+            start = time.perf_counter()
+            epoch_lr = _learning_rate(lr_schedule, lr, step, total_steps, epoch, epochs)
+            # Summed on the device and read once per epoch: no host sync per step.
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), dtype=torch.long, device=device)
+            for x, y in loader:
+                for group in optimizer.param_groups:
+                    group["lr"] = _learning_rate(lr_schedule, lr, step, total_steps, epoch, epochs)
+                x, y = x.to(device), y.to(device)  # x: [B, C, H, W] pixels
+                x = x + sigma * torch.randn(x.shape, generator=noise_gen, device=device)
+                if mean_t is not None:
+                    x = (x - mean_t) / std_t
+                logits = model(x)
+                loss = F.cross_entropy(logits, y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                loss_sum += loss.detach() * len(y)
+                correct += (logits.argmax(1) == y).sum()
+                step += 1
+            seen = len(loader.dataset)
+            record = {"epoch": epoch + 1, "lr": epoch_lr, "loss": loss_sum.item() / seen,
+                      "accuracy": correct.item() / seen}
+            history.append(record)
+            if log is not None:
+                log(f"epoch {epoch + 1}/{epochs}  lr {epoch_lr:.4g}  loss {record['loss']:.4f}  "
+                    f"acc {record['accuracy']:.4f}  {time.perf_counter() - start:.1f}s")
+    model.eval()
+    return history
