@@ -5,8 +5,12 @@ before triton is first imported; with a GPU they run on the real compiler.
 """
 import os
 
-import pytest
-import torch
+# Idle OpenMP threads sleep instead of spinning: on a 2-core machine shared with the CLI
+# subprocesses the tests start, spinning threads slowed torch down 30x. Must precede torch.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")

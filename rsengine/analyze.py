@@ -20,7 +20,7 @@ Example:
     >>> print(format_table(["model"], certified_accuracy(t, [0.0, 0.5])[None, :], [0.0, 0.5]), end="")
     |  | r = 0.0 | r = 0.5 |
     | --- | ---: | ---: |
-    | model | **0.75** | **0.50** |
+    | model | 0.75 | 0.50 |
 """
 from __future__ import annotations
 
@@ -126,7 +126,8 @@ def format_table(
     *,
     escape: bool = True,
 ) -> str:
-    """Format certified accuracies as a Markdown or LaTeX table, best value per column marked.
+    """Format certified accuracies as a Markdown or LaTeX table, best value per column marked
+    (when there are two rows or more).
 
     Values are printed with two decimals. In each column every cell whose printed value equals
     the column's best printed value is marked, so ties are all marked (bold ``**0.61**`` in
@@ -179,7 +180,8 @@ def format_table(
     cells = [["{:.2f}".format(value) for value in row] for row in accuracies.tolist()]
     # Best is judged on the printed values: two cells that both read 0.61 are both best.
     best = [max((row[j] for row in cells), key=float, default=None) for j in range(len(radii))]
-    marked = [[(text == best[j]) for j, text in enumerate(row)] for row in cells]
+    # With one row there is nothing to compare: marking every cell would say nothing.
+    marked = [[len(cells) > 1 and text == best[j] for j, text in enumerate(row)] for row in cells]
     labels = [_radius_label(radius) for radius in radii]
 
     if fmt == "markdown":
@@ -275,7 +277,7 @@ def plot_certified_accuracy(
     axes.set_xlabel("radius (l2)")
     axes.set_ylabel("certified accuracy")
     axes.grid(True, alpha=0.3)
-    axes.legend(loc="upper right")
+    axes.legend(loc="lower left")  # curves fall from the top left: the lower left stays clear
     if title is not None:
         axes.set_title(title)
     figure.tight_layout()

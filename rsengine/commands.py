@@ -1,0 +1,216 @@
+"""What the command-line subcommands do, given their parsed options (see ``rsengine.cli``).
+
+Each ``run_*`` function takes an ``argparse.Namespace`` whose fields are the options' names and
+returns nothing; it raises ``ValueError``/``FileNotFoundError`` subclasses with one-line
+messages, which ``rsengine.cli.main`` prints without a traceback.
+
+Example:
+    >>> from rsengine.commands import bundled_checkpoint
+    >>> bundled_checkpoint().endswith("mnist_cnn_sigma0.25.pt")
+    True
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from importlib import resources
+
+import torch
+
+from . import analyze
+from .checkpoints import load_checkpoint, save_checkpoint
+from .data import dataset_num_classes, dataset_stats, load_dataset
+from .models import build_model
+from .results import read_results
+from .resume import file_digest, mark_complete, open_results
+from .smooth import Smooth
+from .stats import floor_significant, max_radius
+from .train import train_model
+from .validation import check_int_at_least, check_positive_float, check_positive_int, check_probability
+
+__all__ = ["PRECISIONS", "bundled_checkpoint", "run_certify", "run_predict", "run_analyze", "run_train"]
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def bundled_checkpoint() -> str:
+    """Path of the MNIST CNN shipped in the package (trained at sigma = 0.25, see README)."""
+    return str(resources.files("rsengine") / "weights" / "mnist_cnn_sigma0.25.pt")
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """The device named on the command line, default CUDA when present; errors if absent."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"Expected `--device` to name a torch device such as cpu or cuda:0, got {name!r}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"CUDA device {name!r} is not available here (torch.cuda.is_available() is False); "
+                             "use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"CUDA device {name!r} does not exist: this machine has "
+                             f"{torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+def _indices(length: int, skip: int, stop: int | None) -> range:
+    # --max is a stop index: inputs 0, skip, 2 * skip, ... below min(stop, length). (The
+    # original stopped only when the index hit --max exactly, i.e. on multiples of --skip.)
+    return range(0, length if stop is None else min(stop, length), skip)
+
+
+def _smoothed_model(opts, num_samples_name: str):
+    """Load the checkpoint and data set named by ``opts``; build the Smooth."""
+    sigma = check_positive_float("SIGMA", opts.sigma)
+    check_positive_int("--batch", opts.batch)
+    check_positive_int("--skip", opts.skip)
+    check_positive_int(num_samples_name, getattr(opts, num_samples_name.lstrip("-")))
+    check_probability("--alpha", opts.alpha)
+    if opts.max is not None:
+        check_int_at_least("--max", opts.max, 0)
+    device = resolve_device(opts.device)
+    dtype = PRECISIONS[opts.precision]
+    checkpoint = load_checkpoint(opts.base_classifier, device=device)
+    dataset = load_dataset(opts.dataset, opts.split, opts.data_dir)
+    num_classes = dataset_num_classes(opts.dataset)
+    if checkpoint.num_classes != num_classes:
+        raise ValueError(f"Checkpoint {opts.base_classifier} has {checkpoint.num_classes} classes but data set "
+                         f"{opts.dataset!r} has {num_classes}")
+    mean, std = checkpoint.mean, checkpoint.std
+    if mean is None:
+        mean, std = dataset_stats(opts.dataset)
+    memory_format = torch.channels_last if opts.channels_last else torch.contiguous_format
+    model = checkpoint.model.to(device=device, dtype=dtype, memory_format=memory_format).eval()
+    smooth = Smooth(model, num_classes, sigma, mean=mean, std=std, seed=opts.seed, backend=opts.backend,
+                    device=device, dtype=dtype, memory_format=memory_format)
+    _check_compatible(smooth, dataset, opts)
+    return smooth, dataset
+
+
+def _check_compatible(smooth: Smooth, dataset, opts) -> None:
+    # One noisy forward pass before any row is written: a checkpoint that cannot take this
+    # data set's inputs fails here with one clear line instead of inside the run.
+    if not len(dataset):
+        raise ValueError(f"Data set {opts.dataset!r} ({opts.split} split) is empty")
+    x, _ = dataset[0]
+    try:
+        smooth.sample_counts(x[None], 1, streams=[0])
+    except RuntimeError as error:
+        raise ValueError(f"The classifier in {opts.base_classifier} cannot take inputs of data set "
+                         f"{opts.dataset!r} (shape {list(x.shape)}): {error}") from None
+
+
+def _progress(indices, desc: str):
+    from tqdm import tqdm
+
+    # disable=None: a bar on a terminal, nothing in logs and pipes (where \r-redrawn bars are noise).
+    return tqdm(indices, desc=desc, unit="input", file=sys.stderr, dynamic_ncols=True, disable=None,
+                mininterval=1.0)
+
+
+def _run_arguments(opts, kind: str) -> dict:
+    """The arguments that determine a run's rows (what a resumed run must share)."""
+    dataset = os.path.abspath(opts.dataset) if os.path.isdir(opts.dataset) else opts.dataset
+    arguments = dict(dataset=dataset, split=opts.split, checkpoint_sha256=file_digest(opts.base_classifier),
+                     sigma=opts.sigma, N=opts.N, alpha=opts.alpha, seed=opts.seed, skip=opts.skip,
+                     max=opts.max, precision=opts.precision)
+    if kind == "certify":
+        arguments["N0"] = opts.N0
+    return arguments
+
+
+def _run(opts, kind: str, decide) -> int:
+    """Run ``decide(x, index) -> row fields`` over the selected inputs, resuming if possible.
+
+    Returns the number of rows in the results file.
+    """
+    smooth, dataset = _smoothed_model(opts, "--N")
+    if kind == "certify":
+        check_positive_int("--N0", opts.N0)
+    arguments = _run_arguments(opts, kind)
+    indices = _indices(len(dataset), opts.skip, opts.max)
+    writer, done = open_results(opts.outfile, kind, arguments, opts.overwrite)
+    if done:
+        print(f"resuming {opts.outfile}: {len(done)} of {len(indices)} inputs already done", file=sys.stderr)
+    with writer:
+        for i in _progress([i for i in indices if i not in done], kind):
+            x, label = dataset[i]
+            start = time.perf_counter()
+            fields = decide(smooth, x, i)
+            writer.write_row(i, label, *fields(label), time.perf_counter() - start)
+    mark_complete(opts.outfile, kind, arguments)
+    return len(indices)
+
+
+def run_certify(opts) -> None:
+    """CERTIFY every selected input of a data set; one results row per input."""
+    def decide(smooth, x, i):
+        preds, radii = smooth.certify_batch(x[None], opts.N0, opts.N, opts.alpha, opts.batch, streams=[i])
+        pred, radius = int(preds[0]), float(radii[0])
+        return lambda label: (pred, radius, int(pred == label))
+
+    count = _run(opts, "certify", decide)
+    print(f"wrote {count} certificates to {os.path.abspath(opts.outfile)}")
+    _summarize(opts.outfile, opts.plot, opts.sigma, opts.N, opts.alpha)
+
+
+def run_predict(opts) -> None:
+    """PREDICT every selected input of a data set; one results row per input."""
+    def decide(smooth, x, i):
+        pred = int(smooth.predict_batch(x[None], opts.N, opts.alpha, opts.batch, streams=[i])[0])
+        return lambda label: (pred, int(pred == label))
+
+    count = _run(opts, "predict", decide)
+    table = read_results(opts.outfile)
+    print(f"wrote {count} predictions to {os.path.abspath(opts.outfile)}; "
+          f"smoothed accuracy {table.correct.mean():.3f}" if len(table) else "")
+
+
+def _summarize(path: str, plot: str | None, sigma: float, n: int, alpha: float) -> None:
+    table = read_results(path)
+    if not len(table):
+        return
+    # Columns stop at the largest radius n and alpha allow: beyond it every value is 0 by design.
+    ceiling = max_radius(sigma, n, alpha)
+    radii = [r for r in analyze.default_radii() if r <= ceiling]
+    print(f"\ncertified accuracy (fraction of inputs certified correct at radius >= r); "
+          f"no certificate can exceed {floor_significant(ceiling)} at sigma = {sigma}, N = {n}, alpha = {alpha}\n")
+    print(analyze.format_table([path], analyze.certified_accuracy(table, radii)[None], radii))
+    if plot:
+        analyze.plot_certified_accuracy([table], plot, names=[os.path.basename(path)])
+        print(f"\nplot saved to {os.path.abspath(plot)}")
+
+
+def run_analyze(opts) -> None:
+    """Certified-accuracy table (and optional plot) of one or more results files."""
+    tables = [read_results(path) for path in opts.files]
+    kinds = {table.kind for table in tables}
+    radii = opts.radii
+    if radii is None:
+        # A prediction carries no radius: with predict files only clean accuracy makes sense.
+        radii = [0.0] if "predict" in kinds else analyze.default_radii()
+    accuracies = [analyze.certified_accuracy(table, radii) for table in tables]
+    print(analyze.format_table(opts.files, accuracies, radii, fmt=opts.format))
+    if opts.plot:
+        if kinds != {"certify"}:
+            raise ValueError("--plot needs certify results files (predict files have no radii)")
+        analyze.plot_certified_accuracy(tables, opts.plot, names=opts.files)
+        print(f"plot saved to {os.path.abspath(opts.plot)}")
+
+
+def run_train(opts) -> None:
+    """Train an architecture with Gaussian noise augmentation and save a checkpoint."""
+    device = resolve_device(opts.device)
+    num_classes = dataset_num_classes(opts.dataset)
+    torch.manual_seed(opts.seed)  # the initial weights too, so the command reproduces a checkpoint
+    model = build_model(opts.arch, num_classes)
+    dataset = load_dataset(opts.dataset, "train", opts.data_dir)
+    mean, std = dataset_stats(opts.dataset)
+    train_model(model, dataset, sigma=opts.sigma, epochs=opts.epochs, batch_size=opts.batch, lr=opts.lr,
+                lr_schedule=opts.lr_schedule, mean=mean, std=std, seed=opts.seed, device=device, log=print)
+    save_checkpoint(opts.outfile, model.cpu(), opts.arch, sigma=opts.sigma, mean=mean, std=std)
+    print(f"saved {opts.arch} trained at sigma={opts.sigma} to {os.path.abspath(opts.outfile)}")

@@ -1,0 +1,109 @@
+"""Resumable results files: a killed certify/predict run continues where it stopped.
+
+Beside each results file ``OUT`` sits ``OUT.run.json``: the arguments that determine the rows
+(data set, split, checkpoint digest, sigma, n0, n, alpha, seed, skip, stop index, precision)
+and whether the run finished. Input i always uses noise stream i, so a restarted run that
+skips the rows already on disk writes exactly the rows an uninterrupted run would have. A
+results file of other arguments, or one without its ``.run.json``, is never appended to or
+replaced unless the user says ``--overwrite``.
+
+Example:
+    >>> import os, tempfile
+    >>> from rsengine.resume import open_results
+    >>> path = os.path.join(tempfile.mkdtemp(), "out.tsv")
+    >>> writer, done = open_results(path, "predict", {"sigma": 0.25}, overwrite=False)
+    >>> writer.write_row(0, 1, 1, 1, 0.5); writer.close()
+    >>> writer, done = open_results(path, "predict", {"sigma": 0.25}, overwrite=False)
+    >>> sorted(done)
+    [0]
+    >>> writer.close()
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+from .results import ResultsWriter
+
+__all__ = ["RunMismatchError", "file_digest", "mark_complete", "open_results", "run_record_path"]
+
+
+class RunMismatchError(ValueError):
+    """The results file belongs to a run with other arguments (or to no known run)."""
+
+
+def run_record_path(results_path) -> str:
+    """Where the run record of ``results_path`` lives."""
+    return os.fspath(results_path) + ".run.json"
+
+
+def file_digest(path) -> str:
+    """SHA-256 of a file's bytes (identifies a checkpoint whatever its name)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_record(results_path, record: dict) -> None:
+    # Write then rename: a crash leaves the old record or the new one, never half of one.
+    path = run_record_path(results_path)
+    with open(path + ".tmp", "w", encoding="utf-8") as file:
+        json.dump(record, file, indent=1, sort_keys=True)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(path + ".tmp", path)
+
+
+def _drop_partial_last_line(path: str) -> None:
+    # Every row is written with its newline in one write; a file not ending in a newline was
+    # killed inside that write, and its last line is not a row.
+    with open(path, "rb+") as file:
+        data = file.read()
+        if data and not data.endswith(b"\n"):
+            file.truncate(data.rfind(b"\n") + 1)
+
+
+def open_results(path, kind: str, arguments: dict, overwrite: bool) -> tuple[ResultsWriter, set]:
+    """Open the results file of a run, resuming it when it holds the same run's rows.
+
+    Args:
+        path: the results file. kind: "certify" or "predict".
+        arguments: JSON-serializable values that determine the rows.
+        overwrite: start afresh even if ``path`` holds other results.
+
+    Returns:
+        (writer, indices already written).
+
+    Raises:
+        RunMismatchError: ``path`` exists and holds another run's results (or results with no
+            run record), and ``overwrite`` is False.
+    """
+    path = os.fspath(path)
+    record = {"kind": kind, "arguments": arguments, "complete": False}
+    if overwrite or not os.path.exists(path):
+        _write_record(path, record)
+        return ResultsWriter(path, kind), set()
+    try:
+        with open(run_record_path(path), encoding="utf-8") as file:
+            previous = json.load(file)
+    except (OSError, ValueError):
+        raise RunMismatchError(f"{path} already exists and was not written by an rsengine run that can be "
+                               "resumed; pass --overwrite to replace it, or choose another OUTFILE") from None
+    if previous.get("kind") != kind or previous.get("arguments") != arguments:
+        old = previous.get("arguments") if isinstance(previous.get("arguments"), dict) else {}
+        changed = sorted(k for k in set(old) | set(arguments) if old.get(k) != arguments.get(k))
+        details = ", ".join(f"{k}: {old.get(k)!r} -> {arguments.get(k)!r}" for k in changed[:4])
+        raise RunMismatchError(f"{path} holds results of a run with other arguments ({details or kind}); "
+                               "pass --overwrite to replace it, or choose another OUTFILE")
+    _drop_partial_last_line(path)
+    _write_record(path, record)
+    writer = ResultsWriter(path, kind, append=True)
+    return writer, set(writer.written_indices)
+
+
+def mark_complete(path, kind: str, arguments: dict) -> None:
+    """Record that the run writing ``path`` finished every input."""
+    _write_record(path, {"kind": kind, "arguments": arguments, "complete": True})

@@ -1,0 +1,233 @@
+"""The rsengine command, driven as a subprocess the way users run it."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from rsengine.checkpoints import save_checkpoint
+from rsengine.commands import bundled_checkpoint
+from rsengine.models import build_model
+from rsengine.results import read_results
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference-results"
+CERTIFY_REF = REFERENCE / "certify"
+
+
+def rsengine(*args, cwd=None, timeout=600):
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    return subprocess.run([sys.executable, "-m", "rsengine", *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+# -- certify and predict --------------------------------------------------------------------
+
+def test_certify_embedded_default_runs_and_reports(tmp_path):
+    result = rsengine("certify", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    table = read_results(tmp_path / "certify_mnist_sigma0.25.tsv")
+    assert len(table) == 100 and table.idx.tolist() == list(range(0, 1000, 10))
+    assert (tmp_path / "certify_mnist_sigma0.25.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "certified accuracy" in result.stdout and "| r = 0.5 |" in result.stdout.replace("  ", " ")
+    assert str(tmp_path / "certify_mnist_sigma0.25.png") in result.stdout
+    # The bundled model is a real robust classifier: most test digits certify at radius 0.25.
+    assert np.mean(table.correct & (table.radius >= 0.25)) > 0.7
+
+
+def _small_certify(tmp_path, name, *extra, sigma=0.25):
+    out = tmp_path / name
+    result = rsengine("certify", "mnist", bundled_checkpoint(), sigma, out, "--skip", 250, "--N0", 20,
+                      "--N", 200, "--batch", 150, *extra)
+    assert result.returncode == 0, result.stderr
+    return read_results(out)
+
+
+def test_certify_is_reproducible_and_independent_of_batch_and_selection(tmp_path):
+    # sigma 0.75, three times the training noise: votes split, so radii vary with the noise.
+    first = _small_certify(tmp_path, "a.tsv", sigma=0.75)
+    assert first.idx.tolist() == [0, 250, 500, 750]
+    again = _small_certify(tmp_path, "b.tsv", "--batch", 64, "--max", 600, sigma=0.75)
+    # Input i always uses stream i: a different batch size or stop index changes nothing.
+    assert again.idx.tolist() == [0, 250, 500]
+    np.testing.assert_array_equal(again.predict, first.predict[:3])
+    np.testing.assert_array_equal(again.radius, first.radius[:3])
+    other_seed = _small_certify(tmp_path, "c.tsv", "--seed", 1, sigma=0.75)
+    assert not np.array_equal(other_seed.radius, first.radius)
+
+
+def test_certify_max_is_a_stop_index_even_off_the_skip_grid(tmp_path):
+    table = _small_certify(tmp_path, "a.tsv", "--max", 251)
+    assert table.idx.tolist() == [0, 250]
+
+
+def test_certify_writes_the_original_header(tmp_path):
+    _small_certify(tmp_path, "a.tsv", "--max", 1)
+    lines = (tmp_path / "a.tsv").read_text().splitlines()
+    assert lines[0] == "idx\tlabel\tpredict\tradius\tcorrect\ttime"
+    assert len(lines) == 2 and lines[1].split("\t")[0] == "0"
+
+
+def test_predict_writes_its_file(tmp_path):
+    out = tmp_path / "p.tsv"
+    result = rsengine("predict", "mnist", bundled_checkpoint(), 0.25, out, "--skip", 100, "--N", 100, "--max", 500)
+    assert result.returncode == 0, result.stderr
+    assert out.read_text().splitlines()[0] == "idx\tlabel\tpredict\tcorrect\ttime"
+    table = read_results(out)
+    assert table.kind == "predict" and table.idx.tolist() == [0, 100, 200, 300, 400]
+    assert "accuracy" in result.stdout
+
+
+def test_certify_loads_an_original_format_checkpoint(tmp_path):
+    # The original checkpoints: {'arch', 'state_dict'} of Sequential(NormalizeLayer, model),
+    # keys "1.*". Certify a 32x32 RGB ImageFolder with a cifar_resnet20 saved that way.
+    torch.manual_seed(0)
+    model = build_model("cifar_resnet20")
+    state = {f"1.{key}": value for key, value in model.state_dict().items()}
+    checkpoint = tmp_path / "checkpoint.pth.tar"
+    torch.save({"arch": "cifar_resnet20", "state_dict": state, "epoch": 90}, checkpoint)
+    images = tmp_path / "images"
+    rng = np.random.default_rng(0)
+    for c in range(10):
+        (images / f"class{c}").mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(images / f"class{c}" / "0.png")
+    out = tmp_path / "out.tsv"
+    result = rsengine("certify", images, checkpoint, 0.25, out, "--N0", 10, "--N", 20, "--batch", 30, "--max", 3)
+    assert result.returncode == 0, result.stderr
+    assert read_results(out).idx.tolist() == [0, 1, 2]
+
+
+# -- analyze --------------------------------------------------------------------------------
+
+def test_analyze_prints_the_published_certified_accuracies():
+    files = [CERTIFY_REF / "imagenet/resnet50/noise_0.25/test/sigma_0.25",
+             CERTIFY_REF / "imagenet/resnet50/noise_0.50/test/sigma_0.50",
+             CERTIFY_REF / "imagenet/resnet50/noise_1.00/test/sigma_1.00"]
+    result = rsengine("analyze", *files, "--radii", 0.5, 1.0, 2.0)
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if "sigma_" in line]
+    cells = [[cell.strip() for cell in row.split("|")[2:5]] for row in rows]
+    # Cohen et al. (2019), Table/Figure for ImageNet: 49% at r = 0.5 (sigma 0.25), 37% at r = 1
+    # (sigma 0.5), 19% at r = 2 (sigma 1.0); the best value of each column is bold.
+    assert cells[0][0] == "**0.49**" and cells[1][1] == "**0.37**" and cells[2][2] == "**0.19**"
+
+
+def test_analyze_latex_and_plot(tmp_path):
+    refs = [CERTIFY_REF / f"cifar10/resnet110/noise_{s}/test/sigma_{s}" for s in ("0.25", "0.50")]
+    plot = tmp_path / "curve.pdf"
+    result = rsengine("analyze", *refs, "--format", "latex", "--plot", plot)
+    assert result.returncode == 0, result.stderr
+    assert "\\textbf{0.60}" in result.stdout  # 60% at r = 0.25 on CIFAR-10, sigma = 0.25
+    assert plot.read_bytes()[:5] == b"%PDF-"
+
+
+def test_analyze_predict_files_give_clean_accuracy():
+    ref = REFERENCE / "predict/imagenet/resnet50/noise_0.25/test/N_100000"
+    result = rsengine("analyze", ref)
+    assert result.returncode == 0, result.stderr
+    assert "0.69" in result.stdout
+
+
+# -- train ----------------------------------------------------------------------------------
+
+def test_train_then_certify_with_the_new_checkpoint(tmp_path):
+    checkpoint = tmp_path / "mnist.pt"
+    result = rsengine("train", "mnist", "mnist_cnn", checkpoint, "--sigma", 0.25, "--epochs", 1,
+                      "--batch", 500, "--lr", 0.05)
+    assert result.returncode == 0, result.stderr
+    assert "saved mnist_cnn" in result.stdout
+    out = tmp_path / "out.tsv"
+    result = rsengine("certify", "mnist", checkpoint, 0.25, out, "--N0", 10, "--N", 20, "--max", 2)
+    assert result.returncode == 0, result.stderr
+    assert len(read_results(out)) == 2
+
+
+def test_train_reproduces_the_bundled_model(tmp_path):
+    # The README's command for the bundled weights, bit for bit (same torch, 2 CPU threads:
+    # the thread count changes float summation order).
+    checkpoint = tmp_path / "mnist_cnn_sigma0.25.pt"
+    env_threads = {"OMP_NUM_THREADS": "2"}
+    result = subprocess.run(
+        [sys.executable, "-m", "rsengine", "train", "mnist", "mnist_cnn", str(checkpoint), "--sigma", "0.25",
+         "--epochs", "30", "--batch", "64", "--lr", "0.05", "--lr-schedule", "cosine", "--seed", "0"],
+        env={**os.environ, **env_threads}, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    bundled = torch.load(bundled_checkpoint(), weights_only=True)
+    rebuilt = torch.load(checkpoint, weights_only=True)
+    assert bundled["arch"] == rebuilt["arch"] == "mnist_cnn"
+    assert bundled["state_dict"].keys() == rebuilt["state_dict"].keys()
+    for key, value in bundled["state_dict"].items():
+        assert torch.equal(value, rebuilt["state_dict"][key]), key
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+def _corrupt(tmp_path):
+    path = tmp_path / "corrupt.pt"
+    path.write_bytes(b"this is not a checkpoint")
+    return path
+
+
+def _cifar_checkpoint(tmp_path):
+    path = tmp_path / "cifar.pt"
+    save_checkpoint(path, build_model("cifar_resnet20"), "cifar_resnet20")
+    return path
+
+
+BAD_CERTIFY = [
+    (lambda tmp: ["mnist", bundled_checkpoint(), -0.5, tmp / "o.tsv"], ["SIGMA"]),
+    (lambda tmp: ["mnist", bundled_checkpoint(), "abc", tmp / "o.tsv"], ["SIGMA", "abc"]),
+    (lambda tmp: ["mnist", tmp / "missing.pt", 0.25, tmp / "o.tsv"], ["missing.pt"]),
+    (lambda tmp: ["mnist", _corrupt(tmp), 0.25, tmp / "o.tsv"], ["corrupt.pt"]),
+    (lambda tmp: ["svhn", bundled_checkpoint(), 0.25, tmp / "o.tsv"], ["svhn"]),
+    (lambda tmp: ["cifar10", bundled_checkpoint(), 0.25, tmp / "o.tsv", "--data-dir", tmp / "nowhere"],
+     ["nowhere"]),
+    (lambda tmp: ["mnist", bundled_checkpoint(), 0.25, tmp / "o.tsv", "--alpha", 2], ["--alpha"]),
+    (lambda tmp: ["mnist", bundled_checkpoint(), 0.25, tmp / "o.tsv", "--N", 0], ["--N"]),
+    (lambda tmp: ["mnist", bundled_checkpoint(), 0.25, tmp / "o.tsv", "--device", "cuda:7"], ["cuda:7"]),
+    (lambda tmp: ["mnist", bundled_checkpoint(), 0.25, tmp / "o.tsv", "--backend", "nope"], ["--backend"]),
+    (lambda tmp: ["mnist", _cifar_checkpoint(tmp), 0.25, tmp / "o.tsv"], []),
+    (lambda tmp: ["mnist", bundled_checkpoint()], ["OUTFILE"]),
+]
+
+
+@pytest.mark.parametrize("make_args, fragments", BAD_CERTIFY,
+                         ids=["negative-sigma", "text-sigma", "missing-checkpoint", "corrupt-checkpoint",
+                              "unknown-dataset", "missing-cifar10", "alpha", "N", "absent-cuda",
+                              "backend", "wrong-input-shape", "partial-positionals"])
+def test_certify_bad_input_is_one_line(tmp_path, make_args, fragments):
+    if "cuda:7" in fragments and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    assert_one_line_error(rsengine("certify", *make_args(tmp_path)), *fragments)
+
+
+def test_analyze_rejects_a_file_that_is_not_a_results_file(tmp_path):
+    junk = tmp_path / "notes.txt"
+    junk.write_text("hello\tworld\n1\t2\n")
+    assert_one_line_error(rsengine("analyze", junk), "notes.txt", "line 1")
+
+
+def test_analyze_rejects_a_plot_with_an_unknown_extension(tmp_path):
+    ref = CERTIFY_REF / "cifar10/resnet110/noise_0.25/test/sigma_0.25"
+    assert_one_line_error(rsengine("analyze", ref, "--plot", tmp_path / "curve.jpgx"), ".jpgx")
+
+
+def test_train_rejects_unknown_architectures(tmp_path):
+    assert_one_line_error(rsengine("train", "mnist", "vgg16", tmp_path / "m.pt", "--sigma", 0.25), "vgg16")
+
+
+def test_help_and_usage_errors():
+    assert rsengine("--help").returncode == 0
+    assert_one_line_error(rsengine("frobnicate"), "frobnicate")
