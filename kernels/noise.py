@@ -38,7 +38,9 @@ def _uniform(words):
     return (words.to(tl.float32) + 0.5) * _TWO_POW_MINUS_32
 
 
-@triton.jit
+# start and n change from batch to batch and phase to phase: specializing on their values
+# (divisibility by 16, == 1) would compile new variants in the middle of a run.
+@triton.jit(do_not_specialize=["start", "n"])
 def _noise_normalize_kernel(
     xs_ptr, streams_ptr, mean_ptr, std_ptr, out_ptr,
     start, n, numel, hw, stride_c, stride_hw, sigma, seed, phase,
@@ -65,7 +67,9 @@ def _noise_normalize_kernel(
         tl.interleave(r01 * tl.cos(theta01), r23 * tl.cos(theta23)),
         tl.interleave(r01 * tl.sin(theta01), r23 * tl.sin(theta23)),
     )  # [4 * BLOCK_Q]
-    d = 4 * q0 - first + tl.arange(0, 4 * BLOCK_Q)  # element index within the input
+    # Element index within the input: it fits in 32 bits (numel < 2**31), and 32-bit division
+    # by hw below is several times cheaper on a GPU than 64-bit.
+    d = (4 * q0 - first).to(tl.int32) + tl.arange(0, 4 * BLOCK_Q)
     mask = (d >= 0) & (d < numel)
     x = tl.load(xs_ptr + owner * numel + d, mask=mask, other=0.0)
     y = x + sigma * z

@@ -28,7 +28,8 @@ BLOCK_B = 32
 BLOCK_K = 256
 
 
-@triton.jit
+# start and n change from batch to batch: specializing on their values would recompile mid-run.
+@triton.jit(do_not_specialize=["start", "n"])
 def _vote_kernel(logits_ptr, counts_ptr, nonfinite_ptr, rows, start, n, num_classes, stride_row,
                  BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr):
     pid = tl.program_id(0).to(tl.int64)
@@ -52,7 +53,9 @@ def _vote_kernel(logits_ptr, counts_ptr, nonfinite_ptr, rows, start, n, num_clas
         best_class = tl.where(better, step_class, best_class)
     owner = (start + row) // n
     tl.atomic_add(counts_ptr + owner * num_classes + best_class, 1, mask=row_ok & (bad == 0))
-    tl.atomic_add(nonfinite_ptr + tl.zeros([BLOCK_B], tl.int32), bad, mask=row_ok)
+    bad_rows = tl.sum(tl.where(row_ok, bad, 0), axis=0)
+    if bad_rows > 0:  # one atomic per program, and none in the common all-finite case
+        tl.atomic_add(nonfinite_ptr, bad_rows)
 
 
 def vote_count(logits: torch.Tensor, start: int, n: int, counts: torch.Tensor,
