@@ -1,0 +1,128 @@
+"""The benchmark table: every record in bench/results/*.json as one Markdown table.
+
+``python bench/report.py`` prints it; ``--write-readme`` also puts it between the
+``<!-- bench-table:start -->`` and ``<!-- bench-table:end -->`` lines of the repository README
+(both markers must already be there: the README's author decides where the table goes).
+``--results DIR`` reads another directory, e.g. the results fetched from a remote run.
+
+Each row names its device; the "goal" column compares the row with the issue's goals for
+H100/H200 (ResNet-50 >= 30,000 samples/s and >= 10x the original loop; CIFAR ResNet-110 <= 1 s per
+n = 100k certificate; fused noise >= 3x the unfused chain; engine overhead <= 3% of wall time).
+
+Example:
+    >>> print(format_table([]))
+    _no GPU results recorded yet_
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import records
+
+__all__ = ["START_MARKER", "END_MARKER", "README", "format_table", "replace_block", "main"]
+
+START_MARKER = "<!-- bench-table:start -->"
+END_MARKER = "<!-- bench-table:end -->"
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+_COLUMNS = ("device", "bench", "model", "input", "dtype", "batch", "samples/s", "baseline samples/s",
+            "speedup", "s per 100k certificate", "goal", "notes", "date", "commit")
+
+
+def _number(value, digits: int = 3) -> str:
+    if value is None:
+        return "—"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}g}"
+
+
+def _goal(record: dict) -> str:
+    """The issue's goal for this row and whether the row meets it; "" where none applies."""
+    bench, model = record["bench"], record["model"]
+    if bench == "end_to_end" and model == "resnet50":
+        met = record["samples_per_s"] >= 30_000 and record["speedup"] >= 10
+        return f"{'met' if met else 'missed'} (>= 30,000/s, >= 10x)"
+    if bench == "end_to_end" and model == "cifar_resnet110":
+        met = record["s_per_100k_certificate"] <= 1.0
+        return f"{'met' if met else 'missed'} (<= 1 s)"
+    if bench == "noise_normalize":
+        return f"{'met' if record['speedup'] >= 3 else 'missed'} (>= 3x)"
+    if bench == "engine_overhead":
+        return f"{'met' if record['overhead_share'] <= 0.03 else 'missed'} (<= 3%)"
+    return ""
+
+
+def _notes(record: dict) -> str:
+    bench = record["bench"]
+    if bench == "noise_normalize":
+        return (f"{record['memory_format']}; fused {record['fused_ms']:.3g} ms vs unfused "
+                f"{record['unfused_ms']:.3g} ms; {record['gb_per_s']:.0f} GB/s written; "
+                f"{record['normals_per_s']:.3g} normals/s")
+    if bench == "vote_count":
+        return (f"{record['batch_size']} x {record['input_shape'][0]} logits; kernel "
+                f"{record['fused_ms'] * 1e3:.3g} µs vs argmax+bincount {record['bincount_ms'] * 1e3:.3g} µs")
+    if bench == "end_to_end":
+        origin = f"derived from {record['batches_timed']} batches" if record["derived"] else "n = 100k measured"
+        return (f"plain bf16 loop {_number(record['plain_bf16_samples_per_s'])}/s; baseline fp32 batch "
+                f"{record.get('baseline_batch_size', '?')}; {origin}")
+    return (f"overhead {100 * record['overhead_share']:.1f}% of wall time; forward alone "
+            f"{_number(record['forward_samples_per_s'])}/s")
+
+
+def _row(record: dict) -> tuple[str, ...]:
+    bench = record["bench"]
+    per_second = record.get("samples_per_s")
+    return (
+        record["device"], bench, record["model"] or "—", "x".join(map(str, record["input_shape"])),
+        record["dtype"], str(record["batch_size"]),
+        _number(per_second) if bench in ("end_to_end", "engine_overhead") else "—",
+        _number(record.get("baseline_samples_per_s")),
+        f"{record['speedup']:.2f}x" if "speedup" in record else "—",
+        _number(record.get("s_per_100k_certificate")),
+        _goal(record), _notes(record), record.get("timestamp", "")[:10], record["commit"],
+    )
+
+
+def format_table(all_records: list[dict]) -> str:
+    """A Markdown table with one row per record (sorted by device, benchmark, model, dtype)."""
+    if not all_records:
+        return "_no GPU results recorded yet_"
+    rows = sorted((_row(record) for record in all_records), key=lambda row: row[:5] + (row[-2],))
+    lines = ["| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    devices = sorted({record["device"] for record in all_records})
+    return f"Measured on: {', '.join(devices)}.\n\n" + "\n".join(lines)
+
+
+def replace_block(text: str, table: str) -> str:
+    """``text`` with everything between the two markers replaced by ``table``.
+
+    Raises:
+        ValueError: a marker is missing, or the end marker precedes the start marker.
+    """
+    start, end = text.find(START_MARKER), text.find(END_MARKER)
+    if start < 0 or end < 0 or end < start:
+        raise ValueError(f"Expected the lines {START_MARKER} and {END_MARKER}, in that order, in the README; "
+                         "add them where the table should go")
+    return text[:start + len(START_MARKER)] + "\n" + table + "\n" + text[end:]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the table; with ``--write-readme`` also write it into the README. Returns 0."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", type=Path, default=records.RESULTS_DIR, help="directory of *.json records")
+    parser.add_argument("--write-readme", action="store_true", help="replace the table block in the README")
+    parser.add_argument("--readme", type=Path, default=README, help="README to write (default: the repository's)")
+    args = parser.parse_args(argv)
+    table = format_table(records.load_records(args.results))
+    print(table)
+    if args.write_readme:
+        args.readme.write_text(replace_block(args.readme.read_text(), table))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

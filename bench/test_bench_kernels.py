@@ -1,0 +1,101 @@
+"""Kernel benchmarks: the fused Triton kernels against the unfused PyTorch chains they replace.
+
+- fused noise + normalize vs repeat, randn, scale, add, normalize, cast: time, GB/s written,
+  normals/s; ImageNet and CIFAR shapes, fp32 and bf16, contiguous and channels_last.
+- fused argmax + vote count vs ``counts += bincount(argmax(logits))``.
+
+Correctness before speed: each benchmark first checks its kernel against
+``rsengine.kernels.reference`` on the benchmarked shape (noise within float rounding, votes
+exactly) and fails, reporting no speed-up, if the kernel is wrong. On a GPU the figures come from
+``triton.testing.do_bench`` (median after warm-up); the pytest-benchmark rounds time the fused
+kernel with a sync after each launch, for pytest-benchmark's own table.
+"""
+import pytest
+import torch
+
+import baseline
+from rsengine.kernels import reference
+
+noise = pytest.importorskip("rsengine.kernels.noise")
+votes = pytest.importorskip("rsengine.kernels.votes")
+
+SIGMA = 0.25
+SEED = 2026
+# As tests/test_kernels.py: the two implementations' fp32 noise differs by float rounding of
+# log/cos/sin (~1e-6), which may move a stored bf16 value to its neighbour, one ulp (2**-7) away.
+ULP = {torch.float32: 0.0, torch.bfloat16: 2.0**-7}
+
+DTYPES = pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+
+
+def _assert_noise_matches_reference(got: torch.Tensor, want: torch.Tensor, dtype: torch.dtype) -> None:
+    assert got.dtype == want.dtype == dtype and got.shape == want.shape
+    scale = want.float().abs().clamp(min=1.0)
+    excess = ((got.float() - want.float()).abs() - (1e-5 + ULP[dtype]) * scale).max().item()
+    assert excess <= 0, (f"fused noise differs from the reference beyond rounding (by {excess:.3g}): "
+                         "no speed-up reported")
+
+
+@DTYPES
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last],
+                         ids=["contiguous", "channels_last"])
+def test_noise_normalize_speedup_over_unfused_chain(benchmark, scenario, dtype, memory_format, device,
+                                                    timer, recorder):
+    rows = scenario.kernel_rows
+    x = torch.rand(scenario.input_shape, generator=torch.Generator().manual_seed(0)).to(device)  # [C, H, W]
+    mean = torch.tensor(scenario.mean, device=device)
+    std = torch.tensor(scenario.std, device=device)
+    streams = torch.zeros(1, dtype=torch.int64, device=device)
+    # One input, rows = its samples 0 .. rows - 1: the engine's estimation-phase batch.
+    args = (x[None], streams, 0, rows, rows, SIGMA, SEED, reference.PHASE_ESTIMATION, mean, std, dtype,
+            memory_format)
+
+    fused = noise.noise_normalize(*args)
+    assert fused.is_contiguous(memory_format=memory_format)
+    _assert_noise_matches_reference(fused, reference.noise_normalize(*args), dtype)
+    del fused  # an ImageNet batch is ~0.6 GB; the timings below allocate their own
+
+    fused_s = timer.kernel_median_s(lambda: noise.noise_normalize(*args))
+    unfused_s = timer.kernel_median_s(
+        lambda: baseline.unfused_noise_normalize(x, rows, SIGMA, mean, std, dtype, memory_format))
+    benchmark.pedantic(timer.timed(lambda: noise.noise_normalize(*args)), rounds=timer.kernel_rounds)
+
+    normals = rows * x.numel()
+    bytes_written = normals * torch.empty((), dtype=dtype).element_size()
+    record = recorder(
+        "noise_normalize", model=None, input_shape=scenario.input_shape, dtype=dtype, batch_size=rows, n=rows,
+        memory_format="channels_last" if memory_format == torch.channels_last else "contiguous",
+        fused_ms=fused_s * 1e3, unfused_ms=unfused_s * 1e3, speedup=unfused_s / fused_s,
+        gb_per_s=bytes_written / fused_s / 1e9, normals_per_s=normals / fused_s,
+        unfused_normals_per_s=normals / unfused_s,
+    )
+    assert record["speedup"] > 0 and record["normals_per_s"] > 0
+
+
+@DTYPES
+def test_vote_count_speedup_over_argmax_bincount(benchmark, scenario, dtype, device, timer, recorder):
+    rows, num_classes = scenario.kernel_rows, scenario.num_classes
+    logits = torch.randn(rows, num_classes, generator=torch.Generator().manual_seed(0)).to(device, dtype)
+    counts = torch.zeros(1, num_classes, dtype=torch.int32, device=device)
+    nonfinite = torch.zeros(1, dtype=torch.int32, device=device)
+
+    votes.vote_count(logits, 0, rows, counts, nonfinite)
+    want = torch.zeros_like(counts)
+    reference.vote_count(logits, 0, rows, want, torch.zeros_like(nonfinite))
+    plain = torch.zeros(num_classes, dtype=torch.int64, device=device)
+    baseline.argmax_bincount(logits, plain)
+    assert torch.equal(counts, want), "vote kernel disagrees with the reference: no speed-up reported"
+    assert torch.equal(counts[0].long(), plain) and int(counts.sum()) == rows and int(nonfinite) == 0
+
+    # Both accumulate across calls; int32 counts stay far below 2**31 within do_bench's 100 ms.
+    fused_s = timer.kernel_median_s(lambda: votes.vote_count(logits, 0, rows, counts, nonfinite))
+    bincount_s = timer.kernel_median_s(lambda: baseline.argmax_bincount(logits, plain))
+    benchmark.pedantic(timer.timed(lambda: votes.vote_count(logits, 0, rows, counts, nonfinite)),
+                       rounds=timer.kernel_rounds)
+
+    record = recorder(
+        "vote_count", model=None, input_shape=(num_classes,), dtype=dtype, batch_size=rows, n=rows,
+        fused_ms=fused_s * 1e3, bincount_ms=bincount_s * 1e3, speedup=bincount_s / fused_s,
+        rows_per_s=rows / fused_s,
+    )
+    assert record["speedup"] > 0

@@ -1,0 +1,102 @@
+"""The record files and the README table, on fake GPU results in a temporary directory."""
+import datetime
+import json
+
+import pytest
+
+import records
+import report
+
+
+def _end_to_end(**overrides) -> dict:
+    record = records.make_record(
+        "end_to_end", model="resnet50", input_shape=(3, 224, 224), dtype="bfloat16", batch_size=1000, n=20_000,
+        samples_per_s=31_000.0, baseline_samples_per_s=2_500.0, speedup=12.4, plain_bf16_samples_per_s=20_000.0,
+        s_per_100k_certificate=3.3, derived=True, batches_timed=20, baseline_batch_size=400,
+    )
+    record.update(device="NVIDIA H200", commit="abc1234", timestamp="2026-01-02T03:04:05+00:00", **overrides)
+    return record
+
+
+def _noise() -> dict:
+    record = records.make_record(
+        "noise_normalize", model=None, input_shape=(3, 32, 32), dtype="float32", batch_size=5000, n=5000,
+        memory_format="channels_last", fused_ms=0.5, unfused_ms=1.0, speedup=2.0, gb_per_s=120.0,
+        normals_per_s=3e10,
+    )
+    record.update(device="NVIDIA H200", commit="abc1234", timestamp="2026-01-02T03:04:05+00:00")
+    return record
+
+
+def test_records_carry_every_required_key():
+    record = _end_to_end()
+    assert set(records.REQUIRED_KEYS + records.FIGURE_KEYS["end_to_end"]) <= set(record)
+    with pytest.raises(ValueError, match="baseline_samples_per_s"):
+        records.validate_record({key: value for key, value in record.items() if key != "baseline_samples_per_s"})
+    with pytest.raises(ValueError, match="JSON"):
+        records.validate_record(dict(record, n=(1, 2)))
+
+
+def test_results_file_is_named_after_device_and_day(tmp_path, monkeypatch):
+    day = datetime.date(2026, 1, 2)
+    assert records.results_file("NVIDIA H200", day, tmp_path) == tmp_path / "nvidia-h200_2026-01-02.json"
+    monkeypatch.setenv("RSENGINE_BENCH_OUT", str(tmp_path / "out"))
+    assert records.results_file("NVIDIA H100 80GB HBM3", day).parent == tmp_path / "out"
+
+
+def test_append_records_extends_the_json_list(tmp_path):
+    path = tmp_path / "nvidia-h200_2026-01-02.json"
+    records.append_records([_end_to_end()], path)
+    records.append_records([_noise()], path)
+    assert [record["bench"] for record in json.loads(path.read_text())] == ["end_to_end", "noise_normalize"]
+    assert [record["bench"] for record in records.load_records(tmp_path)] == ["end_to_end", "noise_normalize"]
+
+
+def test_recorder_writes_only_when_asked(tmp_path, monkeypatch):
+    monkeypatch.setenv("RSENGINE_BENCH_OUT", str(tmp_path))
+    fields = dict(model=None, input_shape=(10,), dtype="bfloat16", batch_size=64, n=64, speedup=2.0,
+                  fused_ms=0.01, bincount_ms=0.02)
+    smoke = records.Recorder({}, write=False)
+    smoke("vote_count", **fields)
+    assert smoke.written == [] and list(tmp_path.iterdir()) == []
+    extra_info = {}
+    gpu = records.Recorder(extra_info, write=True)
+    record = gpu("vote_count", **fields)
+    assert extra_info == record and gpu.written == [records.results_file(record["device"], directory=tmp_path)]
+    assert records.load_records(tmp_path) == [record]
+
+
+def test_report_table_rows_and_goals(tmp_path, capsys):
+    records.append_records([_end_to_end(), _noise()], tmp_path / "nvidia-h200_2026-01-02.json")
+    assert report.main(["--results", str(tmp_path)]) == 0
+    table = capsys.readouterr().out
+    assert "Measured on: NVIDIA H200." in table
+    lines = [line for line in table.splitlines() if line.startswith("| NVIDIA H200")]
+    assert len(lines) == 2
+    end_to_end = next(line for line in lines if "end_to_end" in line)
+    assert "31,000" in end_to_end and "2,500" in end_to_end and "12.40x" in end_to_end
+    assert "met (>= 30,000/s, >= 10x)" in end_to_end and "derived from 20 batches" in end_to_end
+    assert "missed (>= 3x)" in next(line for line in lines if "noise_normalize" in line)
+
+
+def test_report_writes_readme_block_between_markers(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\n\n{report.START_MARKER}\nold table\n{report.END_MARKER}\n\nafter\n")
+    results = tmp_path / "results"
+    results.mkdir()
+    report.main(["--results", str(results), "--write-readme", "--readme", str(readme)])
+    assert readme.read_text() == (f"# Title\n\n{report.START_MARKER}\n_no GPU results recorded yet_\n"
+                                  f"{report.END_MARKER}\n\nafter\n")
+    records.append_records([_end_to_end()], results / "nvidia-h200_2026-01-02.json")
+    report.main(["--results", str(results), "--write-readme", "--readme", str(readme)])
+    text = readme.read_text()
+    assert "old table" not in text and "| NVIDIA H200 | end_to_end | resnet50 |" in text
+    assert text.endswith(f"{report.END_MARKER}\n\nafter\n")
+
+
+def test_report_refuses_readme_without_markers(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# Title\n")
+    with pytest.raises(ValueError, match="bench-table:start"):
+        report.main(["--results", str(tmp_path), "--write-readme", "--readme", str(readme)])
+    assert readme.read_text() == "# Title\n"
