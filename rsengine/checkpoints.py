@@ -29,8 +29,6 @@ Example:
 """
 from __future__ import annotations
 
-import math
-import numbers
 import os
 import re
 import warnings
@@ -42,7 +40,7 @@ from torch import nn
 
 from rsengine.data import check_mean_std, dataset_stats
 from rsengine.models import ARCHITECTURES, build_model
-from rsengine.validation import check_positive_int
+from rsengine.validation import check_non_negative_float, check_positive_int
 
 __all__ = [
     "CheckpointError",
@@ -113,13 +111,7 @@ def _check_plain(name: str, value) -> None:
 
 
 def _check_sigma(sigma) -> float | None:
-    if sigma is None:
-        return None
-    if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real):
-        raise TypeError(f"Expected `sigma` to be a finite number >= 0 or None, got {sigma!r}")
-    if not math.isfinite(sigma) or sigma < 0:
-        raise ValueError(f"Expected `sigma` to be a finite number >= 0 or None, got {sigma!r}")
-    return float(sigma)
+    return None if sigma is None else check_non_negative_float("sigma", sigma)
 
 
 def _listing(items: list[str]) -> str:
@@ -230,7 +222,8 @@ def _torch_load(path: str, trust_pickle: bool):
         if unsafe:
             raise CheckpointError(
                 f"{path}: cannot be loaded safely: it needs {unsafe.group(1)}, which "
-                f"weights_only loading refuses; pass trust_pickle=True only if you trust the file"
+                f"weights_only loading refuses; pass trust_pickle=True (rsengine certify: "
+                f"--trust-pickle) only if you trust the file"
             ) from None
         # torch wraps the reason in paragraphs of advice: keep its first sentence.
         detail = message.split("WeightsUnpickler error:")[-1]

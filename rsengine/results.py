@@ -33,7 +33,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import math
-import numbers
 import os
 import re
 from typing import Optional
@@ -41,7 +40,7 @@ from typing import Optional
 import numpy as np
 
 from rsengine.stats import floor_significant
-from rsengine.validation import check_choice, check_int_at_least
+from rsengine.validation import check_choice, check_int_at_least, check_non_negative_float
 
 __all__ = [
     "KINDS",
@@ -141,7 +140,7 @@ def format_radius(radius: float) -> str:
         >>> format_radius(0.4568), format_radius(1.2), format_radius(0.0)
         ('0.456', '1.2', '0.0')
     """
-    radius = _check_non_negative("radius", radius)
+    radius = check_non_negative_float("radius", radius)
     return "{:.3}".format(floor_significant(radius))
 
 
@@ -152,7 +151,7 @@ def format_time(seconds: float) -> str:
         >>> format_time(151.238689)
         '0:02:31.238689'
     """
-    seconds = _check_non_negative("seconds", seconds)
+    seconds = check_non_negative_float("seconds", seconds)
     return str(datetime.timedelta(seconds=seconds))
 
 
@@ -239,7 +238,7 @@ class ResultsWriter:
         correct = _check_correct(values["correct"], label, predict)
         cells = [str(idx), str(label), str(predict)]
         if self.kind == "certify":
-            radius = _check_non_negative("radius", values["radius"])
+            radius = check_non_negative_float("radius", values["radius"])
             if predict == -1 and radius != 0.0:
                 raise ValueError(f"Expected `radius` to be 0.0 for an abstention (predict -1), got {radius!r}")
             cells.append(format_radius(radius))
@@ -401,14 +400,6 @@ def _check_correct(correct, label: int, predict: int) -> int:
     if correct != expected:
         raise ValueError(f"Expected `correct` to be {expected} for label {label} and predict {predict}, got {correct!r}")
     return correct
-
-
-def _check_non_negative(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"Expected `{name}` to be a finite number >= 0, got {value!r}")
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"Expected `{name}` to be a finite number >= 0, got {value!r}")
-    return float(value)
 
 
 def _quote(text: str, limit: int = _QUOTE_LIMIT) -> str:

@@ -42,19 +42,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from rsengine.data import check_mean_std
-from rsengine.validation import check_choice, check_positive_float, check_positive_int
+from rsengine.validation import check_choice, check_non_negative_float, check_positive_float, check_positive_int
 
 __all__ = ["LR_SCHEDULES", "train_model"]
 
 LR_SCHEDULES = ("cosine", "step")
-
-
-def _check_non_negative_float(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"Expected `{name}` to be a finite number >= 0, got {value!r}")
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"Expected `{name}` to be a finite number >= 0, got {value!r}")
-    return float(value)
 
 
 def _learning_rate(schedule: str, base_lr: float, step: int, total_steps: int, epoch: int,
@@ -116,14 +108,14 @@ def train_model(
         >>> len(train_model(build_model("mnist_cnn"), data, sigma=0.5, epochs=2, batch_size=4))
         2
     """
-    sigma = _check_non_negative_float("sigma", sigma)
+    sigma = check_non_negative_float("sigma", sigma)
     epochs = check_positive_int("epochs", epochs)
     batch_size = check_positive_int("batch_size", batch_size)
     lr = check_positive_float("lr", lr)
-    momentum = _check_non_negative_float("momentum", momentum)
+    momentum = check_non_negative_float("momentum", momentum)
     if momentum >= 1:
         raise ValueError(f"Expected `momentum` in [0, 1), got {momentum!r}")
-    weight_decay = _check_non_negative_float("weight_decay", weight_decay)
+    weight_decay = check_non_negative_float("weight_decay", weight_decay)
     check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
     mean, std = check_mean_std(mean, std)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):

@@ -22,6 +22,7 @@ __all__ = [
     "check_positive_int",
     "check_int_at_least",
     "check_positive_float",
+    "check_non_negative_float",
     "check_probability",
     "check_choice",
 ]
@@ -51,6 +52,15 @@ def check_positive_float(name: str, value) -> float:
         _fail(name, "to be a finite number > 0", value, TypeError)
     if not math.isfinite(value) or value <= 0:
         _fail(name, "to be a finite number > 0", value)
+    return float(value)
+
+
+def check_non_negative_float(name: str, value) -> float:
+    """Return ``value`` as a float if it is a finite real number >= 0, else raise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        _fail(name, "to be a finite number >= 0", value, TypeError)
+    if not math.isfinite(value) or value < 0:
+        _fail(name, "to be a finite number >= 0", value)
     return float(value)
 
 
