@@ -19,7 +19,8 @@ from rsengine.results import (
     read_results,
 )
 
-REFERENCE = pathlib.Path("/work/shared/reference-results")
+# CI lays shared/ beside the clone, as in the development checkout.
+REFERENCE = pathlib.Path(__file__).resolve().parents[2] / "shared" / "reference-results"
 REFERENCE_FILES = sorted(p for p in REFERENCE.rglob("*") if p.is_file() and p.name != "README.md")
 CERTIFY_HEADER = HEADERS["certify"] + "\n"
 PREDICT_HEADER = HEADERS["predict"] + "\n"
