@@ -27,7 +27,7 @@ EMBEDDED_DEFAULT = dict(dataset="mnist", sigma=0.25, skip=10, N=1000, batch=1100
                         outfile="certify_mnist_sigma0.25.tsv", plot="certify_mnist_sigma0.25.png")
 PREDICT_OUTFILE = "predict_mnist_sigma0.25.tsv"
 # The original scripts' defaults, for runs that name their data set.
-ORIGINAL_DEFAULT = dict(skip=1, N=100_000, batch=1000)
+ORIGINAL_DEFAULT = dict(skip=1, N=100_000, batch=None)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,7 +45,8 @@ def _sampling_arguments(parser: argparse.ArgumentParser, certify: bool) -> None:
     parser.add_argument("outfile", nargs="?", metavar="OUTFILE",
                         help="results file, tab-separated (default: ./%s)"
                              % (EMBEDDED_DEFAULT["outfile"] if certify else PREDICT_OUTFILE))
-    parser.add_argument("--batch", type=int, help="noisy samples per forward pass (default: 1000)")
+    parser.add_argument("--batch", type=int, help="noisy samples per forward pass (default: from free GPU "
+                                                  "memory; 1000 on the CPU)")
     parser.add_argument("--skip", type=int, help="certify every SKIP-th input (default: 1; embedded: 10)")
     parser.add_argument("--max", type=int, metavar="STOP",
                         help="stop index: inputs 0, SKIP, 2*SKIP, ... below STOP (default: all)")
@@ -64,6 +65,9 @@ def _sampling_arguments(parser: argparse.ArgumentParser, certify: bool) -> None:
     parser.add_argument("--channels-last", action="store_true", help="run the classifier in channels_last")
     parser.add_argument("--data-dir", help="where cifar10/imagenet live (default: $RSENGINE_DATA, "
                                            "$IMAGENET_DIR, ./data)")
+    parser.add_argument("--trust-pickle", action="store_true",
+                        help="WARNING: unsafe. Load a checkpoint that weights_only=True refuses, with full "
+                             "pickle, which runs any code the file contains; only for files you trust")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace OUTFILE even if it holds other results (default: resume a run of "
                              "the same arguments, refuse anything else)")
@@ -120,7 +124,7 @@ def _fill_defaults(opts) -> None:
 
         opts.base_classifier = bundled_checkpoint()
     for name in ("skip", "N", "batch"):
-        if getattr(opts, name) is None:
+        if getattr(opts, name) is None:  # batch None: chosen from free memory
             setattr(opts, name, (EMBEDDED_DEFAULT if embedded else ORIGINAL_DEFAULT)[name])
 
 

@@ -11,6 +11,7 @@ Example:
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -23,7 +24,7 @@ from .checkpoints import load_checkpoint, save_checkpoint
 from .data import dataset_num_classes, dataset_stats, load_dataset
 from .models import build_model
 from .results import read_results
-from .resume import file_digest, mark_complete, open_results
+from .resume import file_digest, mark_complete, open_results, run_record_path
 from .smooth import Smooth
 from .stats import floor_significant, max_radius
 from .train import train_model
@@ -66,7 +67,8 @@ def _indices(length: int, skip: int, stop: int | None) -> range:
 def _smoothed_model(opts, num_samples_name: str):
     """Load the checkpoint and data set named by ``opts``; build the Smooth."""
     sigma = check_positive_float("SIGMA", opts.sigma)
-    check_positive_int("--batch", opts.batch)
+    if opts.batch is not None:
+        check_positive_int("--batch", opts.batch)
     check_positive_int("--skip", opts.skip)
     check_positive_int(num_samples_name, getattr(opts, num_samples_name.lstrip("-")))
     check_probability("--alpha", opts.alpha)
@@ -74,7 +76,7 @@ def _smoothed_model(opts, num_samples_name: str):
         check_int_at_least("--max", opts.max, 0)
     device = resolve_device(opts.device)
     dtype = PRECISIONS[opts.precision]
-    checkpoint = load_checkpoint(opts.base_classifier, device=device)
+    checkpoint = load_checkpoint(opts.base_classifier, device=device, trust_pickle=opts.trust_pickle)
     dataset = load_dataset(opts.dataset, opts.split, opts.data_dir)
     num_classes = dataset_num_classes(opts.dataset)
     if checkpoint.num_classes != num_classes:
@@ -185,9 +187,24 @@ def _summarize(path: str, plot: str | None, sigma: float, n: int, alpha: float) 
         print(f"\nplot saved to {os.path.abspath(plot)}")
 
 
+def _warn_if_unfinished(path: str) -> None:
+    # A results file of a run that stopped early looks like any other: say so (on stderr, so
+    # the table on stdout stays clean).
+    try:
+        with open(run_record_path(path), encoding="utf-8") as file:
+            complete = json.load(file).get("complete")
+    except (OSError, ValueError, AttributeError):
+        return  # no rsengine run record (e.g. the original code's files): nothing to say
+    if complete is False:
+        print(f"note: {path} is from a run that has not finished; rerun its command to complete it",
+              file=sys.stderr)
+
+
 def run_analyze(opts) -> None:
     """Certified-accuracy table (and optional plot) of one or more results files."""
     tables = [read_results(path) for path in opts.files]
+    for path in opts.files:
+        _warn_if_unfinished(path)
     kinds = {table.kind for table in tables}
     radii = opts.radii
     if radii is None:

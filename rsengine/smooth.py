@@ -28,7 +28,7 @@ from . import stats
 from .stats import ABSTAIN
 from .backends import resolve_backend
 from .kernels.reference import PHASE_ESTIMATION, PHASE_PREDICTION, PHASE_SELECTION
-from .sampler import NoiseSpec, count_votes
+from .sampler import NoiseSpec, auto_batch_size, count_votes
 from .validation import (check_choice, check_int_at_least, check_positive_float, check_positive_int,
                          check_probability)
 
@@ -107,6 +107,8 @@ class Smooth:
                              f"and {self.std.numel()}")
         self.backend = resolve_backend(backend, self.device)
         self._next_stream = 0
+        self._auto_batch_sizes: dict[tuple, int] = {}
+        self._out_of_memory_cap: int | None = None
 
     def __repr__(self) -> str:
         return (f"Smooth(num_classes={self.num_classes}, sigma={self.sigma}, seed={self.seed}, "
@@ -115,13 +117,17 @@ class Smooth:
 
     # -- the paper's algorithms, one input ---------------------------------------------------
 
-    def certify(self, x: torch.Tensor, n0: int, n: int, alpha: float, batch_size: int = 1000) -> tuple[int, float]:
+    def certify(self, x: torch.Tensor, n0: int, n: int, alpha: float,
+                batch_size: int | None = None) -> tuple[int, float]:
         """CERTIFY: a class and a certified l2 radius for one input, or (ABSTAIN, 0.0).
 
         Args:
             x: one input without batch dimension, e.g. [C, H, W], pixel space.
             n0: selection samples (guess the top class). n: estimation samples (bound its
-                probability). alpha: failure probability. batch_size: rows per forward pass.
+                probability). alpha: failure probability. batch_size: rows per forward pass;
+                None chooses it from the free device memory (1000 on the CPU). If the device
+                runs out of memory the batch is halved and the run goes on (BatchSizeReduced
+                warning, once); results do not depend on the batch size.
 
         Returns:
             (class, radius); (ABSTAIN, 0.0) when the lower bound on pA is below 1/2.
@@ -129,7 +135,7 @@ class Smooth:
         preds, radii = self.certify_batch(self._as_batch(x), n0, n, alpha, batch_size)
         return int(preds[0]), float(radii[0])
 
-    def predict(self, x: torch.Tensor, n: int, alpha: float, batch_size: int = 1000) -> int:
+    def predict(self, x: torch.Tensor, n: int, alpha: float, batch_size: int | None = None) -> int:
         """PREDICT: the smoothed classifier's class for one input, or ABSTAIN.
 
         Args:
@@ -140,7 +146,7 @@ class Smooth:
 
     # -- many inputs, samples packed into shared batches -------------------------------------
 
-    def certify_batch(self, xs, n0: int, n: int, alpha: float, batch_size: int = 1000,
+    def certify_batch(self, xs, n0: int, n: int, alpha: float, batch_size: int | None = None,
                       streams=None) -> tuple[np.ndarray, np.ndarray]:
         """CERTIFY for M inputs at once, their samples packed into shared batches.
 
@@ -157,14 +163,14 @@ class Smooth:
         n0 = check_positive_int("n0", n0)
         n = self._check_samples("n", n)
         alpha = check_probability("alpha", alpha)
-        batch_size = check_positive_int("batch_size", batch_size)
+        batch_size = self._check_batch_size(batch_size)
         xs, stream_ids = self._prepare(xs, streams)
         guess = self._counts(xs, stream_ids, n0, PHASE_SELECTION, batch_size).argmax(axis=1)
         counts = self._counts(xs, stream_ids, n, PHASE_ESTIMATION, batch_size)
         n_a = counts[np.arange(len(guess)), guess]
         return stats.certify_from_counts(guess, n_a, n, alpha, self.sigma)
 
-    def predict_batch(self, xs, n: int, alpha: float, batch_size: int = 1000, streams=None) -> np.ndarray:
+    def predict_batch(self, xs, n: int, alpha: float, batch_size: int | None = None, streams=None) -> np.ndarray:
         """PREDICT for M inputs at once. Arguments as in :meth:`certify_batch`.
 
         Returns:
@@ -172,11 +178,11 @@ class Smooth:
         """
         n = self._check_samples("n", n)
         alpha = check_probability("alpha", alpha)
-        batch_size = check_positive_int("batch_size", batch_size)
+        batch_size = self._check_batch_size(batch_size)
         xs, stream_ids = self._prepare(xs, streams)
         return stats.predict_from_counts(self._counts(xs, stream_ids, n, PHASE_PREDICTION, batch_size), alpha)
 
-    def sample_counts(self, xs, n: int, phase: int = PHASE_ESTIMATION, batch_size: int = 1000,
+    def sample_counts(self, xs, n: int, phase: int = PHASE_ESTIMATION, batch_size: int | None = None,
                       streams=None) -> np.ndarray:
         """Raw vote counts [M, num_classes] (int64) of n noisy copies of each input.
 
@@ -184,11 +190,15 @@ class Smooth:
         """
         n = self._check_samples("n", n)
         check_choice("phase", phase, (PHASE_SELECTION, PHASE_ESTIMATION, PHASE_PREDICTION))
-        batch_size = check_positive_int("batch_size", batch_size)
+        batch_size = self._check_batch_size(batch_size)
         xs, stream_ids = self._prepare(xs, streams)
         return self._counts(xs, stream_ids, n, phase, batch_size)
 
     # -- internals ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_batch_size(value) -> int | None:
+        return None if value is None else check_positive_int("batch_size", value)
 
     @staticmethod
     def _check_samples(name: str, value) -> int:
@@ -247,5 +257,16 @@ class Smooth:
 
     def _counts(self, xs, stream_ids, n, phase, batch_size) -> np.ndarray:
         spec = NoiseSpec(self.sigma, self.seed, self.mean, self.std, self.dtype, self.memory_format)
-        return count_votes(self.base_classifier, xs, stream_ids, n, phase, self.num_classes, spec,
-                           batch_size, self.backend)
+        total = xs.shape[0] * n
+        if batch_size is None:
+            shape = tuple(xs.shape[1:])
+            if shape not in self._auto_batch_sizes:  # measured once per input shape
+                self._auto_batch_sizes[shape] = auto_batch_size(self.base_classifier, xs, spec, self.backend)
+            batch_size = min(total, self._auto_batch_sizes[shape])
+        if self._out_of_memory_cap is not None:
+            batch_size = min(batch_size, self._out_of_memory_cap)
+        counts, used = count_votes(self.base_classifier, xs, stream_ids, n, phase, self.num_classes, spec,
+                                   batch_size, self.backend)
+        if used < batch_size:  # remember, so later calls do not run out of memory again
+            self._out_of_memory_cap = used
+        return counts

@@ -1,4 +1,5 @@
 """The rsengine command, driven as a subprocess the way users run it."""
+import datetime
 import os
 import subprocess
 import sys
@@ -186,6 +187,18 @@ def _cifar_checkpoint(tmp_path):
     return path
 
 
+def _three_class_checkpoint(tmp_path):
+    path = tmp_path / "three.pt"
+    save_checkpoint(path, build_model("mnist_cnn", num_classes=3), "mnist_cnn")
+    return path
+
+
+def _unknown_arch_checkpoint(tmp_path):
+    path = tmp_path / "vgg.pt"
+    torch.save({"arch": "vgg16", "state_dict": {}}, path)
+    return path
+
+
 BAD_CERTIFY = [
     (lambda tmp: ["mnist", bundled_checkpoint(), -0.5, tmp / "o.tsv"], ["SIGMA"]),
     (lambda tmp: ["mnist", bundled_checkpoint(), "abc", tmp / "o.tsv"], ["SIGMA", "abc"]),
@@ -200,17 +213,50 @@ BAD_CERTIFY = [
     (lambda tmp: ["mnist", bundled_checkpoint(), 0.25, tmp / "o.tsv", "--backend", "nope"], ["--backend"]),
     (lambda tmp: ["mnist", _cifar_checkpoint(tmp), 0.25, tmp / "o.tsv"], []),
     (lambda tmp: ["mnist", bundled_checkpoint()], ["OUTFILE"]),
+    (lambda tmp: ["mnist", _three_class_checkpoint(tmp), 0.25, tmp / "o.tsv"], ["3 classes", "10"]),
+    (lambda tmp: ["mnist", _unknown_arch_checkpoint(tmp), 0.25, tmp / "o.tsv"], ["vgg16"]),
+    (lambda tmp: ["mnist", bundled_checkpoint(), 0.25, tmp / "o.tsv", "--skip", 0], ["--skip"]),
+    (lambda tmp: ["mnist", bundled_checkpoint(), 0.25, tmp / "o.tsv", "--batch", -1], ["--batch"]),
 ]
 
 
 @pytest.mark.parametrize("make_args, fragments", BAD_CERTIFY,
                          ids=["negative-sigma", "text-sigma", "missing-checkpoint", "corrupt-checkpoint",
                               "unknown-dataset", "missing-cifar10", "alpha", "N", "absent-cuda",
-                              "backend", "wrong-input-shape", "partial-positionals"])
+                              "backend", "wrong-input-shape", "partial-positionals", "class-count",
+                              "unknown-arch", "skip", "batch"])
 def test_certify_bad_input_is_one_line(tmp_path, make_args, fragments):
     if "cuda:7" in fragments and torch.cuda.device_count() > 7:
         pytest.skip("this machine has a cuda:7")
     assert_one_line_error(rsengine("certify", *make_args(tmp_path)), *fragments)
+
+
+def test_certify_bad_input_leaves_no_results_file(tmp_path):
+    result = rsengine("certify", "mnist", _three_class_checkpoint(tmp_path), 0.25, tmp_path / "o.tsv")
+    assert result.returncode == 2
+    assert not (tmp_path / "o.tsv").exists() and not (tmp_path / "o.tsv.run.json").exists()
+
+
+def test_trust_pickle_is_an_explicit_opt_in(tmp_path):
+    path = tmp_path / "pickled.pt"
+    checkpoint = torch.load(bundled_checkpoint(), weights_only=True)
+    checkpoint["trained_on"] = datetime.date(2019, 2, 8)  # a global weights_only loading refuses
+    torch.save(checkpoint, path)
+    refused = rsengine("certify", "mnist", path, 0.25, tmp_path / "o.tsv", "--max", 1, "--N", 10)
+    assert_one_line_error(refused, "pickled.pt", "datetime.date", "--trust-pickle")
+    trusted = rsengine("certify", "mnist", path, 0.25, tmp_path / "o.tsv", "--max", 1, "--N", 10, "--trust-pickle")
+    assert trusted.returncode == 0, trusted.stderr
+    assert "weights_only=False" in trusted.stderr  # the warning
+    assert len(read_results(tmp_path / "o.tsv")) == 1
+
+
+def test_analyze_notes_an_unfinished_run(tmp_path):
+    out = tmp_path / "out.tsv"
+    assert rsengine("certify", "mnist", bundled_checkpoint(), 0.25, out, "--max", 1, "--N", 10).returncode == 0
+    record = out.with_name("out.tsv.run.json")
+    record.write_text(record.read_text().replace('"complete": true', '"complete": false'))
+    result = rsengine("analyze", out)
+    assert result.returncode == 0 and "has not finished" in result.stderr
 
 
 def test_analyze_rejects_a_file_that_is_not_a_results_file(tmp_path):

@@ -1,0 +1,193 @@
+"""Runs that survive faults: out of memory, failing classifiers, kills and restarts."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from rsengine import Smooth, commands
+from rsengine.cli import main
+from rsengine.commands import bundled_checkpoint
+from rsengine.results import read_results
+from rsengine.resume import run_record_path
+from rsengine.sampler import CPU_BATCH_SIZE, BatchSizeReduced
+
+XS = torch.tensor([[0.05, 0.0, 0.0], [0.02, 0.01, 0.3], [-0.2, 0.1, 0.0]])
+
+
+class OutOfMemoryAbove(torch.nn.Module):
+    """A linear classifier that runs out of memory on batches larger than ``limit``."""
+
+    def __init__(self, limit):
+        super().__init__()
+        self.limit = limit
+        self.linear = torch.nn.Linear(3, 2)
+        self.batch_sizes = []
+
+    def forward(self, x):
+        if x.shape[0] > self.limit:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        self.batch_sizes.append(x.shape[0])
+        return self.linear(x)
+
+
+def test_out_of_memory_halves_the_batch_once_and_keeps_the_counts():
+    torch.manual_seed(0)
+    model = OutOfMemoryAbove(limit=100)
+    reference = Smooth(model, 2, 0.5, seed=3).sample_counts(XS, 500, batch_size=50, streams=[0, 1, 2])
+    smooth = Smooth(model, 2, 0.5, seed=3)
+    with pytest.warns(BatchSizeReduced) as caught:
+        counts = smooth.sample_counts(XS, 500, batch_size=800, streams=[0, 1, 2])
+    np.testing.assert_array_equal(counts, reference)  # noise depends on the row, not the batch
+    assert [str(w.message) for w in caught] == [
+        "out of memory at 800 rows per batch; continuing with 400",
+        "out of memory at 400 rows per batch; continuing with 200",
+        "out of memory at 200 rows per batch; continuing with 100",
+    ]
+    model.batch_sizes.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the reduced size is remembered: no new failures
+        smooth.sample_counts(XS, 500, batch_size=800, streams=[0, 1, 2])
+    assert max(model.batch_sizes) == 100
+
+
+def test_out_of_memory_at_batch_size_one_is_raised():
+    with pytest.raises(torch.OutOfMemoryError):
+        Smooth(OutOfMemoryAbove(limit=0), 2, 0.5).sample_counts(XS, 4, batch_size=1)
+
+
+def test_automatic_batch_size_on_the_cpu():
+    model = OutOfMemoryAbove(limit=10**9)
+    Smooth(model, 2, 0.5).sample_counts(XS[:1], 2500)
+    assert model.batch_sizes == [CPU_BATCH_SIZE, CPU_BATCH_SIZE, 500]
+
+
+def test_a_classifier_error_propagates_from_the_api():
+    class Fails(torch.nn.Module):
+        def forward(self, x):
+            raise RuntimeError("cuDNN error: CUDNN_STATUS_INTERNAL_ERROR")
+
+    with pytest.raises(RuntimeError, match="CUDNN_STATUS_INTERNAL_ERROR"):
+        Smooth(Fails(), 2, 0.5).certify(torch.zeros(3), 10, 10, 0.01, 5)
+
+
+# -- the command line: failures keep every finished row, restarts resume ----------------------
+
+def _args(out, *extra):
+    return ["certify", "mnist", bundled_checkpoint(), "0.5", str(out), "--skip", "100", "--N0", "20",
+            "--N", "100", *map(str, extra)]
+
+
+def _sabotage(monkeypatch, failure, after_calls):
+    """Make the loaded classifier fail with ``failure`` once it has run ``after_calls`` times."""
+    real_load = commands.load_checkpoint
+
+    class Sabotaged(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.calls = inner, 0
+
+        def forward(self, x):
+            self.calls += 1
+            if self.calls > after_calls:
+                return failure(self.inner(x))
+            return self.inner(x)
+
+    def load(*args, **kwargs):
+        loaded = real_load(*args, **kwargs)
+        return loaded._replace(model=Sabotaged(loaded.model))
+
+    monkeypatch.setattr(commands, "load_checkpoint", load)
+
+
+def _raise(_):
+    raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+
+def _nan(logits):
+    return logits * float("nan")
+
+
+@pytest.mark.parametrize("failure, message", [(_raise, "illegal memory access"), (_nan, "NaN or infinite logits")],
+                         ids=["classifier-raises", "nan-logits"])
+def test_a_failing_run_keeps_its_rows_and_resumes(tmp_path, monkeypatch, capsys, failure, message):
+    out = tmp_path / "out.tsv"
+    # 1 compatibility probe + 2 batches per input (selection, estimation): fail in the 4th input.
+    _sabotage(monkeypatch, failure, after_calls=1 + 2 * 3 + 1)
+    assert main(_args(out)) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert read_results(out).idx.tolist() == [0, 100, 200]
+    assert json.loads(open(run_record_path(out)).read())["complete"] is False
+    monkeypatch.undo()
+    assert main(_args(out)) == 0
+    assert "resuming" in capsys.readouterr().err
+    assert read_results(out).idx.tolist() == list(range(0, 1000, 100))
+    assert json.loads(open(run_record_path(out)).read())["complete"] is True
+
+
+def _rows_without_time(path):
+    return [line.rsplit("\t", 1)[0] for line in open(path).read().splitlines()]
+
+
+def _wait_for_rows(path, rows, process, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if os.path.exists(path) and len(open(path).read().splitlines()) > rows:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{path} never reached {rows} rows")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_killed_run_restarted_matches_an_uninterrupted_run(tmp_path, sig):
+    full, killed = tmp_path / "full.tsv", tmp_path / "killed.tsv"
+    command = [sys.executable, "-m", "rsengine", *_args(killed, "--N", 2000)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_rows(killed, 3, process)
+    process.send_signal(sig)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == (-signal.SIGKILL if sig == signal.SIGKILL else 130)
+    if sig == signal.SIGINT:
+        assert "interrupted" in err and "Traceback" not in err
+    written = len(read_results(killed))
+    assert 3 <= written < 10  # really stopped mid-run
+    assert main(_args(killed, "--N", 2000)) == 0
+    assert main(_args(full, "--N", 2000)) == 0
+    assert _rows_without_time(killed) == _rows_without_time(full)
+
+
+def test_other_arguments_on_the_same_file_are_refused(tmp_path, capsys):
+    out = tmp_path / "out.tsv"
+    assert main(_args(out, "--max", 150)) == 0
+    before = out.read_text()
+    assert main(_args(out, "--max", 150, "--seed", 1)) == 2
+    err = capsys.readouterr().err
+    assert "other arguments" in err and "seed: 0 -> 1" in err and "--overwrite" in err
+    assert out.read_text() == before
+    assert main(_args(out, "--max", 150, "--seed", 1, "--overwrite")) == 0
+    assert read_results(out).idx.tolist() == [0, 100]
+
+
+def test_a_file_not_written_by_a_run_is_never_replaced(tmp_path, capsys):
+    out = tmp_path / "notes.tsv"
+    out.write_text("my own notes\n")
+    assert main(_args(out)) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert out.read_text() == "my own notes\n"
+
+
+def test_a_partial_last_line_is_dropped_on_resume(tmp_path):
+    out = tmp_path / "out.tsv"
+    assert main(_args(out, "--max", 250)) == 0
+    lines = out.read_text().splitlines(keepends=True)
+    out.write_text("".join(lines[:-1]) + lines[-1][:7])  # killed in the middle of the last write
+    assert main(_args(out, "--max", 250)) == 0
+    assert read_results(out).idx.tolist() == [0, 100, 200]
+    assert out.read_text().splitlines()[-1].split("\t")[:5] == lines[-1].split("\t")[:5]
