@@ -254,10 +254,16 @@ def load_checkpoint(
             ``arch`` or ``state_dict``; unknown arch; keys or shapes that do not match.
 
     Example:
-        >>> path = "models/cifar10/resnet110/noise_0.25/checkpoint.pth.tar"
-        >>> ckpt = load_checkpoint(path)  # doctest: +SKIP
-        >>> ckpt.arch, ckpt.mean, ckpt.sigma  # doctest: +SKIP
-        ('cifar_resnet110', (0.4914, 0.4822, 0.4465), None)
+        An original locuslab/smoothing checkpoint: Sequential(NormalizeLayer, model) weights.
+
+        >>> import os, tempfile, torch
+        >>> from rsengine.models import build_model
+        >>> path = os.path.join(tempfile.mkdtemp(), "checkpoint.pth.tar")
+        >>> state = {"1." + k: v for k, v in build_model("cifar_resnet20").state_dict().items()}
+        >>> torch.save({"arch": "cifar_resnet20", "state_dict": state, "epoch": 90}, path)
+        >>> ckpt = load_checkpoint(path)
+        >>> ckpt.arch, ckpt.mean, ckpt.sigma
+        ('cifar_resnet20', (0.4914, 0.4822, 0.4465), None)
     """
     path = os.fspath(path)
     if not os.path.exists(path):

@@ -138,9 +138,14 @@ class ImageFolderDataset(Dataset):
         keep_gray: return grayscale images with one channel instead of converting to RGB.
 
     Example:
-        >>> ds = ImageFolderDataset("/path/to/imagenet/val")  # doctest: +SKIP
-        >>> ds[0][0].shape  # doctest: +SKIP
-        torch.Size([3, 224, 224])
+        >>> import os, tempfile
+        >>> from PIL import Image
+        >>> root = tempfile.mkdtemp()
+        >>> os.mkdir(os.path.join(root, "n01440764"))
+        >>> Image.new("RGB", (500, 375)).save(os.path.join(root, "n01440764", "a.JPEG"))
+        >>> ds = ImageFolderDataset(root)
+        >>> ds[0][0].shape, ds[0][1]
+        (torch.Size([3, 224, 224]), 0)
     """
 
     def __init__(
