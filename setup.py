@@ -16,6 +16,7 @@ setup(
         "numpy>=1.24",
         "scipy>=1.11",
         "matplotlib>=3.7",
+        "pillow>=9",
         "mlxtend>=0.23",
         "tqdm>=4.60",
     ],

@@ -7,3 +7,5 @@
 Importing this package imports no Triton; ``noise`` and ``votes`` do, so the backend imports
 them lazily.
 """
+
+__all__: list[str] = []

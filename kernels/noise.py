@@ -54,6 +54,7 @@ def _noise_normalize_kernel(
     q0 = first // 4 + pid_q * BLOCK_Q
     q = q0 + tl.arange(0, BLOCK_Q)  # [BLOCK_Q] Philox block indices
     zero = tl.zeros([BLOCK_Q], dtype=tl.uint32)
+    # Unmasked: owner < M for every row the launcher's grid covers (rows < M * n).
     stream = tl.load(streams_ptr + owner).to(tl.uint32)
     w0, w1, w2, w3 = tl.philox(
         seed, (q & 0xFFFFFFFF).to(tl.uint32), (q >> 32).to(tl.uint32), zero + stream, zero + phase
@@ -101,6 +102,13 @@ def noise_normalize(xs: torch.Tensor, streams: torch.Tensor, start: int, count: 
     """
     shape = xs.shape[1:]
     numel = shape.numel()
+    # What the kernel assumes: flat float32 rows, 32-bit element offsets, rows inside the grid.
+    if xs.dtype != torch.float32 or not xs.is_contiguous():
+        raise ValueError(f"Expected `xs` float32 and contiguous, got {xs.dtype}, contiguous={xs.is_contiguous()}")
+    if numel >= 2**31:
+        raise ValueError(f"Expected inputs of fewer than 2**31 elements, got {numel}")
+    if start + count > xs.shape[0] * n:
+        raise ValueError(f"Expected rows start + count <= M * n = {xs.shape[0] * n}, got {start + count}")
     out = torch.empty((count, *shape), dtype=dtype, device=xs.device, memory_format=memory_format)
     hw = numel // shape[0]
     channels_last = memory_format == torch.channels_last

@@ -33,6 +33,7 @@ from rsengine.results import ResultsTable
 from rsengine.validation import check_choice, check_positive_float, check_positive_int
 
 __all__ = [
+    "PLOT_FORMATS",
     "certified_accuracy",
     "default_radii",
     "format_table",
@@ -43,7 +44,7 @@ __all__ = [
 # (those make the step curve exact); 1000 steps is finer than any figure's pixel width.
 _PLOT_GRID_STEPS = 1000
 
-_PLOT_FORMATS = (".png", ".pdf")
+PLOT_FORMATS = (".png", ".pdf")
 
 _LATEX_SPECIALS = {
     "\\": r"\textbackslash{}",
@@ -243,7 +244,7 @@ def plot_certified_accuracy(
     """
     path = os.fspath(path)
     extension = os.path.splitext(path)[1].lower()
-    check_choice("path extension", extension, _PLOT_FORMATS)
+    check_choice("path extension", extension, PLOT_FORMATS)
     tables = list(tables)
     check_positive_int("len(tables)", len(tables))
     if names is None:

@@ -4,7 +4,7 @@ Both expose the same two functions, ``noise_normalize`` and ``vote_count`` (see
 ``rsengine.kernels.reference``), and produce the same random stream, so the choice changes speed,
 never certificates. Triton is imported only here, and only when it is chosen.
 
-- ``"auto"``: Triton on a CUDA device when Triton imports, else PyTorch.
+- ``"auto"``: Triton on a CUDA device when Triton is installed, else PyTorch.
 - ``"triton"``: Triton or an error: on a CUDA device, or on the CPU under Triton's interpreter
   (TRITON_INTERPRET=1 set before triton is first imported; slow, for tests).
 - ``"torch"``: the PyTorch references on any device.
@@ -47,8 +47,10 @@ def _torch_backend() -> Backend:
 
 
 def _triton_backend() -> Backend:
-    from .kernels import noise, votes
-
+    try:
+        from .kernels import noise, votes
+    except ImportError as error:  # a broken triton install: say so in one line
+        raise ValueError(f"backend='triton' cannot run here: triton failed to import ({error})") from None
     return Backend("triton", noise.noise_normalize, votes.vote_count)
 
 

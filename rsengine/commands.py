@@ -28,9 +28,11 @@ from .resume import file_digest, mark_complete, open_results, run_record_path
 from .smooth import Smooth
 from .stats import floor_significant, max_radius
 from .train import train_model
-from .validation import check_int_at_least, check_positive_float, check_positive_int, check_probability
+from . import __version__
+from .validation import check_choice, check_int_at_least, check_positive_float, check_positive_int, check_probability
 
-__all__ = ["PRECISIONS", "bundled_checkpoint", "run_certify", "run_predict", "run_analyze", "run_train"]
+__all__ = ["PRECISIONS", "bundled_checkpoint", "check_plot_path", "resolve_device", "run_certify", "run_predict",
+           "run_analyze", "run_train"]
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -64,8 +66,15 @@ def _indices(length: int, skip: int, stop: int | None) -> range:
     return range(0, length if stop is None else min(stop, length), skip)
 
 
+def check_plot_path(path: str | None) -> None:
+    """Refuse a plot file name analyze cannot write, before hours of work, not after."""
+    if path is not None:
+        check_choice("--plot extension", os.path.splitext(path)[1].lower(), analyze.PLOT_FORMATS)
+
+
 def _smoothed_model(opts, num_samples_name: str):
     """Load the checkpoint and data set named by ``opts``; build the Smooth."""
+    check_plot_path(getattr(opts, "plot", None))
     sigma = check_positive_float("SIGMA", opts.sigma)
     if opts.batch is not None:
         check_positive_int("--batch", opts.batch)
@@ -82,9 +91,9 @@ def _smoothed_model(opts, num_samples_name: str):
     if checkpoint.num_classes != num_classes:
         raise ValueError(f"Checkpoint {opts.base_classifier} has {checkpoint.num_classes} classes but data set "
                          f"{opts.dataset!r} has {num_classes}")
+    # The checkpoint says how its classifier normalizes (original checkpoints get their data
+    # set's statistics when loaded); None means it takes pixels as they are.
     mean, std = checkpoint.mean, checkpoint.std
-    if mean is None:
-        mean, std = dataset_stats(opts.dataset)
     memory_format = torch.channels_last if opts.channels_last else torch.contiguous_format
     model = checkpoint.model.to(device=device, dtype=dtype, memory_format=memory_format).eval()
     smooth = Smooth(model, num_classes, sigma, mean=mean, std=std, seed=opts.seed, backend=opts.backend,
@@ -117,18 +126,21 @@ def _progress(indices, desc: str):
 def _run_arguments(opts, kind: str) -> dict:
     """The arguments that determine a run's rows (what a resumed run must share)."""
     dataset = os.path.abspath(opts.dataset) if os.path.isdir(opts.dataset) else opts.dataset
-    arguments = dict(dataset=dataset, split=opts.split, checkpoint_sha256=file_digest(opts.base_classifier),
-                     sigma=opts.sigma, N=opts.N, alpha=opts.alpha, seed=opts.seed, skip=opts.skip,
-                     max=opts.max, precision=opts.precision)
+    # Where the data came from too: the same name may point at another copy next time.
+    data_dir = opts.data_dir or os.environ.get("IMAGENET_DIR" if opts.dataset == "imagenet" else "RSENGINE_DATA")
+    arguments = dict(dataset=dataset, data_dir=os.path.abspath(data_dir) if data_dir else None, split=opts.split,
+                     checkpoint_sha256=file_digest(opts.base_classifier), sigma=opts.sigma, N=opts.N,
+                     alpha=opts.alpha, seed=opts.seed, skip=opts.skip, max=opts.max, precision=opts.precision,
+                     channels_last=opts.channels_last, rsengine=__version__)
     if kind == "certify":
         arguments["N0"] = opts.N0
     return arguments
 
 
-def _run(opts, kind: str, decide) -> int:
-    """Run ``decide(x, index) -> row fields`` over the selected inputs, resuming if possible.
+def _run(opts, kind: str, decide) -> None:
+    """Write ``decide(smooth, x, index, label)`` (a row's fields) for every selected input.
 
-    Returns the number of rows in the results file.
+    Resumes: rows already in the results file of the same run are kept and skipped.
     """
     smooth, dataset = _smoothed_model(opts, "--N")
     if kind == "certify":
@@ -136,40 +148,40 @@ def _run(opts, kind: str, decide) -> int:
     arguments = _run_arguments(opts, kind)
     indices = _indices(len(dataset), opts.skip, opts.max)
     writer, done = open_results(opts.outfile, kind, arguments, opts.overwrite)
+    todo = [i for i in indices if i not in done]
     if done:
-        print(f"resuming {opts.outfile}: {len(done)} of {len(indices)} inputs already done", file=sys.stderr)
+        print(f"resuming {opts.outfile}: {len(indices) - len(todo)} of {len(indices)} inputs already done",
+              file=sys.stderr)
     with writer:
-        for i in _progress([i for i in indices if i not in done], kind):
+        for i in _progress(todo, kind):
             x, label = dataset[i]
             start = time.perf_counter()
-            fields = decide(smooth, x, i)
-            writer.write_row(i, label, *fields(label), time.perf_counter() - start)
+            fields = decide(smooth, x, i, label)
+            writer.write_row(i, label, *fields, time.perf_counter() - start)
     mark_complete(opts.outfile, kind, arguments)
-    return len(indices)
+    print(f"{len(indices)} inputs in {os.path.abspath(opts.outfile)} ({len(todo)} computed now)")
 
 
 def run_certify(opts) -> None:
     """CERTIFY every selected input of a data set; one results row per input."""
-    def decide(smooth, x, i):
+    def decide(smooth, x, i, label):
         preds, radii = smooth.certify_batch(x[None], opts.N0, opts.N, opts.alpha, opts.batch, streams=[i])
-        pred, radius = int(preds[0]), float(radii[0])
-        return lambda label: (pred, radius, int(pred == label))
+        return int(preds[0]), float(radii[0]), int(preds[0] == label)
 
-    count = _run(opts, "certify", decide)
-    print(f"wrote {count} certificates to {os.path.abspath(opts.outfile)}")
+    _run(opts, "certify", decide)
     _summarize(opts.outfile, opts.plot, opts.sigma, opts.N, opts.alpha)
 
 
 def run_predict(opts) -> None:
     """PREDICT every selected input of a data set; one results row per input."""
-    def decide(smooth, x, i):
+    def decide(smooth, x, i, label):
         pred = int(smooth.predict_batch(x[None], opts.N, opts.alpha, opts.batch, streams=[i])[0])
-        return lambda label: (pred, int(pred == label))
+        return pred, int(pred == label)
 
-    count = _run(opts, "predict", decide)
+    _run(opts, "predict", decide)
     table = read_results(opts.outfile)
-    print(f"wrote {count} predictions to {os.path.abspath(opts.outfile)}; "
-          f"smoothed accuracy {table.correct.mean():.3f}" if len(table) else "")
+    if len(table):
+        print(f"smoothed accuracy {table.correct.mean():.3f} ({len(table)} inputs)")
 
 
 def _summarize(path: str, plot: str | None, sigma: float, n: int, alpha: float) -> None:
@@ -184,7 +196,7 @@ def _summarize(path: str, plot: str | None, sigma: float, n: int, alpha: float) 
     print(analyze.format_table([path], analyze.certified_accuracy(table, radii)[None], radii))
     if plot:
         analyze.plot_certified_accuracy([table], plot, names=[os.path.basename(path)])
-        print(f"\nplot saved to {os.path.abspath(plot)}")
+        print(f"plot saved to {os.path.abspath(plot)}")
 
 
 def _warn_if_unfinished(path: str) -> None:
@@ -202,10 +214,15 @@ def _warn_if_unfinished(path: str) -> None:
 
 def run_analyze(opts) -> None:
     """Certified-accuracy table (and optional plot) of one or more results files."""
+    check_plot_path(opts.plot)
     tables = [read_results(path) for path in opts.files]
-    for path in opts.files:
+    for path, table in zip(opts.files, tables):
         _warn_if_unfinished(path)
+        if not len(table):
+            raise ValueError(f"{path}: no rows yet (a run stopped before its first input)")
     kinds = {table.kind for table in tables}
+    if opts.plot and kinds != {"certify"}:
+        raise ValueError("--plot needs certify results files (predict files have no radii)")
     radii = opts.radii
     if radii is None:
         # A prediction carries no radius: with predict files only clean accuracy makes sense.
@@ -213,8 +230,6 @@ def run_analyze(opts) -> None:
     accuracies = [analyze.certified_accuracy(table, radii) for table in tables]
     print(analyze.format_table(opts.files, accuracies, radii, fmt=opts.format))
     if opts.plot:
-        if kinds != {"certify"}:
-            raise ValueError("--plot needs certify results files (predict files have no radii)")
         analyze.plot_certified_accuracy(tables, opts.plot, names=opts.files)
         print(f"plot saved to {os.path.abspath(opts.plot)}")
 

@@ -256,7 +256,10 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
 def _read_cifar_batch(path: str) -> tuple[np.ndarray, np.ndarray]:
     with open(path, "rb") as f:
-        batch = _NumpyOnlyUnpickler(f, path).load()
+        try:
+            batch = _NumpyOnlyUnpickler(f, path).load()
+        except (pickle.UnpicklingError, EOFError, AttributeError, TypeError, ValueError) as error:
+            raise ValueError(f"{path}: not a CIFAR-10 batch ({error})") from None
     if not isinstance(batch, dict) or "data" not in batch or "labels" not in batch:
         raise ValueError(f"{path}: not a CIFAR-10 batch (expected a dict with data and labels)")
     data = np.asarray(batch["data"])

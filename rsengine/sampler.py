@@ -60,19 +60,19 @@ class NoiseSpec:
 @contextlib.contextmanager
 def _eval_mode(model: torch.nn.Module):
     # Dropout or batch-norm statistics in training mode would make f random or batch-dependent;
-    # the user's mode is restored afterwards.
-    was_training = getattr(model, "training", False)
-    if was_training:
-        model.eval()
+    # afterwards every submodule gets back its own mode (a blanket train() would not).
+    modes = {module: module.training for module in model.modules()} if isinstance(model, torch.nn.Module) else {}
+    for module in modes:
+        module.training = False
     try:
         yield
     finally:
-        if was_training:
-            model.train()
+        for module, training in modes.items():
+            module.training = training
 
 
 class BatchSizeReduced(RuntimeWarning):
-    """The device ran out of memory; sampling went on with half the batch size."""
+    """The device ran out of memory; sampling went on with smaller batches."""
 
 
 # Automatic batch size: rows per forward when sampling on the CPU (large enough to amortize
@@ -125,8 +125,9 @@ def count_votes(model, xs: torch.Tensor, streams: torch.Tensor, n: int, phase: i
 
     Returns:
         ([M, num_classes] int64 vote counts, each row summing to n; the batch size that ran).
-        When the device runs out of memory the batch is halved and retried (noise depends on
-        the row, not the batch, so the counts are unchanged), with one BatchSizeReduced warning.
+        When the device runs out of memory the failed batch is halved and retried until it fits
+        (noise depends on the row, not the batch, so the counts are unchanged); one
+        BatchSizeReduced warning says so at the end of the phase.
 
     Raises:
         ValueError: the classifier's output is not [B, num_classes].
@@ -135,7 +136,7 @@ def count_votes(model, xs: torch.Tensor, streams: torch.Tensor, n: int, phase: i
     total = xs.shape[0] * n
     counts = torch.zeros(xs.shape[0], num_classes, dtype=torch.int32, device=xs.device)
     nonfinite = torch.zeros(1, dtype=torch.int32, device=xs.device)
-    start = 0
+    start, first_failure = 0, None
     with torch.inference_mode(), _eval_mode(model):
         while start < total:
             rows = min(batch_size, total - start)
@@ -144,20 +145,22 @@ def count_votes(model, xs: torch.Tensor, streams: torch.Tensor, n: int, phase: i
                                                 spec.mean, spec.std, spec.dtype, spec.memory_format)
                 logits = model(batch)
             except RuntimeError as error:
-                if not _is_out_of_memory(error) or batch_size == 1:
+                if not _is_out_of_memory(error) or rows == 1:
                     raise
                 batch = logits = None  # drop the references so the memory can be reused
                 if xs.device.type == "cuda":
                     torch.cuda.empty_cache()
-                batch_size //= 2
-                warnings.warn(BatchSizeReduced(f"out of memory at {rows} rows per batch; continuing with "
-                                               f"{batch_size}"), stacklevel=2)
+                first_failure = first_failure or rows
+                batch_size = rows // 2  # halve what failed (a short last batch may be far below batch_size)
                 continue
             if logits.ndim != 2 or logits.shape != (rows, num_classes):
                 raise ValueError(f"Expected the classifier's output to be [batch, num_classes] = "
                                  f"[{rows}, {num_classes}], got {list(logits.shape)}")
             backend.vote_count(logits, start, n, counts, nonfinite)
             start += rows
+    if first_failure is not None:  # said once, with the size that finally fit
+        warnings.warn(BatchSizeReduced(f"out of memory at {first_failure} rows per batch; continued with "
+                                       f"{batch_size}"), stacklevel=2)
     bad_rows = int(nonfinite.item())  # the phase's one host sync
     if bad_rows:
         raise NonFiniteLogitsError(f"The classifier returned NaN or infinite logits for {bad_rows} of "

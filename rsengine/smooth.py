@@ -126,11 +126,11 @@ class Smooth:
             n0: selection samples (guess the top class). n: estimation samples (bound its
                 probability). alpha: failure probability. batch_size: rows per forward pass;
                 None chooses it from the free device memory (1000 on the CPU). If the device
-                runs out of memory the batch is halved and the run goes on (BatchSizeReduced
-                warning, once); results do not depend on the batch size.
+                runs out of memory the batch is halved until it fits and the run goes on (one
+                BatchSizeReduced warning); results do not depend on the batch size.
 
         Returns:
-            (class, radius); (ABSTAIN, 0.0) when the lower bound on pA is below 1/2.
+            (class, radius); (ABSTAIN, 0.0) unless the lower bound on pA is above 1/2.
         """
         preds, radii = self.certify_batch(self._as_batch(x), n0, n, alpha, batch_size)
         return int(preds[0]), float(radii[0])
@@ -160,7 +160,7 @@ class Smooth:
         Returns:
             (predictions int64 [M], radii float64 [M]); ABSTAIN and 0.0 where abstaining.
         """
-        n0 = check_positive_int("n0", n0)
+        n0 = self._check_samples("n0", n0)
         n = self._check_samples("n", n)
         alpha = check_probability("alpha", alpha)
         batch_size = self._check_batch_size(batch_size)

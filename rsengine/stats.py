@@ -26,8 +26,9 @@ p-value ``min(1, 2 * P(Binomial(n_A + n_B, 1/2) <= n_B))``. If it exceeds ``alph
 abstains (-1); otherwise it returns the top class, which differs from ``g(x)`` with probability
 at most ``alpha`` (Theorem 2).
 
-Floating point never overstates a certificate: the bound is kept at or below ``alpha ** (1/n)``
-and the radius is rounded down; :func:`floor_significant` prints radii rounded down.
+Floating point: the bound is kept at or below ``alpha ** (1/n)`` and the float64 radius is
+stepped down one ulp, which leaves only the ~1e-15 relative error of SciPy's quantile
+functions; :func:`floor_significant` rounds radii down to the digits that are printed.
 
 Example:
     >>> import numpy as np

@@ -11,6 +11,8 @@ import torch
 from PIL import Image
 
 from rsengine.checkpoints import save_checkpoint
+from rsengine import commands
+from rsengine.cli import _fill_defaults, build_parser
 from rsengine.commands import bundled_checkpoint
 from rsengine.models import build_model
 from rsengine.results import read_results
@@ -199,6 +201,13 @@ def _unknown_arch_checkpoint(tmp_path):
     return path
 
 
+def _corrupt_cifar(tmp_path):
+    batches = tmp_path / "data" / "cifar-10-batches-py"
+    batches.mkdir(parents=True)
+    (batches / "test_batch").write_bytes(b"\x80\x02}q\x00(X")  # a pickle cut short
+    return tmp_path / "data"
+
+
 BAD_CERTIFY = [
     (lambda tmp: ["mnist", bundled_checkpoint(), -0.5, tmp / "o.tsv"], ["SIGMA"]),
     (lambda tmp: ["mnist", bundled_checkpoint(), "abc", tmp / "o.tsv"], ["SIGMA", "abc"]),
@@ -217,6 +226,9 @@ BAD_CERTIFY = [
     (lambda tmp: ["mnist", _unknown_arch_checkpoint(tmp), 0.25, tmp / "o.tsv"], ["vgg16"]),
     (lambda tmp: ["mnist", bundled_checkpoint(), 0.25, tmp / "o.tsv", "--skip", 0], ["--skip"]),
     (lambda tmp: ["mnist", bundled_checkpoint(), 0.25, tmp / "o.tsv", "--batch", -1], ["--batch"]),
+    (lambda tmp: ["cifar10", _cifar_checkpoint(tmp), 0.25, tmp / "o.tsv", "--data-dir", _corrupt_cifar(tmp)],
+     ["test_batch", "not a CIFAR-10 batch"]),
+    (lambda tmp: ["mnist", bundled_checkpoint(), 0.25, tmp / "o.tsv", "--plot", tmp / "p.jpg"], ["--plot", ".jpg"]),
 ]
 
 
@@ -224,7 +236,7 @@ BAD_CERTIFY = [
                          ids=["negative-sigma", "text-sigma", "missing-checkpoint", "corrupt-checkpoint",
                               "unknown-dataset", "missing-cifar10", "alpha", "N", "absent-cuda",
                               "backend", "wrong-input-shape", "partial-positionals", "class-count",
-                              "unknown-arch", "skip", "batch"])
+                              "unknown-arch", "skip", "batch", "corrupt-cifar10", "plot-extension"])
 def test_certify_bad_input_is_one_line(tmp_path, make_args, fragments):
     if "cuda:7" in fragments and torch.cuda.device_count() > 7:
         pytest.skip("this machine has a cuda:7")
@@ -257,6 +269,23 @@ def test_analyze_notes_an_unfinished_run(tmp_path):
     record.write_text(record.read_text().replace('"complete": true', '"complete": false'))
     result = rsengine("analyze", out)
     assert result.returncode == 0 and "has not finished" in result.stderr
+
+
+def test_analyze_rejects_a_results_file_without_rows(tmp_path):
+    empty = tmp_path / "empty.tsv"
+    empty.write_text("idx\tlabel\tpredict\tradius\tcorrect\ttime\n")
+    assert_one_line_error(rsengine("analyze", empty), "empty.tsv", "no rows")
+
+
+def test_a_checkpoint_without_normalization_is_certified_without_it(tmp_path):
+    # mean/std None in an rsengine checkpoint means "pixels as they are": the data set's
+    # statistics must not be slipped in (that would certify another classifier).
+    path = tmp_path / "raw.pt"
+    save_checkpoint(path, build_model("mnist_cnn"), "mnist_cnn", sigma=0.25)
+    opts = build_parser().parse_args(["certify", "mnist", str(path), "0.25", str(tmp_path / "o.tsv")])
+    _fill_defaults(opts)
+    smooth, _ = commands._smoothed_model(opts, "--N")
+    assert smooth.mean is None and smooth.std is None
 
 
 def test_analyze_rejects_a_file_that_is_not_a_results_file(tmp_path):

@@ -37,7 +37,7 @@ class OutOfMemoryAbove(torch.nn.Module):
         return self.linear(x)
 
 
-def test_out_of_memory_halves_the_batch_once_and_keeps_the_counts():
+def test_out_of_memory_halves_the_batch_until_it_fits_and_keeps_the_counts():
     torch.manual_seed(0)
     model = OutOfMemoryAbove(limit=100)
     reference = Smooth(model, 2, 0.5, seed=3).sample_counts(XS, 500, batch_size=50, streams=[0, 1, 2])
@@ -45,16 +45,20 @@ def test_out_of_memory_halves_the_batch_once_and_keeps_the_counts():
     with pytest.warns(BatchSizeReduced) as caught:
         counts = smooth.sample_counts(XS, 500, batch_size=800, streams=[0, 1, 2])
     np.testing.assert_array_equal(counts, reference)  # noise depends on the row, not the batch
-    assert [str(w.message) for w in caught] == [
-        "out of memory at 800 rows per batch; continuing with 400",
-        "out of memory at 400 rows per batch; continuing with 200",
-        "out of memory at 200 rows per batch; continuing with 100",
-    ]
+    assert [str(w.message) for w in caught] == ["out of memory at 800 rows per batch; continued with 100"]
     model.batch_sizes.clear()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the reduced size is remembered: no new failures
         smooth.sample_counts(XS, 500, batch_size=800, streams=[0, 1, 2])
     assert max(model.batch_sizes) == 100
+
+
+def test_out_of_memory_halves_the_rows_that_failed_not_the_requested_size():
+    # A 100-row selection phase with batch_size=4000 must retry at 50, not at 2000, 1000, ...
+    model = OutOfMemoryAbove(limit=50)
+    with pytest.warns(BatchSizeReduced, match="at 100 rows per batch; continued with 50"):
+        Smooth(model, 2, 0.5).sample_counts(XS[:1], 100, batch_size=4000)
+    assert model.batch_sizes == [50, 50]
 
 
 def test_out_of_memory_at_batch_size_one_is_raised():

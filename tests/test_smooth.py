@@ -153,13 +153,14 @@ def test_normalization_is_applied_after_the_noise():
 
 
 def test_the_classifier_is_evaluated_in_eval_mode_and_restored():
-    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Dropout(0.9))
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Dropout(0.9), torch.nn.Identity())
     model.train()
+    model[2].eval()  # a submodule the user keeps in eval mode stays so
     smooth = Smooth(model, 2, 0.5, seed=0)
     a = smooth.sample_counts(XS, 100, streams=[0, 1, 2, 3])
     b = smooth.sample_counts(XS, 100, streams=[0, 1, 2, 3])
     np.testing.assert_array_equal(a, b)  # dropout off while sampling
-    assert model.training
+    assert [m.training for m in model.modules()] == [True, True, True, False]
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
