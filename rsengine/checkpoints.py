@@ -38,9 +38,9 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from rsengine.data import check_mean_std, dataset_stats
+from rsengine.data import dataset_stats
 from rsengine.models import ARCHITECTURES, build_model
-from rsengine.validation import check_non_negative_float, check_positive_int
+from rsengine.validation import check_mean_std, check_non_negative_float, check_positive_int
 
 __all__ = [
     "CheckpointError",

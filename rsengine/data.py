@@ -40,8 +40,6 @@ from __future__ import annotations
 
 import codecs
 import functools
-import math
-import numbers
 import os
 import pickle
 
@@ -50,7 +48,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from rsengine.validation import check_choice, check_positive_float
+from rsengine.validation import check_choice
 
 __all__ = [
     "DATASETS",
@@ -61,7 +59,6 @@ __all__ = [
     "load_dataset",
     "dataset_num_classes",
     "dataset_stats",
-    "check_mean_std",
 ]
 
 DATASETS = ("mnist", "cifar10", "imagenet")
@@ -413,44 +410,3 @@ def dataset_stats(
     """
     name = _check_name(name)
     return DATASET_STATS.get(name, (None, None))
-
-
-def check_mean_std(mean, std) -> tuple[tuple[float, ...], tuple[float, ...]] | tuple[None, None]:
-    """Validate per-channel normalization statistics (both ``None``, or both given).
-
-    Returns:
-        ``(mean, std)`` as tuples of floats, or ``(None, None)``.
-
-    Raises:
-        ValueError, TypeError: only one given, lengths differ or are zero, a non-finite mean,
-            or a std that is not a finite number > 0.
-
-    Example:
-        >>> check_mean_std([0.5], (0.25,))
-        ((0.5,), (0.25,))
-        >>> check_mean_std((0.5,), None)
-        Traceback (most recent call last):
-        ...
-        ValueError: Expected `mean` and `std` both given or both None, got (0.5,), None
-    """
-    if mean is None and std is None:
-        return None, None
-    if mean is None or std is None:
-        raise ValueError(
-            f"Expected `mean` and `std` both given or both None, got {mean!r}, {std!r}"
-        )
-    if isinstance(mean, (torch.Tensor, np.ndarray)):
-        mean = mean.tolist()
-    if isinstance(std, (torch.Tensor, np.ndarray)):
-        std = std.tolist()
-    for name, values in (("mean", mean), ("std", std)):
-        if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
-            raise TypeError(f"Expected `{name}` to be a sequence of numbers, got {values!r}")
-    if len(mean) == 0 or len(mean) != len(std):
-        raise ValueError(
-            f"Expected `mean` and `std` of the same non-zero length, got {mean!r}, {std!r}"
-        )
-    for m in mean:
-        if isinstance(m, bool) or not isinstance(m, numbers.Real) or not math.isfinite(m):
-            raise ValueError(f"Expected `mean` to hold finite numbers, got {mean!r}")
-    return tuple(float(m) for m in mean), tuple(check_positive_float("std", s) for s in std)

@@ -19,7 +19,6 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -29,7 +28,7 @@ from .stats import ABSTAIN
 from .backends import resolve_backend
 from .kernels.reference import PHASE_ESTIMATION, PHASE_PREDICTION, PHASE_SELECTION
 from .sampler import NoiseSpec, auto_batch_size, count_votes
-from .validation import (check_choice, check_int_at_least, check_positive_float, check_positive_int,
+from .validation import (check_choice, check_int_at_least, check_mean_std, check_positive_float, check_positive_int,
                          check_probability)
 
 __all__ = ["ABSTAIN", "Smooth"]
@@ -44,17 +43,6 @@ def _model_device_and_dtype(model) -> tuple[torch.device, torch.dtype]:
     floating = [t for t in tensors if t.is_floating_point()]
     device = tensors[0].device if tensors else torch.device("cpu")
     return device, (floating[0].dtype if floating else torch.float32)
-
-
-def _channel_vector(name: str, values, device) -> torch.Tensor:
-    if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, torch.Tensor, np.ndarray)):
-        raise TypeError(f"Expected `{name}` to be a sequence of per-channel numbers, got {values!r}")
-    vector = torch.as_tensor(np.asarray(values, dtype=np.float64), dtype=torch.float32).reshape(-1)
-    if vector.numel() == 0 or not torch.isfinite(vector).all():
-        raise ValueError(f"Expected `{name}` to be a non-empty sequence of finite numbers, got {values!r}")
-    if name == "std" and not (vector > 0).all():
-        raise ValueError(f"Expected `std` to hold numbers > 0, got {values!r}")
-    return vector.to(device)
 
 
 class Smooth:
@@ -97,14 +85,9 @@ class Smooth:
         check_choice("dtype", self.dtype, tuple(_DTYPES))
         self.memory_format = torch.contiguous_format if memory_format is None else memory_format
         check_choice("memory_format", self.memory_format, (torch.contiguous_format, torch.channels_last))
-        if (mean is None) != (std is None):
-            raise ValueError("Expected `mean` and `std` together (both or neither), got only "
-                             + ("`mean`" if std is None else "`std`"))
-        self.mean = None if mean is None else _channel_vector("mean", mean, self.device)
-        self.std = None if std is None else _channel_vector("std", std, self.device)
-        if self.mean is not None and self.mean.shape != self.std.shape:
-            raise ValueError(f"Expected `mean` and `std` of equal length, got {self.mean.numel()} "
-                             f"and {self.std.numel()}")
+        mean, std = check_mean_std(mean, std)
+        self.mean = None if mean is None else torch.tensor(mean, dtype=torch.float32, device=self.device)
+        self.std = None if std is None else torch.tensor(std, dtype=torch.float32, device=self.device)
         self.backend = resolve_backend(backend, self.device)
         self._next_stream = 0
         self._auto_batch_sizes: dict[tuple, int] = {}

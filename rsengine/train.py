@@ -41,8 +41,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from rsengine.data import check_mean_std
-from rsengine.validation import check_choice, check_non_negative_float, check_positive_float, check_positive_int
+from rsengine.validation import (check_choice, check_mean_std, check_non_negative_float, check_positive_float,
+                                 check_positive_int)
 
 __all__ = ["LR_SCHEDULES", "train_model"]
 

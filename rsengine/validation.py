@@ -25,6 +25,7 @@ __all__ = [
     "check_non_negative_float",
     "check_probability",
     "check_choice",
+    "check_mean_std",
 ]
 
 
@@ -78,3 +79,43 @@ def check_choice(name: str, value, choices) -> str:
     if value not in choices:
         _fail(name, "to be one of " + ", ".join(repr(c) for c in choices), value)
     return value
+
+
+def check_mean_std(mean, std) -> tuple[tuple[float, ...], tuple[float, ...]] | tuple[None, None]:
+    """Validate per-channel normalization statistics (both ``None``, or both given).
+
+    Returns:
+        ``(mean, std)`` as tuples of floats, or ``(None, None)``.
+
+    Raises:
+        ValueError, TypeError: only one given, lengths differ or are zero, a non-finite mean,
+            or a std that is not a finite number > 0.
+
+    Example:
+        >>> check_mean_std([0.5], (0.25,))
+        ((0.5,), (0.25,))
+        >>> check_mean_std((0.5,), None)
+        Traceback (most recent call last):
+        ...
+        ValueError: Expected `mean` and `std` both given or both None, got (0.5,), None
+    """
+    if mean is None and std is None:
+        return None, None
+    if mean is None or std is None:
+        raise ValueError(
+            f"Expected `mean` and `std` both given or both None, got {mean!r}, {std!r}"
+        )
+    # Tensors and arrays become lists (validation imports neither torch nor numpy).
+    mean = mean.tolist() if hasattr(mean, "tolist") else mean
+    std = std.tolist() if hasattr(std, "tolist") else std
+    for name, values in (("mean", mean), ("std", std)):
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+            raise TypeError(f"Expected `{name}` to be a sequence of numbers, got {values!r}")
+    if len(mean) == 0 or len(mean) != len(std):
+        raise ValueError(
+            f"Expected `mean` and `std` of the same non-zero length, got {mean!r}, {std!r}"
+        )
+    for m in mean:
+        if isinstance(m, bool) or not isinstance(m, numbers.Real) or not math.isfinite(m):
+            raise ValueError(f"Expected `mean` to hold finite numbers, got {mean!r}")
+    return tuple(float(m) for m in mean), tuple(check_positive_float("std", s) for s in std)

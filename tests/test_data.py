@@ -11,7 +11,6 @@ from PIL import Image
 
 from rsengine.data import (
     DATASET_STATS,
-    check_mean_std,
     DATASETS,
     DatasetNotFoundError,
     ImageFolderDataset,
@@ -97,29 +96,6 @@ def test_bad_split():
 def test_dataset_name_type():
     with pytest.raises(TypeError, match="Expected `dataset`"):
         load_dataset(3)
-
-
-@pytest.mark.parametrize(
-    "mean, std, error, match",
-    [
-        ((0.1,), None, ValueError, "both given or both None"),
-        ((0.1, 0.2), (0.3,), ValueError, "same non-zero length"),
-        ((), (), ValueError, "same non-zero length"),
-        ((float("nan"),), (0.3,), ValueError, "Expected `mean` to hold finite numbers"),
-        ((0.1,), (-1.0,), ValueError, "Expected `std` to be a finite number > 0, got -1.0"),
-        ("a", "b", TypeError, "Expected `mean` to be a sequence"),
-    ],
-    ids=["mean-only", "length-mismatch", "empty", "nan-mean", "negative-std", "string"],
-)
-def test_check_mean_std_rejects(mean, std, error, match):
-    with pytest.raises(error, match=match):
-        check_mean_std(mean, std)
-
-
-def test_check_mean_std_accepts():
-    assert check_mean_std(None, None) == (None, None)
-    assert check_mean_std([0.5, 0.25], torch.tensor([1.0, 2.0])) == ((0.5, 0.25), (1.0, 2.0))
-    assert check_mean_std(np.array([0.5]), [np.float32(2.0)]) == ((0.5,), (2.0,))
 
 
 def test_tensor_image_dataset_validates():
