@@ -11,8 +11,9 @@ import pytest
 from rsengine.analyze import certified_accuracy, default_radii, format_table, plot_certified_accuracy
 from rsengine.results import ResultsTable, read_results
 
-# CI lays shared/ beside the clone, as in the development checkout.
-REFERENCE = pathlib.Path(__file__).resolve().parents[2] / "shared" / "reference-results"
+# CI lays shared/ beside the clone; elsewhere (a GPU machine) RSENGINE_REFERENCE_RESULTS says where.
+REFERENCE = pathlib.Path(os.environ.get("RSENGINE_REFERENCE_RESULTS",
+                               pathlib.Path(__file__).resolve().parents[2] / "shared" / "reference-results"))
 CERTIFY_FILES = sorted(p for p in (REFERENCE / "certify").rglob("*") if p.is_file())
 PREDICT_FILES = sorted(p for p in (REFERENCE / "predict").rglob("*") if p.is_file())
 CIFAR = REFERENCE / "certify/cifar10/resnet110"

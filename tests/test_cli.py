@@ -17,7 +17,9 @@ from rsengine.commands import bundled_checkpoint
 from rsengine.models import build_model
 from rsengine.results import read_results
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference-results"
+# CI lays shared/ beside the clone; elsewhere (a GPU machine) RSENGINE_REFERENCE_RESULTS says where.
+REFERENCE = Path(os.environ.get("RSENGINE_REFERENCE_RESULTS",
+                               Path(__file__).resolve().parents[2] / "shared" / "reference-results"))
 CERTIFY_REF = REFERENCE / "certify"
 
 

@@ -19,8 +19,9 @@ from rsengine.results import (
     read_results,
 )
 
-# CI lays shared/ beside the clone, as in the development checkout.
-REFERENCE = pathlib.Path(__file__).resolve().parents[2] / "shared" / "reference-results"
+# CI lays shared/ beside the clone; elsewhere (a GPU machine) RSENGINE_REFERENCE_RESULTS says where.
+REFERENCE = pathlib.Path(os.environ.get("RSENGINE_REFERENCE_RESULTS",
+                               pathlib.Path(__file__).resolve().parents[2] / "shared" / "reference-results"))
 REFERENCE_FILES = sorted(p for p in REFERENCE.rglob("*") if p.is_file() and p.name != "README.md")
 CERTIFY_HEADER = HEADERS["certify"] + "\n"
 PREDICT_HEADER = HEADERS["predict"] + "\n"
