@@ -19,7 +19,7 @@ from importlib import resources
 
 import torch
 
-from . import analyze
+from . import __version__, analyze
 from .checkpoints import load_checkpoint, save_checkpoint
 from .data import dataset_num_classes, dataset_stats, load_dataset
 from .models import build_model
@@ -28,7 +28,6 @@ from .resume import file_digest, mark_complete, open_results, run_record_path
 from .smooth import Smooth
 from .stats import floor_significant, max_radius
 from .train import train_model
-from . import __version__
 from .validation import check_choice, check_int_at_least, check_positive_float, check_positive_int, check_probability
 
 __all__ = ["PRECISIONS", "bundled_checkpoint", "check_plot_path", "resolve_device", "run_certify", "run_predict",
@@ -72,14 +71,16 @@ def check_plot_path(path: str | None) -> None:
         check_choice("--plot extension", os.path.splitext(path)[1].lower(), analyze.PLOT_FORMATS)
 
 
-def _smoothed_model(opts, num_samples_name: str):
-    """Load the checkpoint and data set named by ``opts``; build the Smooth."""
+def _smoothed_model(opts):
+    """Check the sampling options, load the checkpoint and data set; build the Smooth."""
     check_plot_path(getattr(opts, "plot", None))
     sigma = check_positive_float("SIGMA", opts.sigma)
     if opts.batch is not None:
         check_positive_int("--batch", opts.batch)
     check_positive_int("--skip", opts.skip)
-    check_positive_int(num_samples_name, getattr(opts, num_samples_name.lstrip("-")))
+    check_positive_int("--N", opts.N)
+    if getattr(opts, "N0", None) is not None:
+        check_positive_int("--N0", opts.N0)
     check_probability("--alpha", opts.alpha)
     if opts.max is not None:
         check_int_at_least("--max", opts.max, 0)
@@ -142,9 +143,7 @@ def _run(opts, kind: str, decide) -> None:
 
     Resumes: rows already in the results file of the same run are kept and skipped.
     """
-    smooth, dataset = _smoothed_model(opts, "--N")
-    if kind == "certify":
-        check_positive_int("--N0", opts.N0)
+    smooth, dataset = _smoothed_model(opts)
     arguments = _run_arguments(opts, kind)
     indices = _indices(len(dataset), opts.skip, opts.max)
     writer, done = open_results(opts.outfile, kind, arguments, opts.overwrite)

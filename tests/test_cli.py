@@ -289,7 +289,7 @@ def test_a_checkpoint_without_normalization_is_certified_without_it(tmp_path):
     save_checkpoint(path, build_model("mnist_cnn"), "mnist_cnn", sigma=0.25)
     opts = build_parser().parse_args(["certify", "mnist", str(path), "0.25", str(tmp_path / "o.tsv")])
     _fill_defaults(opts)
-    smooth, _ = commands._smoothed_model(opts, "--N")
+    smooth, _ = commands._smoothed_model(opts)
     assert smooth.mean is None and smooth.std is None
 
 
