@@ -1,8 +1,8 @@
 """Choosing the kernel backend: Triton's fused kernels or their pure-PyTorch references.
 
 Both expose the same two functions, ``noise_normalize`` and ``vote_count`` (see
-``rsengine.kernels.reference``), and produce the same random stream, so the choice changes speed,
-never certificates. Triton is imported only here, and only when it is chosen.
+``rsengine.kernels.reference``), and produce the same random stream (up to the last bit of
+log/cos/sin), so the choice changes speed, not certificates (short of a vote on a near-tie). Triton is imported only here, and only when it is chosen.
 
 - ``"auto"``: Triton on a CUDA device when Triton is installed, else PyTorch.
 - ``"triton"``: Triton or an error: on a CUDA device, or on the CPU under Triton's interpreter

@@ -11,7 +11,6 @@ Example:
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -24,7 +23,7 @@ from .checkpoints import load_checkpoint, save_checkpoint
 from .data import dataset_num_classes, dataset_stats, load_dataset
 from .models import build_model
 from .results import read_results
-from .resume import file_digest, mark_complete, open_results, run_record_path
+from .resume import file_digest, mark_complete, open_results, read_run_record
 from .smooth import Smooth
 from .stats import floor_significant, max_radius
 from .train import train_model
@@ -201,12 +200,8 @@ def _summarize(path: str, plot: str | None, sigma: float, n: int, alpha: float) 
 def _warn_if_unfinished(path: str) -> None:
     # A results file of a run that stopped early looks like any other: say so (on stderr, so
     # the table on stdout stays clean).
-    try:
-        with open(run_record_path(path), encoding="utf-8") as file:
-            complete = json.load(file).get("complete")
-    except (OSError, ValueError, AttributeError):
-        return  # no rsengine run record (e.g. the original code's files): nothing to say
-    if complete is False:
+    record = read_run_record(path)  # None for files of the original code: nothing to say
+    if record is not None and record.get("complete") is False:
         print(f"note: {path} is from a run that has not finished; rerun its command to complete it",
               file=sys.stderr)
 

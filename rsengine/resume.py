@@ -26,7 +26,7 @@ import os
 
 from .results import ResultsWriter
 
-__all__ = ["RunMismatchError", "file_digest", "mark_complete", "open_results", "run_record_path"]
+__all__ = ["RunMismatchError", "file_digest", "mark_complete", "open_results", "read_run_record", "run_record_path"]
 
 
 class RunMismatchError(ValueError):
@@ -36,6 +36,16 @@ class RunMismatchError(ValueError):
 def run_record_path(results_path) -> str:
     """Where the run record of ``results_path`` lives."""
     return os.fspath(results_path) + ".run.json"
+
+
+def read_run_record(results_path) -> dict | None:
+    """The run record beside ``results_path``, or None where there is none that can be read."""
+    try:
+        with open(run_record_path(results_path), encoding="utf-8") as file:
+            record = json.load(file)
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def file_digest(path) -> str:
@@ -86,12 +96,10 @@ def open_results(path, kind: str, arguments: dict, overwrite: bool) -> tuple[Res
     if overwrite or not os.path.exists(path):
         _write_record(path, record)
         return ResultsWriter(path, kind), set()
-    try:
-        with open(run_record_path(path), encoding="utf-8") as file:
-            previous = json.load(file)
-    except (OSError, ValueError):
+    previous = read_run_record(path)
+    if previous is None:
         raise RunMismatchError(f"{path} already exists and was not written by an rsengine run that can be "
-                               "resumed; pass --overwrite to replace it, or choose another OUTFILE") from None
+                               "resumed; pass --overwrite to replace it, or choose another OUTFILE")
     if previous.get("kind") != kind or previous.get("arguments") != arguments:
         old = previous.get("arguments") if isinstance(previous.get("arguments"), dict) else {}
         changed = sorted(k for k in set(old) | set(arguments) if old.get(k) != arguments.get(k))

@@ -187,6 +187,14 @@ def test_a_file_not_written_by_a_run_is_never_replaced(tmp_path, capsys):
     assert out.read_text() == "my own notes\n"
 
 
+def test_a_run_record_that_is_not_an_object_is_refused(tmp_path, capsys):
+    out = tmp_path / "out.tsv"
+    assert main(_args(out, "--max", 150)) == 0
+    open(run_record_path(out), "w").write("[]")
+    assert main(_args(out, "--max", 150)) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
 def test_a_partial_last_line_is_dropped_on_resume(tmp_path):
     out = tmp_path / "out.tsv"
     assert main(_args(out, "--max", 250)) == 0
