@@ -1,9 +1,23 @@
 """Fused Gaussian noise + normalization: one read of x, one write of the model's batch.
 
 The unfused chain (repeat, randn, scale, add, subtract mean, divide by std, cast) touches the
-batch seven times; this kernel writes it once, in the model's dtype and memory format, with the
-Philox stream of the random-number contract (see ``reference.py``, which this matches up to
-float rounding of log/cos/sin).
+batch seven times; these kernels write it once, in the model's dtype and memory format, with the
+Philox stream of the random-number contract (see ``reference.py``, which they match up to float
+rounding of the Box-Muller transform).
+
+Two kernels, one launcher:
+- ``_noise_image_kernel`` for images (H*W a multiple of 4, at most 4 channels: MNIST, CIFAR,
+  ImageNet). A program owns up to TILES tiles of 512 pixels of one noisy row and makes each
+  tile channel by channel; every Philox block lies inside one channel, so the normalization
+  constants are per-program scalars. Contiguous batches are stored channel by channel (vector
+  stores). channels_last batches are stored pixel-major from registers: for 3 channels, the 12
+  values of 4 pixels packed into 64-bit words (one 8-byte store per word instead of one store
+  per value at stride 3); for 2 or 4 channels, a [pixels, channels] tile with contiguous rows.
+- ``_noise_rows_kernel`` for any other shape: a program owns a run of a row's flat elements.
+
+The Box-Muller step (``box_muller.py``) uses only float32 add/mul/fma and integer operations,
+compiled without fp fusion, so the interpreter and a GPU produce the same bits; it is within
+1.56 ulp of the exact transform of the same uniforms (bench/noise_accuracy.py).
 
 Example (CPU tensors need TRITON_INTERPRET=1 set before triton is imported):
     >>> import torch
@@ -16,71 +30,272 @@ Example (CPU tensors need TRITON_INTERPRET=1 set before triton is imported):
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import triton
 import triton.language as tl
 
+from .box_muller import box_muller
+
 __all__ = ["noise_normalize"]
 
-# Philox blocks (4 normals each) per program: 1024 blocks = 4096 elements, the element count
-# Liger-style elementwise kernels use; large blocks also keep the CPU interpreter's
-# per-program overhead (~10 ms) affordable in tests. Not yet tuned on a GPU.
-BLOCK_Q = 1024
-_TWO_PI = 2.0 * math.pi
-_TWO_POW_MINUS_32 = 2.0**-32
+# Image kernel: a tile is 128 Philox blocks (512 pixels) per channel, one block per thread of 4
+# warps; a program loops over up to 8 tiles. From the SASS (sm_90, bf16, ImageNet): 1 tile per
+# program costs 60.6 instructions per element, 8 tiles 55.1 (the row set-up amortized), at 77
+# registers (24 resident warps per SM); 2 blocks per thread instead of a loop reach 226 registers.
+# bench/README.md, "2026-11-29: kernels tuned from their machine code", has the whole sweep.
+IMAGE_BLOCK_Q = 128
+IMAGE_NUM_WARPS = 4
+IMAGE_TILES = 8
+# General kernel (shapes the image kernel does not take): 256 blocks per program, 2 per thread.
+ROWS_BLOCK_Q = 256
+ROWS_NUM_WARPS = 4
+# The image kernel unrolls its channels; more go to the general kernel.
+MAX_IMAGE_CHANNELS = 4
+
+# Kernel globals must be tl.constexpr instances: the compiler rejects plain Python globals
+# (the interpreter does not).
+_ROUND_A = tl.constexpr(0xD2511F53)
+_ROUND_B = tl.constexpr(0xCD9E8D57)
+_KEY_A = tl.constexpr(0x9E3779B9)
+_KEY_B = tl.constexpr(0xBB67AE85)
+_TWO_POW_MINUS_32 = tl.constexpr(2.0**-32)
+_TWO_POW_MINUS_33 = tl.constexpr(2.0**-33)
 
 
 @triton.jit
 def _uniform(words):
-    # (u + 0.5) * 2**-32: never 0, so log() needs no clamp (tl.randn clamps at 1e-7).
-    return (words.to(tl.float32) + 0.5) * _TWO_POW_MINUS_32
+    # (u + 0.5) * 2**-32 as one fma (scaling by a power of two is exact): never 0, no clamp.
+    return tl.fma(words.to(tl.float32), _TWO_POW_MINUS_32, _TWO_POW_MINUS_33)
 
 
-# start and n change from batch to batch and phase to phase: specializing on their values
-# (divisibility by 16, == 1) would compile new variants in the middle of a run.
-@triton.jit(do_not_specialize=["start", "n"])
-def _noise_normalize_kernel(
+@triton.jit
+def _philox4x32_10(c0, c1, c2, c3, k0, k1):
+    """Philox4x32-10 (Salmon et al. 2011; Random123's constants), as reference.philox4x32_10.
+
+    Each multiply-high/low pair is one 32x32 -> 64-bit product (one IMAD.WIDE.U32 on a GPU;
+    separate mul.hi and mul.lo cost an instruction more per multiply).
+    """
+    for _ in tl.static_range(10):
+        product_a = c0.to(tl.uint64) * _ROUND_A
+        product_b = c2.to(tl.uint64) * _ROUND_B
+        c0, c1, c2, c3 = ((product_b >> 32).to(tl.uint32) ^ c1 ^ k0, product_b.to(tl.uint32),
+                          (product_a >> 32).to(tl.uint32) ^ c3 ^ k1, product_a.to(tl.uint32))
+        k0 = k0 + _KEY_A
+        k1 = k1 + _KEY_B
+    return c0, c1, c2, c3
+
+
+@triton.jit
+def _normals(q, stream, phase, k0, k1):
+    """Normals 4q .. 4q + 3 of the stream, in element order. q: [BLOCK_Q] int64 block indices."""
+    zero = tl.zeros(q.shape, dtype=tl.uint32)
+    w0, w1, w2, w3 = _philox4x32_10(q.to(tl.uint32), (q >> 32).to(tl.uint32), zero + stream, zero + phase, k0, k1)
+    cos01, sin01 = box_muller(_uniform(w0), _uniform(w1))
+    cos23, sin23 = box_muller(_uniform(w2), _uniform(w3))
+    # Lanes 0..3 of block q are elements 4q .. 4q + 3: interleave into one contiguous run.
+    return tl.interleave(tl.interleave(cos01, cos23), tl.interleave(sin01, sin23))
+
+
+@triton.jit
+def _row_origin(streams_ptr, start_owner, start_sample, n, seed_lo, seed_hi, phase):
+    """(input index, sample index, stream, phase, key words) of this program's noisy row."""
+    # start_sample < n < 2**31 and row < 2**31, so the sum fits in 32 unsigned bits: a 32-bit
+    # division, inlined by ptxas (a 64-bit one is a call that spills registers around it).
+    s = start_sample.to(tl.uint32) + tl.program_id(0).to(tl.uint32)
+    n32 = n.to(tl.uint32)
+    owner_step = s // n32
+    owner = start_owner + owner_step.to(tl.int64)
+    sample = (s - owner_step * n32).to(tl.int64)
+    stream = tl.load(streams_ptr + owner).to(tl.uint32)
+    return owner, sample, stream, phase.to(tl.uint32), seed_lo.to(tl.uint32, bitcast=True), \
+        seed_hi.to(tl.uint32, bitcast=True)
+
+
+@triton.jit
+def _affine(mean_ptr, std_ptr, c, sigma, HAS_NORM: tl.constexpr):
+    """(noise scale, x scale, x shift) of channel c: (x + sigma z - mean) / std is
+    z * (sigma / std) + (x / std - mean / std), two fmas per element."""
+    if HAS_NORM:
+        scale = tl.fdiv(1.0, tl.load(std_ptr + c))
+        return sigma * scale, scale, -tl.load(mean_ptr + c) * scale
+    return sigma, 1.0, 0.0
+
+
+@triton.jit
+def _normalized(x, z, noise_scale, x_scale, x_shift, HAS_NORM: tl.constexpr):
+    if HAS_NORM:
+        return tl.fma(z, noise_scale, tl.fma(x, x_scale, x_shift))
+    return tl.fma(z, noise_scale, x)
+
+
+@triton.jit
+def _image_channel(xs_row, q_first, hw, c, block, stream, phase, k0, k1, noise_scale, x_scale, x_shift,
+                   HAS_NORM: tl.constexpr, BLOCK_Q: tl.constexpr):
+    """Pixels, mask and normalized noisy values [4 * BLOCK_Q] of channel c from Philox block `block` on."""
+    # hw % 4 == 0: the channel starts on a Philox block boundary.
+    z = _normals(q_first + c * (hw // 4) + block + tl.arange(0, BLOCK_Q), stream, phase, k0, k1)
+    p = (4 * block).to(tl.int32) + tl.arange(0, 4 * BLOCK_Q)  # [4 * BLOCK_Q] pixel index
+    mask = p < hw
+    x = tl.load(xs_row + c * hw + p, mask=mask, other=0.0)
+    return p, mask, _normalized(x, z, noise_scale, x_scale, x_shift, HAS_NORM)
+
+
+@triton.jit
+def _lanes(y, BLOCK_Q: tl.constexpr):
+    """[4 * BLOCK_Q] values of pixels 4j + i -> four [BLOCK_Q] tensors, i = 0..3 (one thread holds all four)."""
+    even, odd = tl.split(tl.reshape(y, [BLOCK_Q, 2, 2]))
+    lane0, lane2 = tl.split(even)
+    lane1, lane3 = tl.split(odd)
+    return lane0, lane1, lane2, lane3
+
+
+@triton.jit
+def _bits64(y, out_ty: tl.constexpr):
+    """The bit pattern of y stored as out_ty, zero-extended to 64 bits."""
+    if out_ty.primitive_bitwidth == 16:
+        return y.to(out_ty).to(tl.uint16, bitcast=True).to(tl.uint64)
+    return y.to(tl.uint32, bitcast=True).to(tl.uint64)
+
+
+@triton.jit
+def _store_rgb_channels_last(out_ptr, numel, hw, block, y0, y1, y2, BLOCK_Q: tl.constexpr):
+    """Store three channels' [4 * BLOCK_Q] values pixel-major (channels_last) as 64-bit words.
+
+    Four pixels of three channels (one Philox block of each) are 12 consecutive values of the
+    output: 3 words of 16-bit values, 6 of 32-bit ones, assembled in registers and stored with
+    one 8-byte store each, where a store per value at stride 3 would issue 4x more instructions.
+    """
+    out_ty = out_ptr.dtype.element_ty
+    words_ptr = out_ptr.to(tl.pointer_type(tl.uint64), bitcast=True)
+    blocks = block + tl.arange(0, BLOCK_Q)  # [BLOCK_Q] Philox block = 4 pixels
+    mask = blocks < hw // 4
+    a0, a1, a2, a3 = _lanes(y0, BLOCK_Q)
+    b0, b1, b2, b3 = _lanes(y1, BLOCK_Q)
+    c0, c1, c2, c3 = _lanes(y2, BLOCK_Q)
+    if out_ty.primitive_bitwidth == 16:  # a0 b0 c0 a1 | b1 c1 a2 b2 | c2 a3 b3 c3
+        row = words_ptr + tl.program_id(0).to(tl.int64) * (numel // 4) + 3 * blocks
+        tl.store(row, _bits64(a0, out_ty) | (_bits64(b0, out_ty) << 16) | (_bits64(c0, out_ty) << 32)
+                 | (_bits64(a1, out_ty) << 48), mask=mask)
+        tl.store(row + 1, _bits64(b1, out_ty) | (_bits64(c1, out_ty) << 16) | (_bits64(a2, out_ty) << 32)
+                 | (_bits64(b2, out_ty) << 48), mask=mask)
+        tl.store(row + 2, _bits64(c2, out_ty) | (_bits64(a3, out_ty) << 16) | (_bits64(b3, out_ty) << 32)
+                 | (_bits64(c3, out_ty) << 48), mask=mask)
+    else:  # a0 b0 | c0 a1 | b1 c1 | a2 b2 | c2 a3 | b3 c3
+        row = words_ptr + tl.program_id(0).to(tl.int64) * (numel // 2) + 6 * blocks
+        tl.store(row, _bits64(a0, out_ty) | (_bits64(b0, out_ty) << 32), mask=mask)
+        tl.store(row + 1, _bits64(c0, out_ty) | (_bits64(a1, out_ty) << 32), mask=mask)
+        tl.store(row + 2, _bits64(b1, out_ty) | (_bits64(c1, out_ty) << 32), mask=mask)
+        tl.store(row + 3, _bits64(a2, out_ty) | (_bits64(b2, out_ty) << 32), mask=mask)
+        tl.store(row + 4, _bits64(c2, out_ty) | (_bits64(a3, out_ty) << 32), mask=mask)
+        tl.store(row + 5, _bits64(b3, out_ty) | (_bits64(c3, out_ty) << 32), mask=mask)
+
+
+# start_sample, n, seed halves and phase change between batches, phases and runs: specializing
+# on their values (== 1, divisibility by 16) would compile new variants in the middle of a run.
+@triton.jit(do_not_specialize=["start_owner", "start_sample", "n", "seed_lo", "seed_hi", "phase"])
+def _noise_image_kernel(
     xs_ptr, streams_ptr, mean_ptr, std_ptr, out_ptr,
-    start, n, numel, hw, stride_c, stride_hw, sigma, seed, phase,
+    start_owner, start_sample, n, hw, sigma, seed_lo, seed_hi, phase,
+    C: tl.constexpr, HAS_NORM: tl.constexpr, CHANNELS_LAST: tl.constexpr, BLOCK_Q: tl.constexpr,
+    TILES: tl.constexpr,
+):
+    owner, sample, stream, phase32, k0, k1 = _row_origin(streams_ptr, start_owner, start_sample, n, seed_lo,
+                                                        seed_hi, phase)
+    numel = C * hw
+    xs_row = xs_ptr + owner * numel
+    out_row = out_ptr + tl.program_id(0).to(tl.int64) * numel
+    out_ty = out_ptr.dtype.element_ty
+    q_first = sample * (numel // 4)  # block index of the row's first element (64-bit)
+    # Per-channel constants, before the loop (the compiler cannot hoist loads above stores that
+    # might alias them).
+    n0, a0, b0 = _affine(mean_ptr, std_ptr, 0, sigma, HAS_NORM)
+    n1, a1, b1 = n0, a0, b0
+    n2, a2, b2 = n0, a0, b0
+    n3, a3, b3 = n0, a0, b0
+    if C > 1:
+        n1, a1, b1 = _affine(mean_ptr, std_ptr, 1, sigma, HAS_NORM)
+    if C > 2:
+        n2, a2, b2 = _affine(mean_ptr, std_ptr, 2, sigma, HAS_NORM)
+    if C > 3:
+        n3, a3, b3 = _affine(mean_ptr, std_ptr, 3, sigma, HAS_NORM)
+    # Up to TILES tiles of BLOCK_Q Philox blocks per channel, one after the other in a loop (not
+    # unrolled: its count is a run-time value): the per-row set-up above is paid once per program
+    # while only one tile's values are live in registers.
+    first_block = tl.program_id(1) * (TILES * BLOCK_Q)
+    for tile in range(0, tl.minimum(TILES, tl.cdiv(hw // 4 - first_block, BLOCK_Q))):
+        block = (first_block + tile * BLOCK_Q).to(tl.int64)
+        p, mask, y0 = _image_channel(xs_row, q_first, hw, 0, block, stream, phase32, k0, k1, n0, a0, b0, HAS_NORM,
+                                     BLOCK_Q)
+        y1 = y0
+        y2 = y0
+        y3 = y0
+        if not CHANNELS_LAST:  # channel-major: store each channel as soon as it is made
+            tl.store(out_row + p, y0.to(out_ty), mask=mask)
+        if C > 1:
+            _, _, y1 = _image_channel(xs_row, q_first, hw, 1, block, stream, phase32, k0, k1, n1, a1, b1, HAS_NORM,
+                                      BLOCK_Q)
+            if not CHANNELS_LAST:
+                tl.store(out_row + hw + p, y1.to(out_ty), mask=mask)
+        if C > 2:
+            _, _, y2 = _image_channel(xs_row, q_first, hw, 2, block, stream, phase32, k0, k1, n2, a2, b2, HAS_NORM,
+                                      BLOCK_Q)
+            if not CHANNELS_LAST:
+                tl.store(out_row + 2 * hw + p, y2.to(out_ty), mask=mask)
+        if C > 3:
+            _, _, y3 = _image_channel(xs_row, q_first, hw, 3, block, stream, phase32, k0, k1, n3, a3, b3, HAS_NORM,
+                                      BLOCK_Q)
+            if not CHANNELS_LAST:
+                tl.store(out_row + 3 * hw + p, y3.to(out_ty), mask=mask)
+        if CHANNELS_LAST:  # 2 <= C <= 4: pixel-major, C values per pixel
+            if C == 3:
+                _store_rgb_channels_last(out_ptr, numel, hw, block, y0, y1, y2, BLOCK_Q)
+            else:
+                if C == 2:
+                    values = tl.join(y0, y1)  # [4 * BLOCK_Q, 2]
+                    channel = tl.arange(0, 2)
+                else:
+                    # join appends a last axis: [P, 2, 2][p, j, i] holds channel 2 * j + i after reshape.
+                    values = tl.reshape(tl.join(tl.join(y0, y2), tl.join(y1, y3)), [4 * BLOCK_Q, 4])
+                    channel = tl.arange(0, 4)
+                # p * C + channel is contiguous along the channels and C-aligned: vector stores.
+                tl.store(out_row + p[:, None] * C + channel[None, :], values.to(out_ty), mask=mask[:, None])
+
+
+# The general kernel's stores and loads start at arbitrary element offsets, so specializing on
+# the sizes and strides (divisibility, == 1) would only multiply variants: one per dtype and
+# normalization, whatever the shape.
+@triton.jit(do_not_specialize=["start_owner", "start_sample", "n", "numel", "hw", "stride_c", "stride_hw", "seed_lo",
+                               "seed_hi", "phase"])
+def _noise_rows_kernel(
+    xs_ptr, streams_ptr, mean_ptr, std_ptr, out_ptr,
+    start_owner, start_sample, n, numel, hw, stride_c, stride_hw, sigma, seed_lo, seed_hi, phase,
     HAS_NORM: tl.constexpr, BLOCK_Q: tl.constexpr,
 ):
-    row = tl.program_id(0).to(tl.int64)
-    pid_q = tl.program_id(1).to(tl.int64)
-    global_row = start + row
-    owner = global_row // n
-    first = (global_row % n) * numel  # element index e of this row's first element, 64-bit
-    q0 = first // 4 + pid_q * BLOCK_Q
-    q = q0 + tl.arange(0, BLOCK_Q)  # [BLOCK_Q] Philox block indices
-    zero = tl.zeros([BLOCK_Q], dtype=tl.uint32)
-    # Unmasked: owner < M for every row the launcher's grid covers (rows < M * n).
-    stream = tl.load(streams_ptr + owner).to(tl.uint32)
-    w0, w1, w2, w3 = tl.philox(
-        seed, (q & 0xFFFFFFFF).to(tl.uint32), (q >> 32).to(tl.uint32), zero + stream, zero + phase
-    )
-    r01 = tl.sqrt(-2.0 * tl.log(_uniform(w0)))
-    r23 = tl.sqrt(-2.0 * tl.log(_uniform(w2)))
-    theta01 = _TWO_PI * _uniform(w1)
-    theta23 = _TWO_PI * _uniform(w3)
-    # Lanes 0..3 of block q are elements 4q .. 4q + 3: interleave into one contiguous run.
-    z = tl.interleave(
-        tl.interleave(r01 * tl.cos(theta01), r23 * tl.cos(theta23)),
-        tl.interleave(r01 * tl.sin(theta01), r23 * tl.sin(theta23)),
-    )  # [4 * BLOCK_Q]
-    # Element index within the input: it fits in 32 bits (numel < 2**31), and 32-bit division
-    # by hw below is several times cheaper on a GPU than 64-bit.
+    owner, sample, stream, phase32, k0, k1 = _row_origin(streams_ptr, start_owner, start_sample, n, seed_lo,
+                                                        seed_hi, phase)
+    first = sample * numel  # element index e of this row's first element, 64-bit
+    q0 = first // 4 + tl.program_id(1).to(tl.int64) * BLOCK_Q
+    z = _normals(q0 + tl.arange(0, BLOCK_Q), stream, phase32, k0, k1)  # [4 * BLOCK_Q]
+    # Element index within the input: numel < 2**31, so 32-bit math (cheaper on a GPU).
     d = (4 * q0 - first).to(tl.int32) + tl.arange(0, 4 * BLOCK_Q)
     mask = (d >= 0) & (d < numel)
     x = tl.load(xs_ptr + owner * numel + d, mask=mask, other=0.0)
-    y = x + sigma * z
     channel = d // hw
+    noise_scale = sigma
+    x_scale = 1.0
+    x_shift = 0.0
     if HAS_NORM:
-        mean = tl.load(mean_ptr + channel, mask=mask, other=0.0)
-        std = tl.load(std_ptr + channel, mask=mask, other=1.0)
-        y = (y - mean) / std
-    out = out_ptr + row * numel + channel * stride_c + (d % hw) * stride_hw
+        x_scale = tl.fdiv(1.0, tl.load(std_ptr + channel, mask=mask, other=1.0))
+        noise_scale = sigma * x_scale
+        x_shift = -tl.load(mean_ptr + channel, mask=mask, other=0.0) * x_scale
+    y = _normalized(x, z, noise_scale, x_scale, x_shift, HAS_NORM)
+    out = out_ptr + tl.program_id(0).to(tl.int64) * numel + channel * stride_c + (d - channel * hw) * stride_hw
     tl.store(out, y.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+def _as_int32(word: int) -> int:
+    # A 32-bit word passed as a signed int32, so Triton types it i32 whatever its value.
+    return word - 2**32 if word >= 2**31 else word
 
 
 def noise_normalize(xs: torch.Tensor, streams: torch.Tensor, start: int, count: int, n: int,
@@ -92,7 +307,7 @@ def noise_normalize(xs: torch.Tensor, streams: torch.Tensor, start: int, count: 
     Args:
         xs: [M, *shape] float32 contiguous inputs; shape[0] is the channel axis.
         streams: [M] int64 stream indices. start, count, n: rows start .. start + count - 1 of
-            the flattened (input, sample) grid, n samples per input.
+            the flattened (input, sample) grid, n samples per input (n < 2**31).
         sigma, seed, phase: noise level, 64-bit seed, PHASE_* constant.
         mean, std: optional [shape[0]] float32 per-channel normalization.
         dtype: output dtype. memory_format: contiguous or channels_last (4-D batches).
@@ -102,22 +317,31 @@ def noise_normalize(xs: torch.Tensor, streams: torch.Tensor, start: int, count: 
     """
     shape = xs.shape[1:]
     numel = shape.numel()
-    # What the kernel assumes: flat float32 rows, 32-bit element offsets, rows inside the grid.
+    # What the kernels assume: flat float32 rows, 32-bit element offsets and row arithmetic.
     if xs.dtype != torch.float32 or not xs.is_contiguous():
         raise ValueError(f"Expected `xs` float32 and contiguous, got {xs.dtype}, contiguous={xs.is_contiguous()}")
     if numel >= 2**31:
         raise ValueError(f"Expected inputs of fewer than 2**31 elements, got {numel}")
+    if not 1 <= n < 2**31 or not 1 <= count < 2**31:
+        raise ValueError(f"Expected 1 <= n, count < 2**31, got n={n}, count={count}")
     if start + count > xs.shape[0] * n:
         raise ValueError(f"Expected rows start + count <= M * n = {xs.shape[0] * n}, got {start + count}")
     out = torch.empty((count, *shape), dtype=dtype, device=xs.device, memory_format=memory_format)
-    hw = numel // shape[0]
-    channels_last = memory_format == torch.channels_last
-    stride_c, stride_hw = (1, shape[0]) if channels_last else (hw, 1)
+    channels = shape[0]
+    hw = numel // channels
+    channels_last = memory_format == torch.channels_last and channels > 1
     has_norm = mean is not None
-    grid = (count, triton.cdiv(numel // 4 + 2, BLOCK_Q))
-    _noise_normalize_kernel[grid](
-        xs, streams, mean if has_norm else xs, std if has_norm else xs, out,
-        start, n, numel, hw, stride_c, stride_hw, sigma, seed, phase,
-        HAS_NORM=has_norm, BLOCK_Q=BLOCK_Q,
-    )
+    row_args = (xs, streams, mean if has_norm else xs, std if has_norm else xs, out, start // n, start % n, n)
+    key_args = (float(sigma), _as_int32(seed & 0xFFFFFFFF), seed >> 32, phase)
+    if hw % 4 == 0 and channels <= MAX_IMAGE_CHANNELS:
+        grid = (count, triton.cdiv(hw, 4 * IMAGE_BLOCK_Q * IMAGE_TILES))
+        _noise_image_kernel[grid](*row_args, hw, *key_args, C=channels, HAS_NORM=has_norm,
+                                  CHANNELS_LAST=channels_last, BLOCK_Q=IMAGE_BLOCK_Q, TILES=IMAGE_TILES,
+                                  num_warps=IMAGE_NUM_WARPS,
+                                  enable_fp_fusion=False)
+    else:
+        stride_c, stride_hw = (1, channels) if channels_last else (hw, 1)
+        grid = (count, triton.cdiv(numel // 4 + 2, ROWS_BLOCK_Q))
+        _noise_rows_kernel[grid](*row_args, numel, hw, stride_c, stride_hw, *key_args, HAS_NORM=has_norm,
+                                 BLOCK_Q=ROWS_BLOCK_Q, num_warps=ROWS_NUM_WARPS, enable_fp_fusion=False)
     return out

@@ -1,4 +1,9 @@
 """The Triton kernels against their PyTorch references (interpreter on CPU, compiler on a GPU)."""
+import importlib.util
+import math
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
@@ -33,10 +38,22 @@ def _compare_noise(device, shape, dtype=torch.float32, memory_format=torch.conti
     return got, want
 
 
-@pytest.mark.parametrize("shape", [(1,), (3,), (1, 5, 7), (3, 5, 7), (1, 28, 28), (3, 9, 11)],
+# Shapes with H*W % 4 == 0 and at most 4 channels take the image kernel, the others the general
+# rows kernel; 3x24x24 (576 pixels) spans two image blocks, the second one ragged.
+@pytest.mark.parametrize("shape", [(1,), (3,), (1, 5, 7), (3, 5, 7), (1, 28, 28), (3, 9, 11), (2, 4, 4), (3, 8, 8),
+                                   (4, 4, 2), (3, 24, 24), (5, 4, 4)],
                          ids=lambda s: "x".join(map(str, s)))
 def test_noise_normalize_matches_reference_shapes(device, shape):
     _compare_noise(device, shape)
+
+
+@pytest.mark.parametrize("shape", [(2, 4, 4), (3, 8, 8), (4, 2, 6), (3, 24, 24), (1, 4, 4), (3, 5, 7), (6, 4, 4)],
+                         ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_noise_normalize_channels_last_tiles(device, shape, dtype):
+    # 2-4 channels: one [pixels, channels] tile stored transposed; 1 channel: the contiguous
+    # store (same memory); odd sizes or more channels: the rows kernel at stride C.
+    _compare_noise(device, shape, dtype=dtype, memory_format=torch.channels_last)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
@@ -62,8 +79,67 @@ def test_noise_normalize_64_bit_counters(device):
     _compare_noise(device, (3, 2, 2), start=2**31 - 3, count=3, n=2**31 - 1)
 
 
-def test_noise_normalize_large_seed(device):
-    _compare_noise(device, (3, 2, 2), seed=2**62 + 12345)
+@pytest.mark.parametrize("seed", [2**62 + 12345, 2**32 - 1, 2**62 + 2**31 + 5, 2**63 - 1], ids=hex)
+def test_noise_normalize_large_seed(device, seed):
+    # Seed words at and above 2**31 travel as negative int32 and are reinterpreted in the kernel.
+    _compare_noise(device, (3, 2, 2), seed=seed)
+    _compare_noise(device, (3, 4, 4), seed=seed)
+
+
+@pytest.mark.parametrize("shape", [(3, 2, 2), (3, 4, 4)], ids=lambda s: "x".join(map(str, s)))
+def test_noise_normalize_row_index_past_int32(device, shape):
+    # The kernels split rows into (input, sample) in unsigned 32-bit arithmetic: start_sample +
+    # row here passes 2**31, and the batch crosses into the second input.
+    _compare_noise(device, shape, start=2**31 - 4, count=6, n=2**31 - 1)
+
+
+def _contract_uniforms(seed, stream, phase, count, numel):
+    """float32 uniforms (u0, u1) behind each element of `count` rows, by the contract's definition."""
+    e = torch.arange(count * numel, dtype=torch.int64)  # samples 0 .. count - 1, elements in order
+    q, lane = e // 4, e % 4
+    words = torch.stack(ref.philox4x32_10((q & 0xFFFFFFFF, q >> 32, stream, phase),
+                                          (seed & 0xFFFFFFFF, seed >> 32)))  # [4, count * numel]
+    u = (words.to(torch.float32) + 0.5) * 2.0**-32
+    pair = lane // 2  # lanes 0, 1 use words 0, 1; lanes 2, 3 use words 2, 3
+    u0 = torch.where(pair == 0, u[0], u[2])
+    u1 = torch.where(pair == 0, u[1], u[3])
+    return u0, u1, lane % 2 == 1
+
+
+def _kernel_normals(device, seed, stream, phase, count, numel):
+    """The kernel's z itself: sigma 1, x = 0, no normalization, float32 output."""
+    xs = torch.zeros(1, 1, 64, numel // 64, device=device)
+    out = noise.noise_normalize(xs, torch.tensor([stream], device=device), 0, count, count, 1.0, seed, phase)
+    return out.reshape(-1).cpu()
+
+
+def test_noise_normalize_within_two_ulp_of_float64_box_muller(device):
+    # The kernels' Box-Muller (kernels/box_muller.py) against float64 evaluated on the same
+    # float32 uniforms: the error of the transform alone, in float32 ulps of the exact value.
+    seed, stream, phase, count, numel = 2**40 + 7, 3, ref.PHASE_ESTIMATION, 8, 4096
+    z = _kernel_normals(device, seed, stream, phase, count, numel).double()
+    u0, u1, is_sin = _contract_uniforms(seed, stream, phase, count, numel)
+    r = torch.sqrt(-2.0 * torch.log(u0.double()))
+    theta = 2.0 * math.pi * u1.double()
+    exact = r * torch.where(is_sin, torch.sin(theta), torch.cos(theta))
+    ulp = torch.ldexp(torch.ones_like(exact), torch.frexp(exact.abs())[1] - 24)
+    assert ((z - exact).abs() <= 2 * ulp).all(), float(((z - exact).abs() / ulp).max())
+
+
+def test_noise_normalize_is_bitwise_the_measured_model(device):
+    # bench/noise_accuracy.py measured its numpy model of the transform exhaustively (<= 1.56
+    # ulp); the kernel must compute exactly that model, bit for bit, in the interpreter and on a
+    # GPU alike (fp fusion off, sqrt_rn, no approximate instructions).
+    spec = importlib.util.spec_from_file_location("noise_accuracy", Path(__file__).parents[1] / "bench" /
+                                                  "noise_accuracy.py")
+    model = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(model)
+    seed, stream, phase, count, numel = 12345, 2**32 - 1, ref.PHASE_SELECTION, 8, 4096
+    z = _kernel_normals(device, seed, stream, phase, count, numel).numpy()
+    u0, u1, is_sin = _contract_uniforms(seed, stream, phase, count, numel)
+    z_cos, z_sin = model.box_muller(u0.numpy(), u1.numpy())
+    expected = np.where(is_sin.numpy(), z_sin, z_cos)
+    assert np.array_equal(z, expected), int((z != expected).sum())
 
 
 @pytest.mark.parametrize("num_classes", [2, 10, 1000, 1001], ids=lambda k: f"K{k}")
@@ -111,6 +187,24 @@ def test_vote_count_flags_nonfinite_rows(device):
     votes.vote_count(logits, 0, 5, counts, nonfinite)
     assert nonfinite.item() == 3
     assert counts.sum().item() == 2 and counts[0, 0].item() == 2
+
+
+def test_vote_count_float64_logits_are_not_rounded(device):
+    # 1 + 1e-12 rounds to 1.0 in float32, which would tie it with class 0.
+    logits = torch.tensor([[1.0, 1.0 + 1e-12, 0.0], [0.5, 0.5, 0.5]], dtype=torch.float64, device=device)
+    got, want = (torch.zeros(2, 3, dtype=torch.int32, device=device) for _ in range(2))
+    votes.vote_count(logits, 0, 1, got, torch.zeros(1, dtype=torch.int32, device=device))
+    ref.vote_count(logits, 0, 1, want, torch.zeros(1, dtype=torch.int32, device=device))
+    assert got.tolist() == want.tolist() == [[0, 1, 0], [1, 0, 0]]
+
+
+def test_vote_count_row_index_past_int32(device):
+    logits = torch.randn(6, 5, generator=torch.Generator().manual_seed(3)).to(device)
+    start, n = 2**31 - 4, 2**31 - 1  # rows 2 and later belong to the second input
+    got, want = (torch.zeros(2, 5, dtype=torch.int32, device=device) for _ in range(2))
+    votes.vote_count(logits, start, n, got, torch.zeros(1, dtype=torch.int32, device=device))
+    ref.vote_count(logits, start, n, want, torch.zeros(1, dtype=torch.int32, device=device))
+    assert torch.equal(got, want) and got.sum(axis=1).tolist() == [3, 3]
 
 
 def test_vote_count_non_contiguous_logits(device):
