@@ -161,11 +161,16 @@ def test_train_then_certify_with_the_new_checkpoint(tmp_path):
 
 def test_train_reproduces_the_bundled_model(tmp_path):
     # The README's command for the bundled weights, bit for bit: same torch build, CPU, 2 threads
-    # (another torch version or thread count changes float summation order).
+    # and AVX2 code in PyTorch, oneDNN and MKL (another torch version, thread count or
+    # instruction set changes float summation order).
     if torch.__version__.split("+")[0] != "2.13.0":
         pytest.skip(f"the bundled weights were made with torch 2.13.0, this is {torch.__version__}")
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+        pytest.skip(f"the bundled weights were made with AVX2 code; this CPU offers "
+                    f"{torch.backends.cpu.get_cpu_capability()}")
     checkpoint = tmp_path / "mnist_cnn_sigma0.25.pt"
-    env_threads = {"OMP_NUM_THREADS": "2"}
+    env_threads = {"OMP_NUM_THREADS": "2", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+                   "MKL_CBWR": "AVX2"}
     result = subprocess.run(
         [sys.executable, "-m", "rsengine", "train", "mnist", "mnist_cnn", str(checkpoint), "--sigma", "0.25",
          "--epochs", "30", "--batch", "64", "--lr", "0.05", "--lr-schedule", "cosine", "--seed", "0",
