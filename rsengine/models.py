@@ -56,8 +56,8 @@ class MnistCNN(nn.Module):
     this width runs ~80k samples/s (batch 1000, channels_last, 2 idle CPU cores). The 16/32/128
     variant (80,202 parameters) ran ~26k samples/s and, trained the same way at sigma = 0.25 on
     the 4,000-image split, was within 0.2 points of it under sigma = 0.25 noise (97.2% vs 97.0%
-    on the 1,000 test images, in that comparison). Pooling before the ReLU gives the same output as after it (max
-    and ReLU commute) on a quarter of the elements.
+    on the 1,000 test images, in that comparison). Pooling before the ReLU gives the same output
+    as after it (max and ReLU commute) on a quarter of the elements.
 
     Args:
         num_classes: number of output logits.
