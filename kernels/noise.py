@@ -39,9 +39,9 @@ from .box_muller import box_muller
 __all__ = ["noise_normalize"]
 
 # Image kernel: a tile is 128 Philox blocks (512 pixels) per channel, one block per thread of 4
-# warps; a program loops over up to 8 tiles. From the SASS (sm_90, bf16, ImageNet): 1 tile per
-# program costs 60.6 instructions per element, 8 tiles 55.1 (the row set-up amortized), at 77
-# registers (24 resident warps per SM); 2 blocks per thread instead of a loop reach 226 registers.
+# warps; a program loops over up to 8 tiles. From the SASS (sm_90, bf16 channels_last, ImageNet):
+# 1 tile per program costs 60.6 instructions per element, 8 tiles 54.3 (the row set-up
+# amortized), at 77 registers (24 resident warps per SM); 2 blocks per thread take 137 registers.
 # bench/README.md, "2026-11-29: kernels tuned from their machine code", has the whole sweep.
 IMAGE_BLOCK_Q = 128
 IMAGE_NUM_WARPS = 4

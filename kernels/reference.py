@@ -1,8 +1,9 @@
 """Pure-PyTorch references for the fused kernels: the CPU path and the tests' oracle.
 
 Everything here runs on any torch device and imports no Triton. The Triton kernels in
-``noise.py`` and ``votes.py`` produce the same results (noise up to float rounding of log/cos/sin,
-vote counts exactly).
+``noise.py`` and ``votes.py`` produce the same results (noise up to float rounding of the
+Box-Muller step, which the kernels compute in ``box_muller.py``'s branch-free float32; vote
+counts exactly).
 
 The random-number contract (DESIGN.md):
     key      = seed as two 32-bit words (lo, hi)
