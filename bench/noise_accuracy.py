@@ -20,9 +20,11 @@ bits, and measures them against float64 truth computed from the same float32 inp
 Every function is written op for op as a GPU kernel would run it: one numpy call per float32
 operation, fma by the exact float32 fma of Triton's interpreter (``tl.fma`` there; the fallback
 :func:`fma_emulated` if that private API is missing). No multiply result feeds a plain add, so
-ptxas's mul+add contraction (Triton's ``enable_fp_fusion``) cannot change a bit. In Triton use
-``tl.sqrt_rn`` (``tl.sqrt`` is an approximate square root on a GPU; the interpreter uses np.sqrt
-for both) and ``x.to(tl.int32, bitcast=True)`` for the bit views.
+ptxas's mul+add contraction (Triton's ``enable_fp_fusion``) cannot change a bit. The square root
+here is np.sqrt (correctly rounded); the kernel computes it as rsqrt and one Newton step
+(``tl.sqrt`` is approximate on a GPU), which :func:`sqrt_newton_mismatches` shows equal to
+np.sqrt over its whole range with the interpreter's rsqrt; bit views are
+``x.to(tl.int32, bitcast=True)``.
 
 Errors are in ulps of the true value: ``|result - truth| / 2**(floor(log2 |truth|) - 23)``
 (the float32 spacing at |truth|); a zero truth counts 0 if the result is +-0, else infinity.
@@ -32,7 +34,7 @@ What it measures (each row of the printed table):
   uniform can produce ("reachable": all floats >= 2**-8, even mantissas in [2**-9, 2**-8),
   (w + 0.5) * 2**-32 below). The sin/cos errors depend on u only through the quadrant and |t|,
   and every float32 |t| in [0, 1/4] occurs, so every reduced argument is covered.
-- box_muller, box_muller_naive and the current kernel's formulation (float32 np.log / np.sqrt,
+- box_muller, box_muller_naive and the kernels' old formulation (float32 np.log / np.sqrt,
   theta = float32(2 pi) * u1 rounded to float32, np.cos / np.sin in float32): on 12 * 2**23
   random (w0, w1) uint32 pairs (numpy Generator, fixed seed) and on a grid of targeted points
   (u0 near 0, 1/2 and 1; u1 near 0, 1/4, 1/2, 3/4, 1).
@@ -40,7 +42,7 @@ What it measures (each row of the printed table):
 Run (2 worker processes by default, ``--jobs``)::
 
     python bench/noise_accuracy.py            # everything above: 231 s measured on 2 cores
-    python bench/noise_accuracy.py --quick    # 2**20 random pairs only (log/sincos sampled), < 30 s
+    python bench/noise_accuracy.py --quick    # 2**20 random pairs only (log/sincos sampled), ~2 s
 
 Coefficients: weighted minimax fits (relative error) in float64 by linear programming on dense
 Chebyshev grids (scipy HiGHS), rounded to float32 one coefficient at a time with the remaining ones
@@ -70,8 +72,8 @@ import numpy as np
 from rsengine.kernels.box_muller import (COS_COEFFICIENTS, FOLD_COEFFICIENTS, LN2_HI as _LN2_HI, LOG_COEFFICIENTS,
                                          PI_HI as _PI_HI, SIN_COEFFICIENTS)
 
-__all__ = ["fma", "fma_emulated", "log_u", "sincos_2pi", "box_muller", "box_muller_naive",
-           "uniform", "main"]
+__all__ = ["fma", "fma_emulated", "log_u", "sincos_2pi", "box_muller", "box_muller_naive", "box_muller_old",
+           "sqrt_newton_mismatches", "uniform", "main"]
 
 F32 = np.float32
 I32 = np.int32
@@ -231,7 +233,7 @@ def box_muller(u0: np.ndarray, u1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     u1 = np.asarray(u1, F32)
     x = F32(-2.0) * log_u(u0)                           # log_u 17; 1 fmul, exact
-    rh = np.sqrt(x)                                     # sqrt_rn (correctly rounded)
+    rh = np.sqrt(x)                                     # correctly rounded (the kernel: rsqrt + Newton)
     e = fma(-rh, rh, x)                                 # 2 fma: x - rh^2, exact
     y = (_RSQRT_HALF_MAGIC - (x.view(I32) >> 1)).view(F32)  # 3 shift, 4 isub: ~0.5/sqrt(x)
     rl = e * y                                          # 5 fmul: sqrt(x) ~ rh + rl
@@ -245,6 +247,24 @@ def box_muller(u0: np.ndarray, u1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _rotate(qbits, zc, zs)                       # 11
 
 
+def sqrt_newton_mismatches(exponents=range(-24, 7)) -> tuple[int, int]:
+    """The kernel's square root against np.sqrt (correctly rounded) on every float32 in
+    [2**-24, 2**7), where -2 ln u lies (or is 0): y = 1/sqrt(x) as Triton's interpreter computes
+    rsqrt, s = x y, r = fma(fma(-s, s, x), y / 2, s): the fast path ptxas emits for sqrt.rn,
+    written out so the kernel carries no branch to sqrt.rn's slow path. Returns (mismatches, n).
+    """
+    mismatches = total = 0
+    for e in exponents:
+        start = (127 + e) << 23
+        x = np.arange(start, start + (1 << 23), dtype=np.uint32).view(F32)
+        y = F32(1) / np.sqrt(x)
+        s = x * y
+        r = fma(fma(-s, s, x), F32(0.5) * y, s)
+        mismatches += int((r != np.sqrt(x)).sum())
+        total += x.size
+    return mismatches, total
+
+
 def box_muller_naive(u0, u1):
     """sqrt_rn(-2 log_u(u0)) * sincos_2pi(u1): the plain composition. 45 ops + 1 sqrt_rn."""
     r = np.sqrt(F32(-2.0) * log_u(u0))
@@ -252,7 +272,7 @@ def box_muller_naive(u0, u1):
     return r * c, r * s
 
 
-def box_muller_current(u0, u1):
+def box_muller_old(u0, u1):
     """The kernels' formulation before 2026-11-29 (libdevice): float32 log, sqrt, theta = f32(2 pi) * u1."""
     r = np.sqrt(F32(-2.0) * np.log(np.asarray(u0, F32)))
     theta = F32(2.0 * np.pi) * np.asarray(u1, F32)
@@ -394,7 +414,7 @@ def _transform_stats(u0, u1, sampled_components):
     ct, st = _sincos_truth(u1)
     zc_t, zs_t = rt * ct, rt * st
     for label, fn in (("z new (box_muller)", box_muller), ("z naive", box_muller_naive),
-                      ("z current", box_muller_current)):
+                      ("z old (2 pi u rounded)", box_muller_old)):
         zc, zs = fn(u0, u1)
         out[label + " cos"] = _Stat().add(_ulp_error(zc, zc_t), where)
         out[label + " sin"] = _Stat().add(_ulp_error(zs, zs_t), where)
@@ -494,7 +514,7 @@ def _print_table(title, stats):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="2**20 random pairs only (< 30 s)")
+    ap.add_argument("--quick", action="store_true", help="2**20 random pairs only (~2 s)")
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                     help="worker processes (default: 2 or fewer)")
     ap.add_argument("--seed", type=int, default=20240601)
@@ -512,6 +532,10 @@ def main(argv=None):
                      _run(units, _unit_random, args.jobs))
         print(f"  [{time.perf_counter() - t0:.1f} s]")
     else:
+        t0 = time.perf_counter()
+        bad, n = sqrt_newton_mismatches()
+        print(f"\nsquare root (rsqrt + one Newton step) vs np.sqrt, every float32 in [2**-24, 2**7): "
+              f"{bad} of {n} differ  [{time.perf_counter() - t0:.1f} s]")
         t0 = time.perf_counter()
         ex = _run(list(range(-33, 0)), _unit_exhaustive, args.jobs)
         _print_table("exhaustive: every float32 u in [2**-33, 1] (reachable: the ones uniform(w) "

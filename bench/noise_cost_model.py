@@ -77,7 +77,8 @@ def _instructions(sass: str) -> list[dict]:
         found = _LOCATION.search(line)
         if found:
             if not fresh_location:  # the first line of a chain is the innermost (inlined) location
-                location = (os.path.realpath(found["file"]), int(found["line"]))
+                # By file name: a cubin from Triton's cache names the tree it was first compiled in.
+                location = (os.path.basename(found["file"]), int(found["line"]))
             fresh_location = True
             continue
         label = _LABEL.match(line.strip())
@@ -97,8 +98,8 @@ def executed_path(sass: str, iterations: int) -> list[tuple[dict, int]]:
     """Instructions a thread executes on the fast path, with how many times (NOPs excluded).
 
     The kernel body runs to its unconditional EXIT (subroutines follow it). A forward conditional
-    branch that jumps over a CALL skips a slow path (sqrt_rn's, taken only for 0, subnormal,
-    infinite or negative arguments): not executed. Instructions between a label and a backward
+    branch that jumps over a CALL skips a slow path (an IEEE division's, taken only for 0,
+    subnormal or infinite operands): not executed. Instructions between a label and a backward
     branch to it form the loop over tiles: executed ``iterations`` times.
     """
     items = _instructions(sass)
@@ -137,7 +138,7 @@ def attribute(instructions: list[tuple[dict, int]], part_of) -> tuple[Counter, d
 
 
 def _source_lines(functions) -> dict[tuple[str, int], tuple[str, str]]:
-    """(file, line) -> (function name, source text) for the given Python functions.
+    """(file name, line) -> (function name, source text) for the given Python functions.
 
     A function owns its lines up to the next function of its file: the compiler attributes a few
     instructions to the blank line after a function's last statement.
@@ -145,7 +146,7 @@ def _source_lines(functions) -> dict[tuple[str, int], tuple[str, str]]:
     spans = []
     for fn in functions:
         lines, first = inspect.getsourcelines(fn)
-        spans.append((os.path.realpath(inspect.getsourcefile(fn)), first, fn.__name__, lines))
+        spans.append((os.path.basename(inspect.getsourcefile(fn)), first, fn.__name__, lines))
     spans.sort()
     table = {}
     for index, (path, first, name, lines) in enumerate(spans):
@@ -169,15 +170,16 @@ def _noise_parts():
                    "box_muller": "sqrt, sin/cos reduction, rotation", "_poly3": "sin/cos polynomials",
                    "_normals": "lane order", "_normalized": "normalization",
                    "_row_origin": "row -> input (per program)",
-                   "_store_rgb_channels_last": "store", "_bits64": "store", "_lanes": "store"}
+                   "_store_rgb_channels_last": "store", "_bits": "store", "_word": "store", "_words4": "store",
+                   "_words8": "store", "_lanes": "store"}
 
     def part_of(location) -> str:
-        if location and location[0].endswith(os.path.join("triton", "language", "standard.py")):
+        if location and location[0] == "standard.py":
             return "indexing and setup"  # tl.cdiv, tl.minimum: the tile loop's bounds
         name, text = table.get(location, ("?", ""))
         if name in by_function:
             return by_function[name]
-        if "tl.store" in text or "tl.join" in text or "tile" in text:
+        if "tl.store" in text or "tl.join" in text:
             return "store"
         if "tl.load" in text:
             return "loads of x, mean, std"

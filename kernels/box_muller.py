@@ -89,8 +89,14 @@ def _poly3(s, c0, c1, c2, c3):
 @triton.jit
 def box_muller(u0, u1):
     """(r cos 2 pi u1, r sin 2 pi u1), r = sqrt(-2 ln u0): within 1.56 ulp of the exact pair."""
-    x = -2.0 * log_u(u0)
-    rh = tl.sqrt_rn(x)
+    x = -2.0 * log_u(u0)  # 0 or in [1.19e-7, 45.8]
+    # sqrt(x) correctly rounded, branch-free: rsqrt and one Newton step, the fast path ptxas
+    # emits for sqrt.rn, without sqrt.rn's branch to a slow path for 0, subnormal, infinite or
+    # negative x (x = 0 is the select). Equal to np.sqrt on every float32 in [2**-24, 2**7)
+    # with the interpreter's rsqrt (bench/noise_accuracy.py).
+    y = tl.rsqrt(x)
+    s = x * y
+    rh = tl.where(x > 0.0, tl.fma(tl.fma(-s, s, x), 0.5 * y, s), 0.0)
     rl = tl.fma(-rh, rh, x)  # x - rh^2, exact: the square root's rounding error ...
     # ... times ~0.5 / sqrt(x) (bits 0x5F3759DF - 2**23, within 3.5%) gives r = rh + rl.
     rl = rl * (0x5EB759DF - (x.to(tl.int32, bitcast=True) >> 1)).to(tl.float32, bitcast=True)

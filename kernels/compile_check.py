@@ -14,6 +14,10 @@ Run it (interpreter off; it refuses otherwise):
 It prints one line per kernel and target and exits 1 if any variant fails to compile or misses
 a goal. ``tests/test_compile_check.py`` runs it in CI.
 
+Coverage: every combination of the options on the data sets' shapes and on the general
+kernel's; on other image shapes (2 channels, H*W not a multiple of 16), each option value at
+least once (see ``COVERING_SHAPES``).
+
 Example:
     >>> [case.name for case in engine_cases()][:2]
     ['mnist 1x28x28 float32 contiguous raw seed32', 'mnist 1x28x28 float32 contiguous raw seed64']
@@ -42,13 +46,18 @@ MIN_RESIDENT_WARPS = 16
 
 # What a user can choose that reaches a kernel's specialization. OUTPUT_DTYPES are the engine's
 # precisions (tests/test_compile_check.py keeps them equal to rsengine.commands.PRECISIONS).
+# The data sets' shapes and the general kernel's (odd sizes, 1-D features, 4 channels) get the
+# full product of the options below. Other image shapes specialize the image kernel further (2
+# channels, H*W not a multiple of 16); for them each option value appears in at least one case,
+# so every option's code path compiles for them without all 12 combinations.
 INPUT_SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32), "imagenet": (3, 224, 224), "odd": (3, 9, 11),
-                "features": (5,)}
+                "features": (5,), "rgba": (4, 32, 32)}
+COVERING_SHAPES = {"pairs": (2, 16, 16), "unaligned": (3, 30, 30)}
 OUTPUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 SEEDS = {"seed32": 0, "seed64": 2**62 + 12345}
 LOGIT_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
-NUM_CLASSES = (2, 10, 1000)
+NUM_CLASSES = (2, 10, 16, 1000)
 _SIGMA = 0.25
 _SAMPLES = (3, 5)  # n per phase; 2 inputs with batches of 4 rows give ragged, input-spanning batches
 _BATCH = 4
@@ -69,16 +78,24 @@ class LaunchCase:
     num_classes: int
 
 
+def _case(shape_name, shape, dtype, format_name, normalize, seed_name) -> LaunchCase:
+    name = (f"{shape_name} {'x'.join(map(str, shape))} {str(dtype).removeprefix('torch.')} {format_name} "
+            f"{'normalized' if normalize else 'raw'} {seed_name}")
+    return LaunchCase(name, shape_name, shape, dtype, MEMORY_FORMATS[format_name], normalize, SEEDS[seed_name],
+                      torch.float32, 10)
+
+
 def engine_cases() -> list[LaunchCase]:
-    """The full product of the noise options per shape, then the vote options on one shape."""
+    """The noise options per shape (full product, or covering), then the vote options on one shape."""
     cases = []
-    for (shape_name, shape), dtype, (format_name, memory_format), normalize, (seed_name, seed) in itertools.product(
-            INPUT_SHAPES.items(), OUTPUT_DTYPES, MEMORY_FORMATS.items(), (False, True), SEEDS.items()):
-        if memory_format == torch.channels_last and len(shape) != 3:
+    for (shape_name, shape), dtype, format_name, normalize, seed_name in itertools.product(
+            INPUT_SHAPES.items(), OUTPUT_DTYPES, MEMORY_FORMATS, (False, True), SEEDS):
+        if format_name == "channels_last" and len(shape) != 3:
             continue  # the engine refuses channels_last for non-image inputs
-        name = (f"{shape_name} {'x'.join(map(str, shape))} {str(dtype).removeprefix('torch.')} {format_name} "
-                f"{'normalized' if normalize else 'raw'} {seed_name}")
-        cases.append(LaunchCase(name, shape_name, shape, dtype, memory_format, normalize, seed, torch.float32, 10))
+        cases.append(_case(shape_name, shape, dtype, format_name, normalize, seed_name))
+    for (shape_name, shape), dtype in itertools.product(COVERING_SHAPES.items(), OUTPUT_DTYPES):
+        cases.append(_case(shape_name, shape, dtype, "channels_last", True, "seed64"))
+        cases.append(_case(shape_name, shape, dtype, "contiguous", False, "seed32"))
     for logit_dtype, num_classes in itertools.product(LOGIT_DTYPES, NUM_CLASSES):
         name = f"logits {str(logit_dtype).removeprefix('torch.')} K={num_classes}"
         cases.append(LaunchCase(name, "logits", INPUT_SHAPES["mnist"], torch.float32, torch.contiguous_format, True, 0,

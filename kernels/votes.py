@@ -32,8 +32,9 @@ NUM_WARPS = 4
 
 
 # rows, start_owner, start_sample and n change from batch to batch: specializing on their values
-# would recompile in the middle of a run.
-@triton.jit(do_not_specialize=["rows", "start_owner", "start_sample", "n"])
+# would recompile in the middle of a run. The class count and row stride gain nothing from it
+# (one class per lane, scalar loads): one variant per logit dtype.
+@triton.jit(do_not_specialize=["rows", "start_owner", "start_sample", "n", "num_classes", "stride_row"])
 def _vote_kernel(logits_ptr, counts_ptr, nonfinite_ptr, rows, start_owner, start_sample, n, num_classes,
                  stride_row, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr):
     row = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)  # [BLOCK_B] int32: rows < 2**31

@@ -39,20 +39,23 @@ def _compare_noise(device, shape, dtype=torch.float32, memory_format=torch.conti
 
 
 # Shapes with H*W % 4 == 0 and at most 4 channels take the image kernel, the others the general
-# rows kernel; 3x24x24 (576 pixels) spans two image blocks, the second one ragged.
+# rows kernel; 3x24x24 (576 pixels) spans two tiles, the second one ragged; a program covers 8
+# tiles (4,096 pixels), so 1x72x72 and 3x68x64 split each row over two programs.
 @pytest.mark.parametrize("shape", [(1,), (3,), (1, 5, 7), (3, 5, 7), (1, 28, 28), (3, 9, 11), (2, 4, 4), (3, 8, 8),
-                                   (4, 4, 2), (3, 24, 24), (5, 4, 4)],
+                                   (4, 4, 2), (3, 24, 24), (5, 4, 4), (1, 72, 72), (3, 68, 64)],
                          ids=lambda s: "x".join(map(str, s)))
 def test_noise_normalize_matches_reference_shapes(device, shape):
     _compare_noise(device, shape)
 
 
-@pytest.mark.parametrize("shape", [(2, 4, 4), (3, 8, 8), (4, 2, 6), (3, 24, 24), (1, 4, 4), (3, 5, 7), (6, 4, 4)],
+@pytest.mark.parametrize("shape", [(2, 4, 4), (3, 8, 8), (4, 2, 6), (3, 24, 24), (3, 68, 64), (1, 4, 4), (3, 5, 7),
+                                   (6, 4, 4)],
                          ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
 def test_noise_normalize_channels_last_tiles(device, shape, dtype):
-    # 2-4 channels: one [pixels, channels] tile stored transposed; 1 channel: the contiguous
-    # store (same memory); odd sizes or more channels: the rows kernel at stride C.
+    # 3 channels: 64-bit words of 4 pixels x 3 values (16- and 32-bit layouts); 2 or 4 channels:
+    # a [pixels, channels] tile; 1 channel: the contiguous store (same memory); odd sizes or
+    # more channels: the rows kernel at stride C.
     _compare_noise(device, shape, dtype=dtype, memory_format=torch.channels_last)
 
 
@@ -140,6 +143,18 @@ def test_noise_normalize_is_bitwise_the_measured_model(device):
     z_cos, z_sin = model.box_muller(u0.numpy(), u1.numpy())
     expected = np.where(is_sin.numpy(), z_sin, z_cos)
     assert np.array_equal(z, expected), int((z != expected).sum())
+
+
+def test_noise_normalize_rejects_what_it_cannot_launch(device):
+    xs = torch.zeros(1, 3, 4, 4, device=device)
+    streams = torch.zeros(1, dtype=torch.int64, device=device)
+    with pytest.raises(ValueError, match="seed"):
+        noise.noise_normalize(xs, streams, 0, 1, 1, 0.5, 2**63 + 5, 1)
+    # 2**26 + 5 elements in one row need more than 65,535 programs of the general kernel
+    # (torch.empty: the pages are never touched).
+    huge = torch.empty(1, 1, 2**26 + 5, device=device)
+    with pytest.raises(ValueError, match="65535 programs"):
+        noise.noise_normalize(huge, streams, 0, 1, 1, 0.5, 0, 1)
 
 
 @pytest.mark.parametrize("num_classes", [2, 10, 1000, 1001], ids=lambda k: f"K{k}")
