@@ -27,7 +27,6 @@ import itertools
 import json
 import os
 import re
-import subprocess
 import sys
 from collections import Counter, defaultdict
 
@@ -190,7 +189,6 @@ def _noise_parts():
 def cost_model(arch: int = 90, dtype: str = "bf16", channels_last: bool = True, device: dict = H100) -> dict:
     """Compile the ImageNet noise variant for sm_<arch> and model its cost per element and per certificate."""
     import torch
-    import triton
     from triton.backends.compiler import GPUTarget
 
     from rsengine.kernels import noise
@@ -205,16 +203,7 @@ def cost_model(arch: int = 90, dtype: str = "bf16", channels_last: bool = True, 
                               0.25, 0, 1, torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225]),
                               torch_dtype, memory_format)
     kernel = compiled[0]
-    resources, _ = read_cubin(kernel.asm["cubin"], kernel.metadata.shared)
-    path = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "nvdisasm")
-    cubin = f"/tmp/rsengine_noise_{os.getpid()}.cubin"
-    with open(cubin, "wb") as handle:
-        handle.write(kernel.asm["cubin"])
-    try:
-        sass = subprocess.run([path, "--print-code", "--print-line-info-inline", cubin], capture_output=True,
-                              text=True, check=True).stdout
-    finally:
-        os.remove(cubin)
+    resources, sass = read_cubin(kernel.asm["cubin"], kernel.metadata.shared)
     executed = executed_path(sass, noise.IMAGE_TILES)
     branches = sum(times for item, times in executed if item["opcode"] == "BRA")
     parts, pipes = attribute(executed, _noise_parts())

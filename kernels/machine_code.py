@@ -73,7 +73,7 @@ def sass_opcodes(sass: str) -> list[str]:
 
 
 def read_cubin(cubin: bytes, dynamic_shared_bytes: int) -> tuple[Resources, str]:
-    """Resources of a one-kernel cubin, and its SASS listing.
+    """Resources of a one-kernel cubin, and its SASS listing with source lines (``//## File``).
 
     Args:
         cubin: the ``asm["cubin"]`` of a compiled Triton kernel.
@@ -84,7 +84,7 @@ def read_cubin(cubin: bytes, dynamic_shared_bytes: int) -> tuple[Resources, str]
         with open(path, "wb") as handle:
             handle.write(cubin)
         usage = _run("cuobjdump", "--dump-resource-usage", path)
-        sass = _run("nvdisasm", "--print-code", path)
+        sass = _run("nvdisasm", "--print-code", "--print-line-info-inline", path)
     fields = dict(re.findall(r"\b(REG|STACK|SHARED|LOCAL):(\d+)", usage.split("Function", 1)[1]))
     opcodes = sass_opcodes(sass)
     counts = Counter(op.split(".")[0] for op in opcodes)
