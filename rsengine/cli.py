@@ -19,15 +19,25 @@ import argparse
 import os
 import sys
 
-__all__ = ["EMBEDDED_DEFAULT", "build_parser", "main"]
+__all__ = ["EMBEDDED_DEFAULT", "RANDOM_SEED", "build_parser", "main"]
 
 # The embedded default: every 10th of the 1,000 held-out MNIST images with n = 1,000 estimation
 # samples, about 15 seconds on a 2-core CPU. Options given explicitly still win.
 EMBEDDED_DEFAULT = dict(dataset="mnist", sigma=0.25, skip=10, N=1000, batch=1000,
                         outfile="certify_mnist_sigma0.25.tsv", plot="certify_mnist_sigma0.25.png")
 PREDICT_OUTFILE = "predict_mnist_sigma0.25.tsv"
+RANDOM_SEED = "random"  # --seed random: a secret seed from the operating system
 # The original scripts' defaults, for runs that name their data set.
 ORIGINAL_DEFAULT = dict(skip=1, N=100_000, batch=None)
+
+
+def _seed(text: str):
+    if text == RANDOM_SEED:
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'random', got {text!r}") from None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -56,7 +66,15 @@ def _sampling_arguments(parser: argparse.ArgumentParser, certify: bool) -> None:
     parser.add_argument("--N", type=int, help="%s samples (default: 100000; embedded: 1000)"
                         % ("estimation" if certify else "prediction"))
     parser.add_argument("--alpha", type=float, default=0.001, help="failure probability (default: 0.001)")
-    parser.add_argument("--seed", type=int, default=0, help="noise seed (default: 0); input i uses stream i")
+    parser.add_argument("--seed", type=_seed, default=0,
+                        help="noise seed, an integer in [0, 2**63) or 'random' for a secret one from the operating "
+                             "system, recorded in OUTFILE.run.json (default: 0); input i uses stream i")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="bit-reproducible rows: fixed batch shape (--batch, default 1000) of one input per "
+                             "forward pass, deterministic algorithms, no TF32; slower for small N0")
+    parser.add_argument("--resume-with-changes", action="store_true",
+                        help="resume OUTFILE even though its rows were computed with another backend, device, "
+                             "batch size or library version (recorded; such changes can flip near-tie votes)")
     parser.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if present)")
     parser.add_argument("--backend", choices=["auto", "triton", "torch"], default="auto",
                         help="kernels: Triton on CUDA, PyTorch elsewhere (default: auto)")

@@ -12,14 +12,17 @@ Example:
 from __future__ import annotations
 
 import os
+import platform
+import secrets
 import sys
 import time
-from importlib import resources
+from importlib import metadata, resources
 
 import torch
 
 from . import __version__, analyze
 from .checkpoints import load_checkpoint, save_checkpoint
+from .cli import RANDOM_SEED
 from .data import dataset_num_classes, dataset_stats, load_dataset
 from .models import build_model
 from .results import read_results
@@ -70,8 +73,8 @@ def check_plot_path(path: str | None) -> None:
         check_choice("--plot extension", os.path.splitext(path)[1].lower(), analyze.PLOT_FORMATS)
 
 
-def _smoothed_model(opts):
-    """Check the sampling options, load the checkpoint and data set; build the Smooth."""
+def _smoothed_model(opts, seed: int | None = None):
+    """Check the sampling options, load the checkpoint and data set; build the Smooth (seed: opts.seed)."""
     check_plot_path(getattr(opts, "plot", None))
     sigma = check_positive_float("SIGMA", opts.sigma)
     if opts.batch is not None:
@@ -96,8 +99,8 @@ def _smoothed_model(opts):
     mean, std = checkpoint.mean, checkpoint.std
     memory_format = torch.channels_last if opts.channels_last else torch.contiguous_format
     model = checkpoint.model.to(device=device, dtype=dtype, memory_format=memory_format).eval()
-    smooth = Smooth(model, num_classes, sigma, mean=mean, std=std, seed=opts.seed, backend=opts.backend,
-                    device=device, dtype=dtype, memory_format=memory_format)
+    smooth = Smooth(model, num_classes, sigma, mean=mean, std=std, seed=opts.seed if seed is None else seed,
+                    backend=opts.backend, device=device, dtype=dtype, memory_format=memory_format, deterministic=opts.deterministic)
     _check_compatible(smooth, dataset, opts)
     return smooth, dataset
 
@@ -123,15 +126,43 @@ def _progress(indices, desc: str):
                 mininterval=1.0)
 
 
-def _run_arguments(opts, kind: str) -> dict:
+def _resolve_seed(opts) -> tuple[int, str]:
+    """The run's seed and where it came from: given, or drawn from the OS (reused on resume)."""
+    if opts.seed != RANDOM_SEED:
+        return opts.seed, "given"
+    previous = None if opts.overwrite else read_run_record(opts.outfile)
+    arguments = previous.get("arguments") if previous else None
+    if isinstance(arguments, dict) and arguments.get("seed_source") == "random" and type(arguments.get("seed")) is int:
+        return arguments["seed"], "random"  # resuming: the seed the run drew
+    seed = secrets.randbits(63)
+    print(f"seed {seed}, drawn from the operating system (recorded in {opts.outfile}.run.json)", file=sys.stderr)
+    return seed, "random"
+
+
+def _run_environment(smooth: Smooth, opts) -> dict:
+    """What can change a row only through float rounding: a resume must share it or say so."""
+    device = smooth.device
+    environment = dict(backend=smooth.backend.name, device=str(device),
+                       device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine(),
+                       cpu_capability=torch.backends.cpu.get_cpu_capability(), threads=torch.get_num_threads(),
+                       batch=opts.batch, torch=torch.__version__)
+    if smooth.backend.name == "triton":
+        environment["triton"] = metadata.version("triton")
+    return environment
+
+
+def _run_arguments(opts, kind: str, seed: int, seed_source: str) -> dict:
     """The arguments that determine a run's rows (what a resumed run must share)."""
     dataset = os.path.abspath(opts.dataset) if os.path.isdir(opts.dataset) else opts.dataset
     # Where the data came from too: the same name may point at another copy next time.
     data_dir = opts.data_dir or os.environ.get("IMAGENET_DIR" if opts.dataset == "imagenet" else "RSENGINE_DATA")
     arguments = dict(dataset=dataset, data_dir=os.path.abspath(data_dir) if data_dir else None, split=opts.split,
                      checkpoint_sha256=file_digest(opts.base_classifier), sigma=opts.sigma, N=opts.N,
-                     alpha=opts.alpha, seed=opts.seed, skip=opts.skip, max=opts.max, precision=opts.precision,
-                     channels_last=opts.channels_last, rsengine=__version__)
+                     alpha=opts.alpha, seed=seed, seed_source=seed_source, skip=opts.skip, max=opts.max,
+                     precision=opts.precision, channels_last=opts.channels_last, deterministic=opts.deterministic,
+                     rsengine=__version__)
+    if opts.deterministic:  # the batch shape is part of what a deterministic row is a function of
+        arguments["batch"] = opts.batch
     if kind == "certify":
         arguments["N0"] = opts.N0
     return arguments
@@ -142,10 +173,12 @@ def _run(opts, kind: str, decide) -> None:
 
     Resumes: rows already in the results file of the same run are kept and skipped.
     """
-    smooth, dataset = _smoothed_model(opts)
-    arguments = _run_arguments(opts, kind)
+    seed, seed_source = _resolve_seed(opts)
+    smooth, dataset = _smoothed_model(opts, seed)
+    arguments = _run_arguments(opts, kind, seed, seed_source)
     indices = _indices(len(dataset), opts.skip, opts.max)
-    writer, done = open_results(opts.outfile, kind, arguments, opts.overwrite)
+    writer, done = open_results(opts.outfile, kind, arguments, _run_environment(smooth, opts), opts.overwrite,
+                                opts.resume_with_changes)
     todo = [i for i in indices if i not in done]
     if done:
         print(f"resuming {opts.outfile}: {len(indices) - len(todo)} of {len(indices)} inputs already done",
@@ -156,7 +189,7 @@ def _run(opts, kind: str, decide) -> None:
             start = time.perf_counter()
             fields = decide(smooth, x, i, label)
             writer.write_row(i, label, *fields, time.perf_counter() - start)
-    mark_complete(opts.outfile, kind, arguments)
+    mark_complete(opts.outfile)
     print(f"{len(indices)} inputs in {os.path.abspath(opts.outfile)} ({len(todo)} computed now)")
 
 

@@ -1,19 +1,23 @@
 """Resumable results files: a killed certify/predict run continues where it stopped.
 
 Beside each results file ``OUT`` sits ``OUT.run.json``: the arguments that determine the rows
-(data set, split, checkpoint digest, sigma, n0, n, alpha, seed, skip, stop index, precision)
-and whether the run finished. Input i always uses noise stream i, so a restarted run that
-skips the rows already on disk writes exactly the rows an uninterrupted run would have. A
-results file of other arguments, or one without its ``.run.json``, is never appended to or
-replaced unless the user says ``--overwrite``.
+(data set, split, checkpoint digest, sigma, n0, n, alpha, seed, skip, stop index, precision,
+deterministic mode), the environment each part of the file was computed in (backend, device,
+batch size, threads, library versions: what can flip a vote on a near-tie through float
+rounding without changing the noise), and whether the run finished. Input i always uses noise
+stream i, so a restarted run that skips the rows already on disk writes the rows an
+uninterrupted run would have. A results file of other arguments, or one without its
+``.run.json``, is never appended to or replaced unless the user says ``--overwrite``; one written
+in another environment is resumed only with ``--resume-with-changes``, and the record then lists
+every environment that wrote rows.
 
 Example:
     >>> import os, tempfile
     >>> from rsengine.resume import open_results
     >>> path = os.path.join(tempfile.mkdtemp(), "out.tsv")
-    >>> writer, done = open_results(path, "predict", {"sigma": 0.25}, overwrite=False)
+    >>> writer, done = open_results(path, "predict", {"sigma": 0.25}, {"batch": 100}, overwrite=False)
     >>> writer.write_row(0, 1, 1, 1, 0.5); writer.close()
-    >>> writer, done = open_results(path, "predict", {"sigma": 0.25}, overwrite=False)
+    >>> writer, done = open_results(path, "predict", {"sigma": 0.25}, {"batch": 100}, overwrite=False)
     >>> sorted(done)
     [0]
     >>> writer.close()
@@ -26,11 +30,16 @@ import os
 
 from .results import ResultsWriter
 
-__all__ = ["RunMismatchError", "file_digest", "mark_complete", "open_results", "read_run_record", "run_record_path"]
+__all__ = ["EnvironmentChangedError", "RunMismatchError", "file_digest",
+           "mark_complete", "open_results", "read_run_record", "run_record_path"]
 
 
 class RunMismatchError(ValueError):
     """The results file belongs to a run with other arguments (or to no known run)."""
+
+
+class EnvironmentChangedError(RunMismatchError):
+    """The results file's rows were computed in another environment (backend, device, batch...)."""
 
 
 def run_record_path(results_path) -> str:
@@ -76,13 +85,22 @@ def _drop_partial_last_line(path: str) -> None:
             file.truncate(data.rfind(b"\n") + 1)
 
 
-def open_results(path, kind: str, arguments: dict, overwrite: bool) -> tuple[ResultsWriter, set]:
+def _differences(old: dict, new: dict) -> str:
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:4])
+
+
+def open_results(path, kind: str, arguments: dict, environment: dict, overwrite: bool,
+                 resume_with_changes: bool = False) -> tuple[ResultsWriter, set]:
     """Open the results file of a run, resuming it when it holds the same run's rows.
 
     Args:
         path: the results file. kind: "certify" or "predict".
         arguments: JSON-serializable values that determine the rows.
+        environment: JSON-serializable values that can change a row only through float rounding
+            (backend, device, batch size, ...).
         overwrite: start afresh even if ``path`` holds other results.
+        resume_with_changes: resume a file whose rows were computed in another environment.
 
     Returns:
         (writer, indices already written).
@@ -90,9 +108,11 @@ def open_results(path, kind: str, arguments: dict, overwrite: bool) -> tuple[Res
     Raises:
         RunMismatchError: ``path`` exists and holds another run's results (or results with no
             run record), and ``overwrite`` is False.
+        EnvironmentChangedError: the same run, computed in another environment, and neither
+            ``overwrite`` nor ``resume_with_changes``.
     """
     path = os.fspath(path)
-    record = {"kind": kind, "arguments": arguments, "complete": False}
+    record = {"kind": kind, "arguments": arguments, "environments": [environment], "complete": False}
     if overwrite or not os.path.exists(path):
         _write_record(path, record)
         return ResultsWriter(path, kind), set()
@@ -102,16 +122,29 @@ def open_results(path, kind: str, arguments: dict, overwrite: bool) -> tuple[Res
                                "resumed; pass --overwrite to replace it, or choose another OUTFILE")
     if previous.get("kind") != kind or previous.get("arguments") != arguments:
         old = previous.get("arguments") if isinstance(previous.get("arguments"), dict) else {}
-        changed = sorted(k for k in set(old) | set(arguments) if old.get(k) != arguments.get(k))
-        details = ", ".join(f"{k}: {old.get(k)!r} -> {arguments.get(k)!r}" for k in changed[:4])
-        raise RunMismatchError(f"{path} holds results of a run with other arguments ({details or kind}); "
-                               "pass --overwrite to replace it, or choose another OUTFILE")
+        raise RunMismatchError(f"{path} holds results of a run with other arguments "
+                               f"({_differences(old, arguments) or kind}); pass --overwrite to replace it, "
+                               "or choose another OUTFILE")
+    environments = previous.get("environments")
+    environments = [e for e in environments if isinstance(e, dict)] if isinstance(environments, list) else []
+    if environment not in environments:
+        if not resume_with_changes:
+            last = environments[-1] if environments else {}
+            raise EnvironmentChangedError(
+                f"{path} was computed with other settings ({_differences(last, environment)}), which can flip "
+                "votes that sit on a near-tie; rerun with the recorded settings, pass --resume-with-changes to "
+                "continue anyway (the record lists both), or --overwrite to start again")
+        environments.append(environment)
     _drop_partial_last_line(path)
+    record["environments"] = environments
     _write_record(path, record)
     writer = ResultsWriter(path, kind, append=True)
     return writer, set(writer.written_indices)
 
 
-def mark_complete(path, kind: str, arguments: dict) -> None:
+def mark_complete(path) -> None:
     """Record that the run writing ``path`` finished every input."""
-    _write_record(path, {"kind": kind, "arguments": arguments, "complete": True})
+    record = read_run_record(path)
+    if record is not None:  # None: removed while the run went on; nothing left to mark
+        record["complete"] = True
+        _write_record(path, record)

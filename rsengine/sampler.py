@@ -4,8 +4,11 @@ One phase draws ``n`` noisy copies of each of M inputs. The M * n (input, sample
 out as one flat grid (row p is sample p % n of input p // n) and cut into batches of
 ``batch_size`` rows, so several inputs share a batch when n is small (the n0 = 100 selection
 draws of many inputs fill one GPU batch). Counts stay on the device; the host reads them once,
-at the end of the phase. Because every row's noise is a function of (seed, stream, phase,
-sample index) only, the counts do not depend on the batch size or on how inputs are grouped.
+at the end of the phase. Every row's noise is a function of (seed, stream, phase, sample index)
+only, so the noise does not depend on the batch size or on how inputs are grouped; the counts do
+not either as long as the classifier's logits for a row do not depend on the shape of its batch
+or the row's place in it. BLAS and cuDNN choose kernels by shape, so a vote that sits on a
+near-tie can flip: ``deterministic=True`` fixes the batch shape and each row's place in it.
 
 Example:
     >>> import torch
@@ -22,15 +25,21 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
+import os
+import threading
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch.nn.modules.module import register_module_forward_pre_hook
 
 from .backends import Backend
 
-__all__ = ["BatchSizeReduced", "NoiseSpec", "NonFiniteLogitsError", "auto_batch_size", "count_votes"]
+__all__ = ["BatchSizeReduced", "NoiseSpec", "NonFiniteLogitsError", "auto_batch_size", "count_votes",
+           "deterministic_algorithms", "eval_mode", "reachable_modules"]
 
 
 class NonFiniteLogitsError(FloatingPointError):
@@ -57,18 +66,120 @@ class NoiseSpec:
     memory_format: torch.memory_format = torch.contiguous_format
 
 
+def reachable_modules(classifier) -> list[torch.nn.Module]:
+    """The ``nn.Module``s a classifier visibly holds.
+
+    The classifier itself, a bound method's owner (``net.forward``), a ``functools.partial``'s
+    function and arguments, and a function's closure cells, defaults and the globals it names
+    (``lambda b: net(b)``), followed recursively.
+
+    Example:
+        >>> net = torch.nn.Linear(2, 2)
+        >>> reachable_modules(lambda b: net(b)) == [net]
+        True
+    """
+    found, todo, seen = [], [classifier], set()
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, torch.nn.Module):
+            found.append(obj)
+        elif isinstance(obj, functools.partial):
+            todo += [obj.func, *obj.args, *obj.keywords.values()]
+        elif inspect.ismethod(obj):
+            todo.append(obj.__self__)
+        elif inspect.isfunction(obj):
+            todo += [cell.cell_contents for cell in obj.__closure__ or () if _cell_is_set(cell)]
+            todo += list(obj.__defaults__ or ()) + list((obj.__kwdefaults__ or {}).values())
+            todo += [obj.__globals__[name] for name in _names(obj.__code__) if name in obj.__globals__]
+    return found
+
+
+def _cell_is_set(cell) -> bool:
+    try:
+        cell.cell_contents
+    except ValueError:  # a closure variable not assigned yet
+        return False
+    return True
+
+
+def _names(code) -> set[str]:
+    # Global names a function's code uses, nested lambdas and comprehensions included.
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if inspect.iscode(const):
+            names |= _names(const)
+    return names
+
+
 @contextlib.contextmanager
-def _eval_mode(model: torch.nn.Module):
-    # Dropout or batch-norm statistics in training mode would make f random or batch-dependent;
-    # afterwards every submodule gets back its own mode (a blanket train() would not).
-    modes = {module: module.training for module in model.modules()} if isinstance(model, torch.nn.Module) else {}
-    for module in modes:
-        module.training = False
+def eval_mode(classifier):
+    """Run ``classifier`` with every ``nn.Module`` it uses in eval mode, then restore each one's mode.
+
+    Dropout, or batch norm in training mode, would make f random and its votes depend on the
+    other rows of the batch: not the independent samples the bound needs, and certification would
+    change the network's running statistics. The modules :func:`reachable_modules` finds are
+    switched up front; where the classifier is a plain callable, a forward pre-hook also switches
+    any other module it calls (in this thread) before that module runs. Only code that uses no
+    ``nn.Module`` (``F.dropout(x, training=True)`` in a function) escapes: rsengine cannot see it.
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.BatchNorm1d(2)).train()
+        >>> with eval_mode(lambda b: net(b)):
+        ...     net[0].training
+        False
+        >>> net[0].training
+        True
+    """
+    modes: dict[torch.nn.Module, bool] = {}
+
+    def switch(module: torch.nn.Module) -> None:
+        for sub in module.modules():
+            if sub not in modes:
+                modes[sub] = sub.training
+                sub.training = False
+
+    for module in reachable_modules(classifier):
+        switch(module)
+    hook = None
+    if not isinstance(classifier, torch.nn.Module):  # a module's own tree is already switched
+        thread = threading.get_ident()
+
+        def switch_before_forward(module, args):
+            if module not in modes and threading.get_ident() == thread:
+                switch(module)
+
+        hook = register_module_forward_pre_hook(switch_before_forward)
     try:
         yield
     finally:
+        if hook is not None:
+            hook.remove()
         for module, training in modes.items():
             module.training = training
+
+
+@contextlib.contextmanager
+def deterministic_algorithms():
+    """PyTorch's deterministic algorithms, cuDNN autotuning off and TF32 off; restored afterwards.
+
+    On CUDA, deterministic cuBLAS needs CUBLAS_WORKSPACE_CONFIG before its first call; it is
+    set to ``:4096:8`` here when unset, which takes effect only if cuBLAS has not run yet in the
+    process (set it in the environment to be sure).
+    """
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             cudnn.benchmark, cudnn.deterministic, cudnn.allow_tf32, matmul.allow_tf32)
+    torch.use_deterministic_algorithms(True)
+    cudnn.benchmark, cudnn.deterministic, cudnn.allow_tf32, matmul.allow_tf32 = False, True, False, False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        cudnn.benchmark, cudnn.deterministic, cudnn.allow_tf32, matmul.allow_tf32 = saved[2:]
 
 
 class BatchSizeReduced(RuntimeWarning):
@@ -97,7 +208,7 @@ def auto_batch_size(model, xs: torch.Tensor, spec: NoiseSpec, backend: Backend) 
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
     before = torch.cuda.memory_allocated(device)
-    with torch.inference_mode(), _eval_mode(model):
+    with torch.inference_mode(), eval_mode(model):
         batch = backend.noise_normalize(xs, torch.zeros(xs.shape[0], dtype=torch.int64, device=device), 0,
                                         _PROBE_ROWS, _PROBE_ROWS, spec.sigma, spec.seed, 0, spec.mean, spec.std,
                                         spec.dtype, spec.memory_format)
@@ -111,8 +222,9 @@ def _is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
 
 
-def count_votes(model, xs: torch.Tensor, streams: torch.Tensor, n: int, phase: int,
-                num_classes: int, spec: NoiseSpec, batch_size: int, backend: Backend) -> tuple[np.ndarray, int]:
+def count_votes(model, xs: torch.Tensor, streams: torch.Tensor, n: int, phase: int, num_classes: int,
+                spec: NoiseSpec, batch_size: int, backend: Backend, *,
+                deterministic: bool = False) -> tuple[np.ndarray, int]:
     """Count the base classifier's votes on n noisy copies of each input.
 
     Args:
@@ -122,30 +234,44 @@ def count_votes(model, xs: torch.Tensor, streams: torch.Tensor, n: int, phase: i
         n: noisy copies per input. phase: PHASE_* constant (selection, estimation, prediction).
         num_classes: expected logit width. spec: noise settings. batch_size: rows per forward.
         backend: kernels to run (see rsengine.backends).
+        deterministic: the classifier sees exactly min(batch_size, n) rows per forward pass,
+            all of one input (sample s at position s % batch_size; an input's last batch is
+            padded with copies of its last row, whose votes are dropped), under
+            :func:`deterministic_algorithms`; running out of memory is an error instead of a
+            smaller batch. Then a row's logits, and so the counts, do not depend on which other
+            inputs are sampled in the same call: only on (input, sample, batch_size, device).
 
     Returns:
         ([M, num_classes] int64 vote counts, each row summing to n; the batch size that ran).
         When the device runs out of memory the failed batch is halved and retried until it fits
-        (noise depends on the row, not the batch, so the counts are unchanged); one
-        BatchSizeReduced warning says so at the end of the phase.
+        (noise depends on the row, not the batch, so the noise is unchanged; a classifier whose
+        logits depend on the batch shape may vote differently); one BatchSizeReduced warning
+        says so at the end of the phase.
 
     Raises:
         ValueError: the classifier's output is not [B, num_classes].
         NonFiniteLogitsError: some sample's logits were NaN or infinite.
+        torch.OutOfMemoryError: in deterministic mode, when a batch does not fit.
     """
     total = xs.shape[0] * n
     counts = torch.zeros(xs.shape[0], num_classes, dtype=torch.int32, device=xs.device)
     nonfinite = torch.zeros(1, dtype=torch.int32, device=xs.device)
     start, first_failure = 0, None
-    with torch.inference_mode(), _eval_mode(model):
+    forward_rows = min(batch_size, n)  # deterministic mode's one batch shape per phase
+    with torch.inference_mode(), eval_mode(model), \
+            deterministic_algorithms() if deterministic else contextlib.nullcontext():
         while start < total:
-            rows = min(batch_size, total - start)
+            # Deterministic batches never cross from one input into the next.
+            rows = min(batch_size, total - start, n - start % n if deterministic else total)
             try:
                 batch = backend.noise_normalize(xs, streams, start, rows, n, spec.sigma, spec.seed, phase,
                                                 spec.mean, spec.std, spec.dtype, spec.memory_format)
+                if deterministic and rows < forward_rows:
+                    padding = batch[-1:].expand(forward_rows - rows, *batch.shape[1:])
+                    batch = torch.cat([batch, padding]).contiguous(memory_format=spec.memory_format)
                 logits = model(batch)
             except RuntimeError as error:
-                if not _is_out_of_memory(error) or rows == 1:
+                if deterministic or not _is_out_of_memory(error) or rows == 1:
                     raise
                 batch = logits = None  # drop the references so the memory can be reused
                 if xs.device.type == "cuda":
@@ -153,10 +279,10 @@ def count_votes(model, xs: torch.Tensor, streams: torch.Tensor, n: int, phase: i
                 first_failure = first_failure or rows
                 batch_size = rows // 2  # halve what failed (a short last batch may be far below batch_size)
                 continue
-            if logits.ndim != 2 or logits.shape != (rows, num_classes):
+            if logits.ndim != 2 or logits.shape != (batch.shape[0], num_classes):
                 raise ValueError(f"Expected the classifier's output to be [batch, num_classes] = "
-                                 f"[{rows}, {num_classes}], got {list(logits.shape)}")
-            backend.vote_count(logits, start, n, counts, nonfinite)
+                                 f"[{batch.shape[0]}, {num_classes}], got {list(logits.shape)}")
+            backend.vote_count(logits[:rows], start, n, counts, nonfinite)
             start += rows
     if first_failure is not None:  # said once, with the size that finally fit
         warnings.warn(BatchSizeReduced(f"out of memory at {first_failure} rows per batch; continued with "

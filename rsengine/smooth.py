@@ -19,6 +19,8 @@ Example:
 """
 from __future__ import annotations
 
+import secrets
+
 import numpy as np
 import torch
 
@@ -26,7 +28,7 @@ from . import stats
 from .stats import ABSTAIN
 from .backends import resolve_backend
 from .kernels.reference import PHASE_ESTIMATION, PHASE_PREDICTION, PHASE_SELECTION
-from .sampler import NoiseSpec, auto_batch_size, count_votes
+from .sampler import CPU_BATCH_SIZE, NoiseSpec, auto_batch_size, count_votes, reachable_modules
 from .validation import (check_choice, check_int_at_least, check_mean_std, check_positive_float, check_positive_int,
                          check_probability)
 
@@ -38,7 +40,7 @@ _MAX_SAMPLES = 2**31 - 1  # device vote counts are int32
 
 
 def _model_device_and_dtype(model) -> tuple[torch.device, torch.dtype]:
-    tensors = list(model.parameters()) + list(model.buffers()) if isinstance(model, torch.nn.Module) else []
+    tensors = [t for module in reachable_modules(model) for t in (*module.parameters(), *module.buffers())]
     floating = [t for t in tensors if t.is_floating_point()]
     device = tensors[0].device if tensors else torch.device("cpu")
     return device, (floating[0].dtype if floating else torch.float32)
@@ -50,17 +52,25 @@ class Smooth:
     Args:
         base_classifier: maps a normalized batch [B, *shape] to logits [B, num_classes].
         num_classes: number of classes (>= 2).
-        sigma: noise level in input units (> 0, finite).
+        sigma: noise level in input units (> 0, finite). The noise kernels apply the float32
+            nearest to it (0.12 becomes 0.11999999731779099), and radii are computed for that
+            value, ``noise_sigma``, so they are never larger than the applied noise supports.
         mean, std: optional per-channel normalization applied after the noise, inside the fused
             kernel; pass them instead of a normalize layer in the classifier, so the noise is
             added in pixel space where the certified radius is measured.
         seed: 64-bit seed (0 <= seed < 2**63). A new Smooth with the same seed reproduces the same
-            results; successive calls on one Smooth draw fresh streams.
+            results; successive calls on one Smooth draw fresh streams. None draws a secret seed
+            from the operating system (``secrets``), kept in ``self.seed``: use it when inputs
+            may be chosen by someone who could know a fixed seed (see the README).
         backend: "auto", "triton" or "torch" (see rsengine.backends).
         device: where sampling runs; default: the classifier's parameters' device, else CPU.
         dtype: the classifier's input dtype (float32, bfloat16, float16); default: the dtype of
             its first floating parameter, else float32.
         memory_format: torch.contiguous_format (default) or torch.channels_last for image batches.
+        deterministic: bit-reproducible logits (see ``rsengine.sampler.count_votes``): every
+            forward pass has exactly ``batch_size`` rows (1000 when None, whatever the free
+            memory) of a single input, deterministic algorithms, no TF32, no cuDNN autotuning,
+            and no smaller batch after running out of memory. Costs the packing of small phases.
 
     Attributes:
         ABSTAIN: -1, the class returned when the smoothed classifier abstains.
@@ -69,13 +79,17 @@ class Smooth:
     ABSTAIN = ABSTAIN
 
     def __init__(self, base_classifier, num_classes: int, sigma: float, *, mean=None, std=None,
-                 seed: int = 0, backend: str = "auto", device=None, dtype=None, memory_format=None):
+                 seed: int | None = 0, backend: str = "auto", device=None, dtype=None, memory_format=None,
+                 deterministic: bool = False):
         if not callable(base_classifier):
             raise TypeError(f"Expected `base_classifier` to be callable, got {base_classifier!r}")
         self.base_classifier = base_classifier
         self.num_classes = check_int_at_least("num_classes", num_classes, 2)
         self.sigma = check_positive_float("sigma", sigma)
-        self.seed = check_int_at_least("seed", seed, 0)
+        self.noise_sigma = float(np.float32(self.sigma))
+        if not 0.0 < self.noise_sigma < float("inf"):
+            raise ValueError(f"Expected `sigma` within float32 range (1.4e-45 to 3.4e38), got {sigma!r}")
+        self.seed = secrets.randbits(63) if seed is None else check_int_at_least("seed", seed, 0)
         if self.seed >= 2**63:
             raise ValueError(f"Expected `seed` to be an integer in [0, 2**63), got {seed!r}")
         model_device, model_dtype = _model_device_and_dtype(base_classifier)
@@ -88,7 +102,11 @@ class Smooth:
         self.mean = None if mean is None else torch.tensor(mean, dtype=torch.float32, device=self.device)
         self.std = None if std is None else torch.tensor(std, dtype=torch.float32, device=self.device)
         self.backend = resolve_backend(backend, self.device)
+        if not isinstance(deterministic, bool):
+            raise TypeError(f"Expected `deterministic` to be True or False, got {deterministic!r}")
+        self.deterministic = deterministic
         self._next_stream = 0
+        self._explicit_streams: set[int] = set()  # never handed out by the default counter
         self._auto_batch_sizes: dict[tuple, int] = {}
         self._out_of_memory_cap: int | None = None
 
@@ -137,7 +155,7 @@ class Smooth:
             n0, n, alpha, batch_size: as in :meth:`certify`.
             streams: optional M distinct stream indices in [0, 2**32) (e.g. data set indices),
                 making each certificate a function of (seed, stream) alone; default: the next M
-                fresh streams of this Smooth.
+                fresh streams of this Smooth, never one passed here before.
 
         Returns:
             (predictions int64 [M], radii float64 [M]); ABSTAIN and 0.0 where abstaining.
@@ -150,7 +168,7 @@ class Smooth:
         guess = self._counts(xs, stream_ids, n0, PHASE_SELECTION, batch_size).argmax(axis=1)
         counts = self._counts(xs, stream_ids, n, PHASE_ESTIMATION, batch_size)
         n_a = counts[np.arange(len(guess)), guess]
-        return stats.certify_from_counts(guess, n_a, n, alpha, self.sigma)
+        return stats.certify_from_counts(guess, n_a, n, alpha, self.noise_sigma)
 
     def predict_batch(self, xs, n: int, alpha: float, batch_size: int | None = None, streams=None) -> np.ndarray:
         """PREDICT for M inputs at once. Arguments as in :meth:`certify_batch`.
@@ -222,11 +240,7 @@ class Smooth:
 
     def _stream_ids(self, streams, count: int) -> torch.Tensor:
         if streams is None:
-            first = self._next_stream
-            if first + count > _MAX_STREAM:
-                raise ValueError(f"This Smooth has used all {_MAX_STREAM} streams; create a new one with another seed")
-            self._next_stream += count
-            ids = np.arange(first, first + count, dtype=np.int64)
+            ids = self._fresh_streams(count)
         else:
             ids = np.asarray(streams)
             if ids.shape != (count,) or not np.issubdtype(ids.dtype, np.integer):
@@ -235,12 +249,26 @@ class Smooth:
                 raise ValueError(f"Expected `streams` in [0, 2**32), got {streams!r}")
             if len(np.unique(ids)) != count:
                 raise ValueError("Expected distinct `streams`: inputs sharing a stream would share noise")
+            self._explicit_streams.update(ids.tolist())
         return torch.as_tensor(ids.astype(np.int64), device=self.device)
 
+    def _fresh_streams(self, count: int) -> np.ndarray:
+        # The next `count` streams from the counter, skipping any passed explicitly before, so
+        # two inputs never share noise by accident (explicit streams may repeat on purpose).
+        skipped = sum(1 for s in self._explicit_streams if s >= self._next_stream)
+        window = np.arange(self._next_stream, min(self._next_stream + count + skipped, _MAX_STREAM), dtype=np.int64)
+        ids = window[~np.isin(window, list(self._explicit_streams))][:count]
+        if len(ids) < count:
+            raise ValueError(f"This Smooth has used all {_MAX_STREAM} streams; create a new one with another seed")
+        self._next_stream = int(ids[-1]) + 1
+        return ids
+
     def _counts(self, xs, stream_ids, n, phase, batch_size) -> np.ndarray:
-        spec = NoiseSpec(self.sigma, self.seed, self.mean, self.std, self.dtype, self.memory_format)
+        spec = NoiseSpec(self.noise_sigma, self.seed, self.mean, self.std, self.dtype, self.memory_format)
         total = xs.shape[0] * n
-        if batch_size is None:
+        if batch_size is None and self.deterministic:
+            batch_size = CPU_BATCH_SIZE  # fixed: a size from the free memory would change the logits
+        elif batch_size is None:
             shape = tuple(xs.shape[1:])
             if shape not in self._auto_batch_sizes:  # measured once per input shape
                 self._auto_batch_sizes[shape] = auto_batch_size(self.base_classifier, xs, spec, self.backend)
@@ -248,7 +276,7 @@ class Smooth:
         if self._out_of_memory_cap is not None:
             batch_size = min(batch_size, self._out_of_memory_cap)
         counts, used = count_votes(self.base_classifier, xs, stream_ids, n, phase, self.num_classes, spec,
-                                   batch_size, self.backend)
+                                   batch_size, self.backend, deterministic=self.deterministic)
         if used < batch_size:  # remember, so later calls do not run out of memory again
             self._out_of_memory_cap = used
         return counts

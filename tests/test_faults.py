@@ -179,6 +179,63 @@ def test_other_arguments_on_the_same_file_are_refused(tmp_path, capsys):
     assert read_results(out).idx.tolist() == [0, 100]
 
 
+def _record(out):
+    return json.loads(open(run_record_path(out)).read())
+
+
+@pytest.mark.parametrize("change", [("--batch", "7"), ("--backend", "triton")], ids=["batch", "backend"])
+def test_a_resume_in_another_environment_is_refused_unless_asked(tmp_path, capsys, change):
+    # The audit: a run resumed with `--backend triton --batch 7` was accepted silently, though
+    # either can flip votes that sit on a near-tie.
+    out = tmp_path / "out.tsv"
+    assert main(_args(out, "--max", 150)) == 0
+    out.write_text("".join(out.read_text().splitlines(keepends=True)[:2]))  # as if stopped after one row
+    before = out.read_text()
+    assert main(_args(out, "--max", 150, *change)) == 2
+    err = capsys.readouterr().err
+    assert f"{change[0][2:]}: " in err and "--resume-with-changes" in err and len(err.strip().splitlines()) == 1
+    assert out.read_text() == before
+    assert main(_args(out, "--max", 150, *change, "--resume-with-changes")) == 0
+    assert read_results(out).idx.tolist() == [0, 100]
+    environments = _record(out)["environments"]
+    assert len(environments) == 2 and environments[0]["backend"] == "torch" and environments[0]["batch"] is None
+    assert environments[1][change[0][2:]] == (7 if change[0] == "--batch" else "triton")
+
+
+def test_the_run_record_holds_what_can_change_a_row(tmp_path):
+    out = tmp_path / "out.tsv"
+    assert main(_args(out, "--max", 150, "--deterministic", "--batch", "60")) == 0
+    record = _record(out)
+    assert record["arguments"]["deterministic"] is True and record["arguments"]["batch"] == 60
+    assert set(record["environments"][0]) >= {"backend", "device", "device_name", "cpu_capability", "threads",
+                                              "batch", "torch"}
+
+
+def test_a_deterministic_run_resumes_to_the_rows_of_an_uninterrupted_one(tmp_path):
+    full, resumed = tmp_path / "full.tsv", tmp_path / "resumed.tsv"
+    args = ("--max", 350, "--deterministic", "--batch", 60)
+    assert main(_args(full, *args)) == 0
+    assert main(_args(resumed, *args)) == 0
+    resumed.write_text("".join(resumed.read_text().splitlines(keepends=True)[:3]))
+    assert main(_args(resumed, *args)) == 0
+    assert _rows_without_time(resumed) == _rows_without_time(full)
+
+
+def test_a_random_seed_is_drawn_recorded_and_reused_on_resume(tmp_path, capsys):
+    out = tmp_path / "out.tsv"
+    assert main(_args(out, "--max", 250, "--seed", "random")) == 0
+    arguments = _record(out)["arguments"]
+    assert arguments["seed_source"] == "random" and 0 <= arguments["seed"] < 2**63
+    assert f"seed {arguments['seed']}, drawn from the operating system" in capsys.readouterr().err
+    full = out.read_text()
+    out.write_text("".join(full.splitlines(keepends=True)[:2]))
+    assert main(_args(out, "--max", 250, "--seed", "random")) == 0  # resumes with the recorded seed
+    assert _rows_without_time(out) == [line.rsplit("\t", 1)[0] for line in full.splitlines()]
+    given = tmp_path / "given.tsv"
+    assert main(_args(given, "--max", 250, "--seed", arguments["seed"])) == 0
+    assert _rows_without_time(given) == _rows_without_time(out)
+
+
 def test_a_file_not_written_by_a_run_is_never_replaced(tmp_path, capsys):
     out = tmp_path / "notes.tsv"
     out.write_text("my own notes\n")

@@ -265,3 +265,172 @@ def test_channels_last_needs_images():
     smooth = Smooth(_model(), 2, 0.5, memory_format=torch.channels_last)
     with pytest.raises(ValueError, match="channels_last"):
         smooth.predict(torch.zeros(3), 10, 0.01, 10)
+
+
+# --- the soundness audit's cases: eval mode, batch shape, float64 logits, sigma, streams, seeds --
+
+
+def _batch_norm_net():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 3))
+    with torch.no_grad():
+        net[1].running_mean.fill_(0.3)  # far from any batch's mean: training mode would show
+    return net.train()
+
+
+class Holder:
+    """A callable object around a network: nothing rsengine can find before the forward runs."""
+
+    def __init__(self, net):
+        self.net = net
+
+    def __call__(self, batch):
+        return self.net(batch)
+
+
+@pytest.mark.parametrize("wrap", [lambda net: (lambda b: net(b)), lambda net: net.forward, Holder],
+                         ids=["lambda", "bound-forward", "callable-object"])
+def test_a_classifier_given_as_a_function_runs_its_network_in_eval_mode(wrap):
+    # The audit: `lambda b: net(b)` around batch norm in training mode voted [461, 188, 351] at
+    # batch size 1000 and [459, 201, 340] at 10, and certification moved the running statistics.
+    net = _batch_norm_net()
+    before = net[1].running_mean.clone()
+    big, small = (Smooth(wrap(net), 3, 0.5, seed=0).sample_counts(XS, 1000, batch_size=size, streams=[0, 1, 2, 3])
+                  for size in (1000, 10))
+    np.testing.assert_array_equal(big, small)
+    eval_counts = Smooth(net.eval(), 3, 0.5, seed=0).sample_counts(XS, 1000, batch_size=1000, streams=[0, 1, 2, 3])
+    np.testing.assert_array_equal(big, eval_counts)
+    assert torch.equal(net[1].running_mean, before)
+    net.train()
+
+
+def test_a_function_classifier_gets_its_networks_device_and_dtype():
+    net = torch.nn.Linear(3, 2).to(torch.bfloat16)
+    assert Smooth(lambda b: net(b), 2, 0.5).dtype == torch.bfloat16
+
+
+def test_eval_mode_restores_every_module_and_leaves_other_threads_alone():
+    import threading
+
+    from rsengine.sampler import eval_mode
+
+    net, other = _batch_norm_net(), torch.nn.Dropout(0.5).train()
+    seen = {}
+    with eval_mode(Holder(net)):
+        net(torch.zeros(2, 3))  # the hook switches it as it runs
+        seen["net"] = net[1].training
+        thread = threading.Thread(target=lambda: seen.update(other=(other(torch.ones(1)), other.training)[1]))
+        thread.start()
+        thread.join()
+    assert seen == {"net": False, "other": True}
+    assert all(m.training for m in net.modules()) and other.training
+
+
+def _near_tie_linear(features=784):
+    # Two identical weight rows: the logits tie exactly in a matrix product, and whether they
+    # still do depends on which BLAS kernel (picked by the batch's shape) computed them.
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(features, 2)
+    with torch.no_grad():
+        linear.weight.copy_(torch.randn(features).expand(2, features))
+        linear.bias.zero_()
+    return linear
+
+
+def test_deterministic_counts_do_not_depend_on_the_other_inputs_of_a_call():
+    # Packed, the 20 inputs' 100-sample phases fill 33-row batches across input boundaries;
+    # alone, each ends on a 1-row batch (a matrix-vector product): 9 of the 20 counts differed
+    # here without deterministic mode.
+    linear, xs = _near_tie_linear(), torch.rand(20, 784, generator=torch.Generator().manual_seed(1))
+    smooth = Smooth(linear, 2, 0.25, seed=0, deterministic=True)
+    packed = smooth.sample_counts(xs, 100, batch_size=33, streams=range(20))
+    alone = np.concatenate([smooth.sample_counts(xs[i:i + 1], 100, batch_size=33, streams=[i]) for i in range(20)])
+    np.testing.assert_array_equal(packed, alone)
+
+
+def test_deterministic_mode_fixes_the_batch_shape_and_restores_global_flags():
+    shapes, flags = [], []
+
+    def classifier(batch):
+        shapes.append(batch.shape[0])
+        flags.append((torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark))
+        return torch.zeros(batch.shape[0], 2)
+
+    Smooth(classifier, 2, 0.5, deterministic=True).sample_counts(XS[:2], 70, batch_size=30)
+    assert shapes == [30] * 6  # per input: 30, 30, 10 padded to 30
+    assert set(flags) == {(True, False)}
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_deterministic_mode_runs_out_of_memory_instead_of_changing_the_batch():
+    def classifier(batch):
+        if batch.shape[0] > 50:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return torch.zeros(batch.shape[0], 2)
+
+    with pytest.raises(torch.OutOfMemoryError):
+        Smooth(classifier, 2, 0.5, deterministic=True).sample_counts(XS[:1], 100, batch_size=100)
+
+
+def test_float64_logits_vote_the_same_on_both_backends(device):
+    # 1 + 1e-12 rounds to 1.0 in float32: a backend that rounds votes class 0, the other class 1.
+    pytest.importorskip("triton")
+
+    def classifier(batch):
+        row = torch.tensor([1.0, 1.0 + 1e-12, 0.0], dtype=torch.float64, device=batch.device)
+        return row.expand(batch.shape[0], 3)
+
+    xs = XS[:2].to(device)
+    counts = [Smooth(classifier, 3, 0.5, device=device, backend=backend).sample_counts(xs, 20, streams=[0, 1])
+              for backend in ("torch", "triton")]
+    assert counts[0].tolist() == counts[1].tolist() == [[0, 20, 0], [0, 20, 0]]
+
+
+def test_radius_is_computed_for_the_float32_sigma_the_noise_applies():
+    # float32(0.12) = 0.11999999731779099: a radius for 0.12 overstated the applied noise.
+    from rsengine import stats
+    from rsengine.kernels.reference import PHASE_ESTIMATION, PHASE_SELECTION
+
+    x, model = torch.tensor([0.3, -0.2, 0.9]), _model()
+    smooth = Smooth(model, 2, 0.12, seed=5)
+    assert smooth.noise_sigma == float(np.float32(0.12)) < 0.12
+    preds, radii = smooth.certify_batch(x[None], 50, 2000, 0.001, streams=[7])
+    guess = smooth.sample_counts(x[None], 50, PHASE_SELECTION, streams=[7]).argmax(axis=1)
+    n_a = smooth.sample_counts(x[None], 2000, PHASE_ESTIMATION, streams=[7])[0, guess]
+    assert preds[0] == guess[0]
+    assert radii[0] == stats.certify_from_counts(guess, n_a, 2000, 0.001, smooth.noise_sigma)[1][0]
+    assert radii[0] < stats.certify_from_counts(guess, n_a, 2000, 0.001, 0.12)[1][0]
+
+
+class NoiseRecorder(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.batches = []
+
+    def forward(self, batch):
+        self.batches.append(batch.clone())
+        return torch.zeros(batch.shape[0], 2)
+
+
+def _noise_of(smooth, **kwargs):
+    smooth.base_classifier.batches.clear()
+    smooth.sample_counts(torch.zeros(1, 3), 4, **kwargs)
+    return torch.cat(smooth.base_classifier.batches)
+
+
+def test_explicit_streams_are_never_handed_out_again_by_the_default_counter():
+    # The audit: certify_batch(x1, streams=[0]) then certify(x2) gave x2 stream 0, x1's noise.
+    smooth = Smooth(NoiseRecorder(), 2, 0.5, seed=0)
+    explicit = [_noise_of(smooth, streams=[s]) for s in (0, 2)]
+    defaults = [_noise_of(smooth) for _ in range(3)]  # streams 1, 3, 4
+    expected = [_noise_of(Smooth(NoiseRecorder(), 2, 0.5, seed=0), streams=[s]) for s in (1, 3, 4)]
+    for got, want in zip(defaults, expected):
+        assert torch.equal(got, want)
+    assert not any(torch.equal(d, e) for d in defaults for e in explicit)
+
+
+def test_seed_none_draws_a_secret_seed_that_is_kept():
+    first, second = Smooth(NoiseRecorder(), 2, 0.5, seed=None), Smooth(NoiseRecorder(), 2, 0.5, seed=None)
+    assert first.seed != second.seed and 0 <= first.seed < 2**63
+    again = Smooth(NoiseRecorder(), 2, 0.5, seed=first.seed)
+    assert torch.equal(_noise_of(first, streams=[3]), _noise_of(again, streams=[3]))
