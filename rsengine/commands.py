@@ -146,6 +146,8 @@ def _run_environment(smooth: Smooth, opts) -> dict:
                        device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine(),
                        cpu_capability=torch.backends.cpu.get_cpu_capability(), threads=torch.get_num_threads(),
                        batch=opts.batch, torch=torch.__version__)
+    if device.type == "cuda":
+        environment["cudnn"] = torch.backends.cudnn.version()
     if smooth.backend.name == "triton":
         environment["triton"] = metadata.version("triton")
     return environment
