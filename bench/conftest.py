@@ -31,6 +31,7 @@ import torch
 
 import records
 from rsengine import Smooth
+from rsengine.data import DATASET_STATS
 from rsengine.models import build_model
 from rsengine.validation import check_positive_int
 
@@ -43,8 +44,8 @@ SIGMA = 0.25
 # through the interpreter instead. On a GPU the Triton kernels or an error, never a fallback.
 ENGINE_BACKEND = "triton" if ON_GPU else "torch"
 
-_IMAGENET_NORM = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-_CIFAR_NORM = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
+_IMAGENET_NORM = DATASET_STATS["imagenet"]
+_CIFAR_NORM = DATASET_STATS["cifar10"]
 
 
 def _env_int(name: str, default: int) -> int:

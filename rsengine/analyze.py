@@ -34,6 +34,7 @@ from rsengine.validation import check_choice, check_positive_float, check_positi
 
 __all__ = [
     "PLOT_FORMATS",
+    "TABLE_FORMATS",
     "certified_accuracy",
     "default_radii",
     "format_table",
@@ -45,6 +46,7 @@ __all__ = [
 _PLOT_GRID_STEPS = 1000
 
 PLOT_FORMATS = (".png", ".pdf")
+TABLE_FORMATS = ("markdown", "latex")
 
 _LATEX_SPECIALS = {
     "\\": r"\textbackslash{}",
@@ -161,7 +163,7 @@ def format_table(
         \\hline
         \\end{tabular}
     """
-    check_choice("fmt", fmt, ("markdown", "latex"))
+    check_choice("fmt", fmt, TABLE_FORMATS)
     names = [str(name) for name in names]
     radii = [float(radius) for radius in radii]
     if not all(np.isfinite(radius) and radius >= 0 for radius in radii):

@@ -32,6 +32,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from importlib import resources
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -40,17 +41,29 @@ from torch import nn
 
 from rsengine.data import dataset_stats
 from rsengine.models import ARCHITECTURES, build_model
-from rsengine.validation import check_mean_std, check_non_negative_float, check_positive_int
+from rsengine.validation import check_choice, check_mean_std, check_non_negative_float, check_positive_int
 
 __all__ = [
     "CheckpointError",
     "CheckpointNotFoundError",
     "LoadedCheckpoint",
+    "bundled_checkpoint",
     "save_checkpoint",
     "load_checkpoint",
 ]
 
 _FORMAT_VERSION = 1
+
+
+def bundled_checkpoint() -> str:
+    """Path of the MNIST CNN shipped in the package (trained at sigma = 0.25, see README).
+
+    Example:
+        >>> bundled_checkpoint().endswith("mnist_cnn_sigma0.25.pt")
+        True
+    """
+    return str(resources.files("rsengine") / "weights" / "mnist_cnn_sigma0.25.pt")
+
 # Data set whose normalization the original (locuslab/smoothing) architectures were trained with.
 _ORIGINAL_ARCH_DATASET = {
     "resnet50": "imagenet",
@@ -172,10 +185,7 @@ def save_checkpoint(
         >>> save_checkpoint(os.path.join(tempfile.mkdtemp(), "m.pt"), build_model("mnist_cnn"),
         ...                 "mnist_cnn", extra={"epochs": 30})
     """
-    if not isinstance(arch, str) or arch not in ARCHITECTURES:
-        raise ValueError(
-            f"Expected `arch` to be one of {', '.join(map(repr, ARCHITECTURES))}, got {arch!r}"
-        )
+    check_choice("arch", arch, tuple(ARCHITECTURES))
     if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
         model = model.module
     sigma = _check_sigma(sigma)
@@ -266,6 +276,30 @@ def load_checkpoint(
         ('cifar_resnet20', (0.4914, 0.4822, 0.4465), None)
     """
     path = os.fspath(path)
+    checkpoint = _read_checkpoint(path, trust_pickle)
+    arch, meta = checkpoint["arch"], checkpoint.get("rsengine")
+    if isinstance(meta, Mapping):
+        state_dict, num_classes, mean, std, sigma, extra = _rsengine_format(path, checkpoint, meta)
+    else:
+        state_dict, num_classes, mean, std, sigma, extra = _original_format(checkpoint)
+    model = build_model(arch, num_classes)
+    problem = _mismatch(model, state_dict)
+    if problem is not None:
+        raise CheckpointError(f"{path}: state_dict does not match {arch!r}: {problem}")
+    model.load_state_dict(dict(state_dict))
+    return LoadedCheckpoint(
+        model=model.to(device).eval(),
+        arch=arch,
+        mean=mean,
+        std=std,
+        num_classes=num_classes,
+        sigma=sigma,
+        extra=extra,
+    )
+
+
+def _read_checkpoint(path: str, trust_pickle: bool) -> Mapping:
+    """The checkpoint's dict, with a known ``arch`` and a ``state_dict`` mapping (both formats)."""
     if not os.path.exists(path):
         raise CheckpointNotFoundError(f"{path}: no such checkpoint file")
     if os.path.isdir(path):
@@ -288,39 +322,32 @@ def load_checkpoint(
         raise CheckpointError(f"{path}: unknown arch {arch!r}; known: {', '.join(ARCHITECTURES)}")
     if not isinstance(state_dict, Mapping):
         raise CheckpointError(f"{path}: 'state_dict' is a {type(state_dict).__name__}, not a dict")
+    return checkpoint
 
-    meta = checkpoint.get("rsengine")
-    if isinstance(meta, Mapping):
-        try:
-            num_classes = check_positive_int(
-                "num_classes", meta.get("num_classes", ARCHITECTURES[arch].num_classes)
-            )
-            mean, std = check_mean_std(meta.get("mean"), meta.get("std"))
-            sigma = _check_sigma(meta.get("sigma"))
-        except (TypeError, ValueError) as error:
-            raise CheckpointError(f"{path}: bad rsengine metadata: {error}") from None
-        extra = meta.get("extra")
-    else:
-        state_dict = _strip_original_prefixes(state_dict)
-        num_classes = ARCHITECTURES[arch].num_classes
-        dataset = _ORIGINAL_ARCH_DATASET.get(arch)
-        mean, std = dataset_stats(dataset) if dataset else (None, None)
-        sigma, extra = None, None
 
-    model = build_model(arch, num_classes)
-    problem = _mismatch(model, state_dict)
-    if problem is not None:
-        raise CheckpointError(f"{path}: state_dict does not match {arch!r}: {problem}")
-    model.load_state_dict(dict(state_dict))
-    return LoadedCheckpoint(
-        model=model.to(device).eval(),
-        arch=arch,
-        mean=mean,
-        std=std,
-        num_classes=num_classes,
-        sigma=sigma,
-        extra=extra,
-    )
+def _rsengine_format(path: str, checkpoint: Mapping, meta: Mapping) -> tuple:
+    """(state_dict, num_classes, mean, std, sigma, extra) of a checkpoint ``save_checkpoint`` wrote."""
+    try:
+        num_classes = check_positive_int("num_classes",
+                                         meta.get("num_classes", ARCHITECTURES[checkpoint["arch"]].num_classes))
+        mean, std = check_mean_std(meta.get("mean"), meta.get("std"))
+        sigma = _check_sigma(meta.get("sigma"))
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: bad rsengine metadata: {error}") from None
+    return checkpoint["state_dict"], num_classes, mean, std, sigma, meta.get("extra")
+
+
+def _original_format(checkpoint: Mapping) -> tuple:
+    """(state_dict, num_classes, mean, std, sigma, extra) of a locuslab/smoothing checkpoint.
+
+    Its weights are those of ``Sequential(NormalizeLayer, model)``; the normalization layer had
+    no parameters, so it comes back as the statistics of the data set the architecture was
+    trained on, for the fused kernel to apply. Sigma is not recorded in that format.
+    """
+    arch = checkpoint["arch"]
+    dataset = _ORIGINAL_ARCH_DATASET.get(arch)
+    mean, std = dataset_stats(dataset) if dataset else (None, None)
+    return _strip_original_prefixes(checkpoint["state_dict"]), ARCHITECTURES[arch].num_classes, mean, std, None, None
 
 
 def _strip_original_prefixes(state_dict: Mapping[str, Any]) -> dict[str, Any]:

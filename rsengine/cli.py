@@ -19,16 +19,24 @@ import argparse
 import os
 import sys
 
-__all__ = ["EMBEDDED_DEFAULT", "RANDOM_SEED", "build_parser", "main"]
+from .checkpoints import bundled_checkpoint
 
-# The embedded default: every 10th of the 1,000 held-out MNIST images with n = 1,000 estimation
-# samples, about 15 seconds on a 2-core CPU. Options given explicitly still win.
-EMBEDDED_DEFAULT = dict(dataset="mnist", sigma=0.25, skip=10, N=1000, batch=1000,
-                        outfile="certify_mnist_sigma0.25.tsv", plot="certify_mnist_sigma0.25.png")
-PREDICT_OUTFILE = "predict_mnist_sigma0.25.tsv"
-RANDOM_SEED = "random"  # --seed random: a secret seed from the operating system
-# The original scripts' defaults, for runs that name their data set.
-ORIGINAL_DEFAULT = dict(skip=1, N=100_000, batch=None)
+from .analyze import PLOT_FORMATS, TABLE_FORMATS
+from .backends import BACKENDS
+from .data import DATASETS, SPLITS
+from .models import ARCHITECTURES
+from .options import EMBEDDED_DEFAULT, ORIGINAL_DEFAULT, PRECISIONS, RANDOM_SEED, SAMPLING_DEFAULTS
+from .train import LR_SCHEDULES, TRAINING_DEFAULTS
+
+__all__ = ["build_parser", "main"]
+
+
+def _either(name: str) -> str:
+    # The help's "(default: ...)" of an option whose default depends on the kind of run.
+    def shown(value):
+        return "from free GPU memory; 1000 on the CPU" if value is None else value
+
+    return f"default: {shown(ORIGINAL_DEFAULT[name])}; embedded: {shown(EMBEDDED_DEFAULT[name])}"
 
 
 def _seed(text: str):
@@ -47,28 +55,31 @@ class _Parser(argparse.ArgumentParser):
 
 def _sampling_arguments(parser: argparse.ArgumentParser, certify: bool) -> None:
     parser.add_argument("dataset", nargs="?", metavar="DATASET",
-                        help="mnist (embedded), cifar10, imagenet, or an ImageFolder directory (default: mnist)")
+                        help=f"{', '.join(DATASETS)} or an ImageFolder directory "
+                             f"(default: {EMBEDDED_DEFAULT['dataset']}, embedded)")
     parser.add_argument("base_classifier", nargs="?", metavar="BASE_CLASSIFIER",
                         help="checkpoint (.pt) in rsengine's or the original code's format "
                              "(default: the bundled MNIST CNN)")
-    parser.add_argument("sigma", nargs="?", type=float, metavar="SIGMA", help="noise level (default: 0.25)")
+    kind = "certify" if certify else "predict"
+    parser.add_argument("sigma", nargs="?", type=float, metavar="SIGMA",
+                        help=f"noise level (default: {EMBEDDED_DEFAULT['sigma']})")
     parser.add_argument("outfile", nargs="?", metavar="OUTFILE",
-                        help="results file, tab-separated (default: ./%s)"
-                             % (EMBEDDED_DEFAULT["outfile"] if certify else PREDICT_OUTFILE))
-    parser.add_argument("--batch", type=int, help="noisy samples per forward pass (default: from free GPU "
-                                                  "memory; 1000 on the CPU)")
-    parser.add_argument("--skip", type=int, help="certify every SKIP-th input (default: 1; embedded: 10)")
+                        help=f"results file, tab-separated (default: ./{EMBEDDED_DEFAULT['outfile'][kind]})")
+    parser.add_argument("--batch", type=int, help=f"noisy samples per forward pass ({_either('batch')})")
+    parser.add_argument("--skip", type=int, help=f"certify every SKIP-th input ({_either('skip')})")
     parser.add_argument("--max", type=int, metavar="STOP",
                         help="stop index: inputs 0, SKIP, 2*SKIP, ... below STOP (default: all)")
-    parser.add_argument("--split", choices=["train", "test"], default="test", help="data set split (default: test)")
+    parser.set_defaults(**SAMPLING_DEFAULTS)
+    parser.add_argument("--split", choices=SPLITS, help=f"data set split (default: {SAMPLING_DEFAULTS['split']})")
     if certify:
-        parser.add_argument("--N0", type=int, default=100, help="selection samples (default: 100)")
-    parser.add_argument("--N", type=int, help="%s samples (default: 100000; embedded: 1000)"
-                        % ("estimation" if certify else "prediction"))
-    parser.add_argument("--alpha", type=float, default=0.001, help="failure probability (default: 0.001)")
-    parser.add_argument("--seed", type=_seed, default=0,
-                        help="noise seed, an integer in [0, 2**63) or 'random' for a secret one from the operating "
-                             "system, recorded in OUTFILE.run.json (default: 0); input i uses stream i")
+        parser.add_argument("--N0", type=int, help=f"selection samples (default: {SAMPLING_DEFAULTS['N0']})")
+    parser.add_argument("--N", type=int,
+                        help=f"{'estimation' if certify else 'prediction'} samples ({_either('N')})")
+    parser.add_argument("--alpha", type=float, help=f"failure probability (default: {SAMPLING_DEFAULTS['alpha']})")
+    parser.add_argument("--seed", type=_seed,
+                        help=f"noise seed, an integer in [0, 2**63) or '{RANDOM_SEED}' for a secret one from the "
+                             f"operating system, recorded in OUTFILE.run.json (default: {SAMPLING_DEFAULTS['seed']}); "
+                             "input i uses stream i")
     parser.add_argument("--deterministic", action="store_true",
                         help="bit-reproducible rows: fixed batch shape (--batch, default 1000) of one input per "
                              "forward pass, deterministic algorithms, no TF32; slower for small N0")
@@ -76,10 +87,11 @@ def _sampling_arguments(parser: argparse.ArgumentParser, certify: bool) -> None:
                         help="resume OUTFILE even though its rows were computed with another backend, device, "
                              "batch size or library version (recorded; such changes can flip near-tie votes)")
     parser.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if present)")
-    parser.add_argument("--backend", choices=["auto", "triton", "torch"], default="auto",
-                        help="kernels: Triton on CUDA, PyTorch elsewhere (default: auto)")
-    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
-                        help="classifier precision; certificates are about the classifier in this precision")
+    parser.add_argument("--backend", choices=BACKENDS,
+                        help=f"kernels: Triton on CUDA, PyTorch elsewhere (default: {SAMPLING_DEFAULTS['backend']})")
+    parser.add_argument("--precision", choices=tuple(PRECISIONS),
+                        help="classifier precision; certificates are about the classifier in this precision "
+                             f"(default: {SAMPLING_DEFAULTS['precision']})")
     parser.add_argument("--channels-last", action="store_true", help="run the classifier in channels_last")
     parser.add_argument("--data-dir", help="where cifar10/imagenet live (default: $RSENGINE_DATA, "
                                            "$IMAGENET_DIR, ./data)")
@@ -90,7 +102,7 @@ def _sampling_arguments(parser: argparse.ArgumentParser, certify: bool) -> None:
                         help="replace OUTFILE even if it holds other results (default: resume a run of "
                              "the same arguments, refuse anything else)")
     if certify:
-        parser.add_argument("--plot", help="save a certified-accuracy plot here (.png or .pdf)")
+        parser.add_argument("--plot", help=f"save a certified-accuracy plot here ({' or '.join(PLOT_FORMATS)})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,18 +118,19 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("files", nargs="+", metavar="FILE", help="results files of certify (or predict)")
     analyze.add_argument("--radii", nargs="+", type=float, metavar="R",
                          help="columns (default: 0 0.25 ... 2.25; predict files: 0)")
-    analyze.add_argument("--format", choices=["markdown", "latex"], default="markdown")
-    analyze.add_argument("--plot", metavar="PATH", help="save certified accuracy vs radius (.png or .pdf)")
+    analyze.add_argument("--format", choices=TABLE_FORMATS, default=TABLE_FORMATS[0])
+    analyze.add_argument("--plot", metavar="PATH",
+                         help=f"save certified accuracy vs radius ({' or '.join(PLOT_FORMATS)})")
 
     train = commands.add_parser("train", help="train a base classifier with Gaussian noise augmentation")
-    train.add_argument("dataset", metavar="DATASET", help="mnist, cifar10, imagenet or an ImageFolder directory")
-    train.add_argument("arch", metavar="ARCH", help="mnist_cnn, cifar_resnet20, cifar_resnet110, resnet50")
+    train.add_argument("dataset", metavar="DATASET", help=f"{', '.join(DATASETS)} or an ImageFolder directory")
+    train.add_argument("arch", metavar="ARCH", help=", ".join(ARCHITECTURES))
     train.add_argument("outfile", metavar="OUTFILE", help="checkpoint to write (.pt)")
     train.add_argument("--sigma", type=float, required=True, help="training noise level (the certification sigma)")
-    train.add_argument("--epochs", type=int, default=90)
-    train.add_argument("--batch", type=int, default=256)
-    train.add_argument("--lr", type=float, default=0.1)
-    train.add_argument("--lr-schedule", choices=["cosine", "step"], default="step",
+    train.add_argument("--epochs", type=int, default=TRAINING_DEFAULTS["epochs"])
+    train.add_argument("--batch", type=int, default=TRAINING_DEFAULTS["batch_size"])
+    train.add_argument("--lr", type=float, default=TRAINING_DEFAULTS["lr"])
+    train.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=TRAINING_DEFAULTS["lr_schedule"],
                        help="step: x0.1 every third of the epochs (the paper's recipe); cosine")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", help="torch device (default: cuda if present)")
@@ -131,15 +144,13 @@ def _fill_defaults(opts) -> None:
     embedded = opts.dataset is None
     if embedded:
         opts.dataset, opts.sigma = EMBEDDED_DEFAULT["dataset"], EMBEDDED_DEFAULT["sigma"]
-        opts.outfile = EMBEDDED_DEFAULT["outfile"] if opts.command == "certify" else PREDICT_OUTFILE
+        opts.outfile = EMBEDDED_DEFAULT["outfile"][opts.command]
         if opts.command == "certify" and opts.plot is None:
             opts.plot = EMBEDDED_DEFAULT["plot"]
     elif opts.outfile is None:
         raise ValueError("DATASET BASE_CLASSIFIER SIGMA OUTFILE go together: give all four, or none for "
                          "the embedded MNIST default")
     if opts.base_classifier is None:
-        from .commands import bundled_checkpoint
-
         opts.base_classifier = bundled_checkpoint()
     for name in ("skip", "N", "batch"):
         if getattr(opts, name) is None:  # batch None: chosen from free memory

@@ -5,9 +5,10 @@ returns nothing; it raises ``ValueError``/``FileNotFoundError`` subclasses with 
 messages, which ``rsengine.cli.main`` prints without a traceback.
 
 Example:
-    >>> from rsengine.commands import bundled_checkpoint
-    >>> bundled_checkpoint().endswith("mnist_cnn_sigma0.25.pt")
-    True
+    >>> import torch
+    >>> from rsengine.commands import chunk_size
+    >>> chunk_size(1000, 100 + 1000, torch.device("cpu"))
+    14
 """
 from __future__ import annotations
 
@@ -16,15 +17,15 @@ import platform
 import secrets
 import sys
 import time
-from importlib import metadata, resources
+from importlib import metadata
 
 import torch
 
 from . import __version__, analyze
 from .checkpoints import load_checkpoint, save_checkpoint
-from .cli import RANDOM_SEED
 from .data import dataset_num_classes, dataset_stats, load_dataset
 from .models import build_model
+from .options import PRECISIONS, RANDOM_SEED
 from .results import read_results
 from .resume import file_digest, mark_complete, open_results, read_run_record
 from .sampler import CPU_BATCH_SIZE, MAX_AUTO_BATCH_SIZE
@@ -33,15 +34,8 @@ from .stats import floor_significant, max_radius
 from .train import train_model
 from .validation import check_choice, check_int_at_least, check_positive_float, check_positive_int, check_probability
 
-__all__ = ["CHUNK_BATCHES", "PRECISIONS", "bundled_checkpoint", "chunk_size", "check_plot_path", "resolve_device", "run_certify", "run_predict",
+__all__ = ["CHUNK_BATCHES", "chunk_size", "check_plot_path", "resolve_device", "run_certify", "run_predict",
            "run_analyze", "run_train"]
-
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def bundled_checkpoint() -> str:
-    """Path of the MNIST CNN shipped in the package (trained at sigma = 0.25, see README)."""
-    return str(resources.files("rsengine") / "weights" / "mnist_cnn_sigma0.25.pt")
 
 
 def resolve_device(name: str | None) -> torch.device:
@@ -101,7 +95,8 @@ def _smoothed_model(opts, seed: int | None = None):
     memory_format = torch.channels_last if opts.channels_last else torch.contiguous_format
     model = checkpoint.model.to(device=device, dtype=dtype, memory_format=memory_format).eval()
     smooth = Smooth(model, num_classes, sigma, mean=mean, std=std, seed=opts.seed if seed is None else seed,
-                    backend=opts.backend, device=device, dtype=dtype, memory_format=memory_format, deterministic=opts.deterministic)
+                    backend=opts.backend, device=device, dtype=dtype, memory_format=memory_format,
+                    deterministic=opts.deterministic)
     _check_compatible(smooth, dataset, opts)
     return smooth, dataset
 

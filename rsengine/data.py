@@ -59,6 +59,7 @@ __all__ = [
     "load_dataset",
     "dataset_num_classes",
     "dataset_stats",
+    "SPLITS",
 ]
 
 DATASETS = ("mnist", "cifar10", "imagenet")
@@ -74,7 +75,7 @@ DATASET_STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 }
 
 _NUM_CLASSES = {"mnist": 10, "cifar10": 10, "imagenet": 1000}
-_SPLITS = ("train", "test")
+SPLITS = ("train", "test")
 _IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 _CIFAR_DIR = "cifar-10-batches-py"
 _CIFAR_FILES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
@@ -371,7 +372,7 @@ def load_dataset(
         (4000, torch.Size([1, 28, 28]))
     """
     name = _check_name(name)
-    check_choice("split", split, _SPLITS)
+    check_choice("split", split, SPLITS)
     if name == "mnist":
         return _mnist(split)
     if name == "cifar10":

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rsengine.validation import check_positive_int
+from rsengine.validation import check_choice, check_positive_int
 
 __all__ = [
     "ArchSpec",
@@ -319,11 +319,7 @@ def build_model(arch: str, num_classes: int | None = None) -> nn.Module:
         >>> build_model("cifar_resnet20", num_classes=100).fc.out_features
         100
     """
-    if arch not in ARCHITECTURES:
-        raise ValueError(
-            f"Expected `arch` to be one of {', '.join(map(repr, ARCHITECTURES))}, got {arch!r}"
-        )
-    spec = ARCHITECTURES[arch]
+    spec = ARCHITECTURES[check_choice("arch", arch, tuple(ARCHITECTURES))]
     if num_classes is None:
         num_classes = spec.num_classes
     return spec.constructor(check_positive_int("num_classes", num_classes))

@@ -38,7 +38,7 @@ from torch.nn.modules.module import register_module_forward_pre_hook
 
 from .backends import Backend
 
-__all__ = ["BatchSizeReduced", "NoiseSpec", "NonFiniteLogitsError", "auto_batch_size", "count_votes",
+__all__ = ["BatchSizeReduced", "NoiseSpec", "NonFiniteLogitsError", "Sampler", "auto_batch_size", "count_votes",
            "deterministic_algorithms", "eval_mode", "reachable_modules"]
 
 
@@ -292,3 +292,45 @@ def count_votes(model, xs: torch.Tensor, streams: torch.Tensor, n: int, phase: i
         raise NonFiniteLogitsError(f"The classifier returned NaN or infinite logits for {bad_rows} of "
                                    f"{total} noisy samples; rsengine refuses to count them")
     return counts.cpu().numpy().astype(np.int64), batch_size
+
+
+class Sampler:
+    """:func:`count_votes` for one smoothed classifier, choosing and remembering the batch size.
+
+    A batch size the caller gives is used as is (capped after an out-of-memory error). None
+    means :func:`auto_batch_size`, measured once per input shape; in deterministic mode it means
+    CPU_BATCH_SIZE instead, since a size taken from the free memory would change the logits.
+    Once a phase had to shrink its batches, later phases start at the size that fit.
+
+    Example:
+        >>> import torch
+        >>> from rsengine.backends import resolve_backend
+        >>> sampler = Sampler(torch.nn.Linear(4, 3), 3, NoiseSpec(sigma=0.5, seed=0),
+        ...                   resolve_backend("torch", torch.device("cpu")))
+        >>> sampler.counts(torch.zeros(2, 4), torch.tensor([0, 1]), n=10, phase=1).sum(axis=1).tolist()
+        [10, 10]
+    """
+
+    def __init__(self, model, num_classes: int, spec: NoiseSpec, backend: Backend, deterministic: bool = False):
+        self.model, self.num_classes, self.spec, self.backend = model, num_classes, spec, backend
+        self.deterministic = deterministic
+        self._auto_batch_sizes: dict[tuple, int] = {}
+        self._out_of_memory_cap: int | None = None
+
+    def counts(self, xs: torch.Tensor, streams: torch.Tensor, n: int, phase: int,
+               batch_size: int | None = None) -> np.ndarray:
+        """[M, num_classes] int64 vote counts; arguments as in :func:`count_votes`."""
+        if batch_size is None and self.deterministic:
+            batch_size = CPU_BATCH_SIZE
+        elif batch_size is None:
+            shape = tuple(xs.shape[1:])
+            if shape not in self._auto_batch_sizes:
+                self._auto_batch_sizes[shape] = auto_batch_size(self.model, xs, self.spec, self.backend)
+            batch_size = min(xs.shape[0] * n, self._auto_batch_sizes[shape])
+        if self._out_of_memory_cap is not None:
+            batch_size = min(batch_size, self._out_of_memory_cap)
+        counts, used = count_votes(self.model, xs, streams, n, phase, self.num_classes, self.spec, batch_size,
+                                   self.backend, deterministic=self.deterministic)
+        if used < batch_size:  # remember, so later calls do not run out of memory again
+            self._out_of_memory_cap = used
+        return counts

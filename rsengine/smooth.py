@@ -28,7 +28,7 @@ from . import stats
 from .stats import ABSTAIN
 from .backends import resolve_backend
 from .kernels.reference import PHASE_ESTIMATION, PHASE_PREDICTION, PHASE_SELECTION
-from .sampler import CPU_BATCH_SIZE, NoiseSpec, auto_batch_size, count_votes, reachable_modules
+from .sampler import NoiseSpec, Sampler, reachable_modules
 from .validation import (check_choice, check_int_at_least, check_mean_std, check_positive_float, check_positive_int,
                          check_probability)
 
@@ -107,8 +107,8 @@ class Smooth:
         self.deterministic = deterministic
         self._next_stream = 0
         self._explicit_streams: set[int] = set()  # never handed out by the default counter
-        self._auto_batch_sizes: dict[tuple, int] = {}
-        self._out_of_memory_cap: int | None = None
+        spec = NoiseSpec(self.noise_sigma, self.seed, self.mean, self.std, self.dtype, self.memory_format)
+        self._sampler = Sampler(base_classifier, self.num_classes, spec, self.backend, deterministic)
 
     def __repr__(self) -> str:
         return (f"Smooth(num_classes={self.num_classes}, sigma={self.sigma}, seed={self.seed}, "
@@ -264,19 +264,4 @@ class Smooth:
         return ids
 
     def _counts(self, xs, stream_ids, n, phase, batch_size) -> np.ndarray:
-        spec = NoiseSpec(self.noise_sigma, self.seed, self.mean, self.std, self.dtype, self.memory_format)
-        total = xs.shape[0] * n
-        if batch_size is None and self.deterministic:
-            batch_size = CPU_BATCH_SIZE  # fixed: a size from the free memory would change the logits
-        elif batch_size is None:
-            shape = tuple(xs.shape[1:])
-            if shape not in self._auto_batch_sizes:  # measured once per input shape
-                self._auto_batch_sizes[shape] = auto_batch_size(self.base_classifier, xs, spec, self.backend)
-            batch_size = min(total, self._auto_batch_sizes[shape])
-        if self._out_of_memory_cap is not None:
-            batch_size = min(batch_size, self._out_of_memory_cap)
-        counts, used = count_votes(self.base_classifier, xs, stream_ids, n, phase, self.num_classes, spec,
-                                   batch_size, self.backend, deterministic=self.deterministic)
-        if used < batch_size:  # remember, so later calls do not run out of memory again
-            self._out_of_memory_cap = used
-        return counts
+        return self._sampler.counts(xs, stream_ids, n, phase, batch_size)

@@ -10,13 +10,15 @@ Runs are deterministic on CPU for a given ``seed``: the shuffling and the noise 
 own seeded generators, and the global torch RNG is seeded (and restored afterwards) for any
 randomness inside the model.
 
-The default hyper-parameters are the measured MNIST recipe: ``mnist_cnn`` trained at
-``sigma = 0.25`` on the 4,000-image split with ``epochs = 30`` (seed 0) reaches 97.3% clean
-and 96.8% noisy (sigma = 0.25, mean of 20 draws) accuracy on the 1,000 test images, in 15 s
-on 2 idle CPU cores. When another process keeps a core busy, PyTorch's spin-waiting OpenMP
-threads slow each step 20x or more (measured: 447 ms instead of 13 ms); setting
-``OMP_WAIT_POLICY=PASSIVE`` before torch starts (21 ms) or ``torch.set_num_threads(1)``
-(13-17 ms) avoids it.
+The defaults, ``TRAINING_DEFAULTS``, are the paper's recipe (90 epochs, batch 256, learning
+rate 0.1 divided by 10 every 30 epochs), shared by ``train_model`` and ``rsengine train``. The
+bundled MNIST model used another, measured recipe, given explicitly: ``mnist_cnn`` trained at
+``sigma = 0.25`` on the 4,000-image split with ``epochs = 30, batch_size = 64, lr = 0.05,
+lr_schedule = "cosine"`` (seed 0) reaches 97.3% clean and 96.8% noisy (sigma = 0.25, mean of
+20 draws) accuracy on the 1,000 test images, in 15 s on 2 idle CPU cores. When another
+process keeps a core busy, PyTorch's spin-waiting OpenMP threads slow each step 20x or more
+(measured: 447 ms instead of 13 ms); setting ``OMP_WAIT_POLICY=PASSIVE`` before torch starts
+(21 ms) or ``torch.set_num_threads(1)`` (13-17 ms) avoids it.
 
 Example:
     >>> from rsengine.data import dataset_stats, load_dataset
@@ -44,9 +46,11 @@ from torch.utils.data import DataLoader, Dataset
 from rsengine.validation import (check_choice, check_mean_std, check_non_negative_float, check_positive_float,
                                  check_positive_int)
 
-__all__ = ["LR_SCHEDULES", "train_model"]
+__all__ = ["LR_SCHEDULES", "TRAINING_DEFAULTS", "train_model"]
 
 LR_SCHEDULES = ("cosine", "step")
+# The paper's recipe (Cohen et al. 2019, all data sets): the one set of training defaults.
+TRAINING_DEFAULTS = dict(epochs=90, batch_size=256, lr=0.1, momentum=0.9, weight_decay=5e-4, lr_schedule="step")
 
 
 def _learning_rate(schedule: str, base_lr: float, step: int, total_steps: int, epoch: int,
@@ -56,17 +60,41 @@ def _learning_rate(schedule: str, base_lr: float, step: int, total_steps: int, e
     return base_lr * 0.1 ** (epoch // max(1, math.ceil(epochs / 3)))
 
 
+def _train_epoch(model, loader, optimizer, step: int, step_lr, sigma: float, noise_gen, mean_t, std_t):
+    """One pass over ``loader``; returns (summed loss, correct count) on the device and the next step."""
+    device = noise_gen.device
+    # Summed on the device and read once per epoch: no host sync per step.
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    for x, y in loader:
+        for group in optimizer.param_groups:
+            group["lr"] = step_lr(step)
+        x, y = x.to(device), y.to(device)  # x: [B, C, H, W] pixels
+        x = x + sigma * torch.randn(x.shape, generator=noise_gen, device=device)
+        if mean_t is not None:
+            x = (x - mean_t) / std_t
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.argmax(1) == y).sum()
+        step += 1
+    return loss_sum, correct, step
+
+
 def train_model(
     model: nn.Module,
     dataset: Dataset,
     *,
     sigma: float,
-    epochs: int,
-    batch_size: int = 64,
-    lr: float = 0.05,
-    momentum: float = 0.9,
-    weight_decay: float = 5e-4,
-    lr_schedule: str = "cosine",
+    epochs: int = TRAINING_DEFAULTS["epochs"],
+    batch_size: int = TRAINING_DEFAULTS["batch_size"],
+    lr: float = TRAINING_DEFAULTS["lr"],
+    momentum: float = TRAINING_DEFAULTS["momentum"],
+    weight_decay: float = TRAINING_DEFAULTS["weight_decay"],
+    lr_schedule: str = TRAINING_DEFAULTS["lr_schedule"],
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     seed: int = 0,
@@ -143,24 +171,12 @@ def train_model(
         for epoch in range(epochs):
             start = time.perf_counter()
             epoch_lr = _learning_rate(lr_schedule, lr, step, total_steps, epoch, epochs)
-            # Summed on the device and read once per epoch: no host sync per step.
-            loss_sum = torch.zeros((), device=device)
-            correct = torch.zeros((), dtype=torch.long, device=device)
-            for x, y in loader:
-                for group in optimizer.param_groups:
-                    group["lr"] = _learning_rate(lr_schedule, lr, step, total_steps, epoch, epochs)
-                x, y = x.to(device), y.to(device)  # x: [B, C, H, W] pixels
-                x = x + sigma * torch.randn(x.shape, generator=noise_gen, device=device)
-                if mean_t is not None:
-                    x = (x - mean_t) / std_t
-                logits = model(x)
-                loss = F.cross_entropy(logits, y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                loss_sum += loss.detach() * len(y)
-                correct += (logits.argmax(1) == y).sum()
-                step += 1
+
+            def step_lr(step: int) -> float:
+                return _learning_rate(lr_schedule, lr, step, total_steps, epoch, epochs)
+
+            loss_sum, correct, step = _train_epoch(model, loader, optimizer, step, step_lr, sigma, noise_gen,
+                                                   mean_t, std_t)
             seen = len(loader.dataset)
             record = {"epoch": epoch + 1, "lr": epoch_lr, "loss": loss_sum.item() / seen,
                       "accuracy": correct.item() / seen}

@@ -13,7 +13,7 @@ from PIL import Image
 from rsengine.checkpoints import save_checkpoint
 from rsengine import commands
 from rsengine.cli import _fill_defaults, build_parser
-from rsengine.commands import bundled_checkpoint
+from rsengine.checkpoints import bundled_checkpoint
 from rsengine.models import build_model
 from rsengine.results import read_results
 

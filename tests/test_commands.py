@@ -2,11 +2,12 @@
 import torch
 
 from rsengine import commands
+from rsengine.checkpoints import bundled_checkpoint
 from rsengine.cli import _fill_defaults, build_parser, main
 from rsengine.results import read_results
 from rsengine.stats import floor_significant
 
-ARGS = ["mnist", commands.bundled_checkpoint(), "0.5"]
+ARGS = ["mnist", bundled_checkpoint(), "0.5"]
 
 
 def _record_batches(monkeypatch):

@@ -13,7 +13,7 @@ import torch
 
 from rsengine import Smooth, commands
 from rsengine.cli import main
-from rsengine.commands import bundled_checkpoint
+from rsengine.checkpoints import bundled_checkpoint
 from rsengine.results import read_results
 from rsengine.resume import run_record_path
 from rsengine.sampler import CPU_BATCH_SIZE, BatchSizeReduced
@@ -122,15 +122,16 @@ def _nan(logits):
                          ids=["classifier-raises", "nan-logits"])
 def test_a_failing_run_keeps_its_rows_and_resumes(tmp_path, monkeypatch, capsys, failure, message):
     out = tmp_path / "out.tsv"
-    # 1 compatibility probe + 2 batches per input (selection, estimation): fail in the 4th input.
-    _sabotage(monkeypatch, failure, after_calls=1 + 2 * 3 + 1)
-    assert main(_args(out)) == 2
+    # --batch 10 makes chunks of one input (16 * 10 // 120): 1 compatibility probe, then 2 + 10
+    # batches per input (selection, estimation): fail in the 4th input.
+    _sabotage(monkeypatch, failure, after_calls=1 + 12 * 3 + 1)
+    assert main(_args(out, "--batch", 10)) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert read_results(out).idx.tolist() == [0, 100, 200]
     assert json.loads(open(run_record_path(out)).read())["complete"] is False
     monkeypatch.undo()
-    assert main(_args(out)) == 0
+    assert main(_args(out, "--batch", 10)) == 0
     assert "resuming" in capsys.readouterr().err
     assert read_results(out).idx.tolist() == list(range(0, 1000, 100))
     assert json.loads(open(run_record_path(out)).read())["complete"] is True
