@@ -220,8 +220,19 @@ def _run(opts, kind: str, samples_per_input: int, decide) -> None:
     print(f"{len(indices)} inputs in {os.path.abspath(opts.outfile)} ({len(todo)} computed now)")
 
 
+def _warn_if_nothing_can_be_certified(opts) -> None:
+    # With alpha ** (1/N) <= 1/2 even N votes out of N give a bound of at most 1/2: every row
+    # abstains. Said before the work, not discovered after it.
+    if max_radius(check_positive_float("SIGMA", opts.sigma), check_positive_int("--N", opts.N),
+                  check_probability("--alpha", opts.alpha)) <= 0:
+        print(f"warning: at N = {opts.N} and alpha = {opts.alpha} no input can be certified (even N of N "
+              f"votes bound pA by alpha ** (1/N) = {opts.alpha ** (1 / opts.N):.3g}, not above 1/2): every row will "
+              "abstain; raise --N or --alpha", file=sys.stderr)
+
+
 def run_certify(opts) -> None:
     """CERTIFY every selected input of a data set; one results row per input."""
+    _warn_if_nothing_can_be_certified(opts)
     def decide(smooth, xs, indices, labels):
         preds, radii = smooth.certify_batch(xs, opts.N0, opts.N, opts.alpha, opts.batch, streams=indices)
         return [(int(p), float(r), int(p == label)) for p, r, label in zip(preds, radii, labels)]
@@ -248,9 +259,11 @@ def _summarize(path: str, plot: str | None, sigma: float, n: int, alpha: float) 
         return
     # Columns stop at the largest radius n and alpha allow: beyond it every value is 0 by design.
     ceiling = max_radius(sigma, n, alpha)
-    radii = [r for r in analyze.default_radii() if r <= ceiling]
+    radii = [r for r in analyze.default_radii() if r <= ceiling] or [0.0]
+    limit = (f"no certificate can exceed {floor_significant(ceiling)}" if ceiling > 0 else
+             "no input can be certified")
     print(f"\ncertified accuracy (fraction of inputs certified correct at radius >= r); "
-          f"no certificate can exceed {floor_significant(ceiling)} at sigma = {sigma}, N = {n}, alpha = {alpha}\n")
+          f"{limit} at sigma = {sigma}, N = {n}, alpha = {alpha}\n")
     print(analyze.format_table([path], analyze.certified_accuracy(table, radii)[None], radii))
     if plot:
         analyze.plot_certified_accuracy([table], plot, names=[os.path.basename(path)])

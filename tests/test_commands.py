@@ -73,3 +73,13 @@ def test_chunked_rows_equal_one_input_at_a_time(tmp_path):
     assert certified == list(zip(table.predict.tolist(), table.radius.tolist()))
     assert len(set(certified)) > 2  # inputs with different answers, not one answer for all
     assert predicted == read_results(pred).predict.tolist()
+
+
+def test_a_run_that_can_certify_nothing_says_so_first_and_ends_cleanly(tmp_path, capsys):
+    # Issue 9's report: N = 1 computed every row, then failed in the summary (exit status 2).
+    out = tmp_path / "out.tsv"
+    assert main(["certify", *ARGS, str(out), "--N", "1", "--max", "20", "--skip", "10"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith("warning: at N = 1 and alpha = 0.001 no input can be certified")
+    assert "no input can be certified at sigma = 0.5" in captured.out
+    assert read_results(out).predict.tolist() == [-1, -1]
