@@ -165,7 +165,8 @@ def _noise_parts():
     functions = [obj.fn for module in (noise, box_muller) for obj in vars(module).values()
                  if hasattr(obj, "fn") and inspect.isfunction(obj.fn)]
     table = _source_lines(functions)
-    by_function = {"_philox4x32_10": "Philox4x32-10", "_uniform": "uniform from 32 bits", "log_u": "logarithm",
+    by_function = {"_philox4x32_10": "Philox4x32-10", "_uniform": "uniform from 32 bits",
+                   "_twice_complement": "uniform from 32 bits", "minus_two_log_uniform": "logarithm",
                    "box_muller": "sqrt, sin/cos reduction, rotation", "_poly3": "sin/cos polynomials",
                    "_normals": "lane order", "_normalized": "normalization",
                    "_row_origin": "row -> input (per program)",

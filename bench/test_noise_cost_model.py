@@ -3,7 +3,7 @@
 Runs the model in a subprocess with Triton's interpreter off (the compiler makes the cubin; no GPU
 is needed) for the paper's ImageNet setting: sm_90, 3x224x224, bf16 and fp32, channels_last and
 contiguous. The pins are the model's figures with triton 3.9.0 (bench/README.md, "2026-11-29:
-kernels tuned from their machine code"): a change that adds instructions per element fails here.
+Box-Muller from the words"): a change that adds instructions per element fails here.
 """
 import json
 import os
@@ -16,8 +16,8 @@ import pytest
 triton = pytest.importorskip("triton")
 
 PINNED_TRITON = "3.9.0"
-PINNED_INSTRUCTIONS_PER_ELEMENT = {("bf16", True): 51.2, ("bf16", False): 48.9, ("fp32", True): 51.4,
-                                   ("fp32", False): 48.5}
+PINNED_INSTRUCTIONS_PER_ELEMENT = {("bf16", True): 53.1, ("bf16", False): 51.0, ("fp32", True): 53.5,
+                                   ("fp32", False): 50.5}
 GOAL_SHARE_OF_FORWARD = 0.03
 
 

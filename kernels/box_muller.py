@@ -1,21 +1,29 @@
 """The random-number contract's Box-Muller step in branch-free float32, for the Triton kernels.
 
-Two uniforms u0, u1 (normal float32 in [2**-33, 1], from ``_uniform`` in noise.py) give the pair
-(r cos 2 pi u1, r sin 2 pi u1), r = sqrt(-2 ln u0). libdevice's logf, sinf and cosf cost ~30 SASS
-instructions each and carry a Payne-Hanek slow path; 2 pi u1 rounded to float32 before the
-cosine is off by up to 2e-7, millions of ulps near the zeros of cos and sin. Here:
+Two 32-bit Philox words w0, w1 give the pair (r cos 2 pi u1, r sin 2 pi u1), r = sqrt(-2 ln u0),
+of the uniforms u = (w + 0.5) * 2**-32: real numbers in (0, 1), never 0 and never 1, which float32
+cannot hold (words from 2**31 on lose up to 8 bits, and the top 128 words round to 1). Both are
+therefore used through the word itself, not through u rounded to float32:
 
-- ln u by a degree-10 polynomial in f = m - 1, m in [2/3, 4/3), from the float's bits;
-- cos and sin of 2 pi u1 sincospi-style: t = 2 u1 - rint(4 u1) / 2 is exact, |t| <= 1/4, and
-  the quadrant comes from the low bits of the rounding constant, so there is no range reduction;
-- r carried as rh + rl (the square root's rounding error, exact by an fma) and folded into the
-  polynomials' last fmas.
+- ln u0 from u's float32 bits below u = 1/2 (there |ln u| > ln 2, so u's rounding costs little),
+  and from the complement 1 - u = (~w + 0.5) * 2**-32 above it, converted exactly from the word's
+  signed value: small relative error however close u0 is to 1, so r is never 0 (its smallest
+  value is sqrt(-2 ln(1 - 2**-33)) = 2**-16, not a point mass at 0) and is not discretized near 0.
+  A degree-10 polynomial in g = -2 (m - 1), m in [2/3, 4/3), returned as -2 ln u0 = xa + xb;
+- cos and sin of 2 pi u1 sincospi-style with the reduction on the integer word: the quadrant
+  n = (w1 + 2**29) >> 30 and t = 2 u1 - n / 2 = (4 w1 + 2 mod 2**32, signed) * 2**-33, |t| <= 1/4,
+  rounded once (libdevice's sinf and cosf cost ~30 SASS instructions each, carry a Payne-Hanek
+  slow path, and 2 pi u1 rounded to float32 is off by millions of ulps near their zeros);
+- r carried as rh + rl (the rounding of xa + xb and of the square root, exact by an fma) and folded
+  into the polynomials' last fmas.
 
-Only float32 add/mul/fma, int32 bit operations, compares and selects: Triton's CPU interpreter
-and a GPU compute the same bits (the kernels compile with fp fusion off, so ptxas forms no fma
-the interpreter does not). Measured against float64 on the same u (bench/noise_accuracy.py):
-at most 1.56 ulp over 1e8 random pairs and every targeted edge; ln u alone 0.87 ulp and cos/sin
-alone 0.87 ulp over every float32 in [2**-33, 1].
+Only float32 add/mul/fma, int32 bit operations, int32 -> float32 conversions, compares and selects:
+Triton's CPU interpreter and a GPU compute the same bits (the kernels compile with fp fusion off,
+so ptxas forms no fma the interpreter does not). Measured against float64 of the words' exact
+uniforms (bench/noise_accuracy.py): -2 ln u0 (xa + xb) within 1.20 ulp and cos/sin of 2 pi u1
+within 1.34 ulp on every one of the 2**32 words; the pair within 1.99 ulp over 1e8 random word
+pairs and 2.07 ulp at the worst error peaks found, 1.80 ulp against the angle as rounded to
+float32 (t's one rounding adds up to 0.3 ulp).
 
 Coefficients: minimax fits of the relative error (float64, linear programming), rounded to
 float32 one at a time with the rest refitted; see bench/noise_accuracy.py.
@@ -31,14 +39,14 @@ import triton
 import triton.language as tl
 
 __all__ = ["LOG_COEFFICIENTS", "LN2_HI", "COS_COEFFICIENTS", "SIN_COEFFICIENTS", "PI_HI", "FOLD_COEFFICIENTS",
-           "log_u", "box_muller"]
+           "minus_two_log_uniform", "box_muller"]
 
 # ln(1 + f) = f - f^2 / 2 + f^3 R(f), R's coefficients for f^3 .. f^10 (fit error 2**-27.7).
 LOG_COEFFICIENTS = tuple(float.fromhex(h) for h in (
     "0x1.55550cp-2", "-0x1.fffef6p-3", "0x1.99d042p-3", "-0x1.559c40p-3",
     "0x1.1ed65cp-3", "-0x1.f332a0p-4", "0x1.1e6786p-3", "-0x1.07c960p-3",
 ))
-LN2_HI = float.fromhex("0x1.62e430p-1")  # float32(ln 2); k times its 1.9e-9 error <= 0.07 ulp
+LN2_HI = float.fromhex("0x1.62e430p-1")  # float32(ln 2); |k| times its 1.9e-9 error <= 0.07 ulp
 # cos(pi t) = 1 + s C(s), s = t^2, C's coefficients for s .. s^4 (fit error 2**-31.1).
 COS_COEFFICIENTS = tuple(float.fromhex(h) for h in (
     "-0x1.3bd3ccp+2", "0x1.03c1b0p+2", "-0x1.55b2b6p+0", "0x1.d4f7eep-3",
@@ -52,33 +60,65 @@ PI_HI = float.fromhex("0x1.921fb6p+1")  # float32(pi)
 FOLD_COEFFICIENTS = (float.fromhex("-0x1.9ee60ep-3"), float.fromhex("0x1.a7f9c6p-1"))
 
 # Kernel globals must be tl.constexpr instances (the compiler rejects plain Python globals).
-_R0, _R1, _R2, _R3, _R4, _R5, _R6, _R7 = (tl.constexpr(c) for c in LOG_COEFFICIENTS)
+# The logarithm runs in g = -2 f: P(g) = R(-g / 2) / 4 has R's coefficients times powers of two
+# (exact), so Horner in g computes exactly the scaled values Horner in f would.
+_P0, _P1, _P2, _P3, _P4, _P5, _P6, _P7 = (tl.constexpr(c * (-0.5) ** i / 4) for i, c in enumerate(LOG_COEFFICIENTS))
 _C0, _C1, _C2, _C3 = (tl.constexpr(c) for c in COS_COEFFICIENTS)
 _Q0, _Q1, _Q2, _Q3 = (tl.constexpr(c) for c in SIN_COEFFICIENTS)
 _G0, _G1 = (tl.constexpr(c) for c in FOLD_COEFFICIENTS)
-_LN2_HI = tl.constexpr(LN2_HI)
+_MINUS_TWO_LN2_HI = tl.constexpr(-2.0 * LN2_HI)
 _PI_HI = tl.constexpr(PI_HI)
-_RINT_MAGIC = tl.constexpr(12582912.0)  # 1.5 * 2**23: x + magic rounds x to an integer in the low bits
+_RINT_MAGIC = tl.constexpr(12582912.0)  # 1.5 * 2**23: its bits + k are those of 1.5 * 2**23 + k (|k| < 2**22)
+_TWO_POW_MINUS_32 = tl.constexpr(2.0**-32)
+_TWO_POW_MINUS_33 = tl.constexpr(2.0**-33)
+_MINUS_TWO_POW_MINUS_31 = tl.constexpr(-2.0**-31)
+_MINUS_TWO_POW_MINUS_32 = tl.constexpr(-2.0**-32)
 
 
 @triton.jit
-def log_u(u):
-    """ln u for float32 u, a normal number in [2**-33, 1]: 17 operations, at most 0.87 ulp."""
-    ix = u.to(tl.int32, bitcast=True)
+def _uniform(w):
+    # u = (w + 0.5) * 2**-32 rounded to float32, as one fma (scaling by a power of two is exact).
+    return tl.fma(w.to(tl.float32), _TWO_POW_MINUS_32, _TWO_POW_MINUS_33)
+
+
+@triton.jit
+def _twice_complement(w):
+    # 2 (1 - u) = (~w + 0.5) * 2**-31 for words w >= 2**31, from their signed value w - 2**32 =
+    # -(~w + 1): exact in 32 bits, so the bits u loses in float32 stay here (down to 2**-32).
+    return tl.fma(w.to(tl.int32, bitcast=True).to(tl.float32), _MINUS_TWO_POW_MINUS_31, _MINUS_TWO_POW_MINUS_32)
+
+
+@triton.jit
+def minus_two_log_uniform(w):
+    """-2 ln u for u = (w + 0.5) * 2**-32, w uint32 words, as xa + xb (xb the small part).
+
+    u = 2**k m, m in [2/3, 4/3), f = m - 1, g = -2 f: -2 ln u = -2 k ln2 + g + g^2 (1/4 + g P(g)).
+    Below u = 1/2 (words < 2**31) k and m come from u's float32 bits; above it k is 0 or -1 (0 from
+    w = 0xAAAAAA81 on, the first word whose float32 u is the float just above 2/3) and g comes
+    from the complement: 2 (1 - u) for k = 0, -2 (2 u - 1) for k = -1. 27 operations; the sum is
+    within 1.20 ulp of the exact value on every word, and at least 2**-32 (bench/noise_accuracy.py).
+    """
+    ix = _uniform(w).to(tl.int32, bitcast=True)
     t = ix - 0x3F2AAAAB  # bits of the float32 just above 2/3
     k = t >> 23  # u = 2**k * m, m in [2/3, 4/3)
-    f = ((t & 0x007FFFFF) + 0x3F2AAAAB).to(tl.float32, bitcast=True) - 1.0  # exact
-    # float(k) without a conversion instruction (|k| <= 126): bits of 1.5 * 2**23 + k, minus that.
+    m = ((t & 0x007FFFFF) + 0x3F2AAAAB).to(tl.float32, bitcast=True)
+    # float(k) without a conversion instruction (|k| <= 33): bits of 1.5 * 2**23 + k, minus that.
     kf = (k + 0x4B400000).to(tl.float32, bitcast=True) - _RINT_MAGIC
-    r = tl.fma(_R7, f, _R6)
-    r = tl.fma(r, f, _R5)
-    r = tl.fma(r, f, _R4)
-    r = tl.fma(r, f, _R3)
-    r = tl.fma(r, f, _R2)
-    r = tl.fma(r, f, _R1)
-    r = tl.fma(r, f, _R0)
-    p = tl.fma(f * f, tl.fma(r, f, -0.5), f)  # ln(1 + f)
-    return tl.fma(kf, _LN2_HI, p)
+    # g, exact all three ways: 2 - 2 m below u = 1/2; above it c2 for k = 0 (t >= 0) and 2 c2 - 2
+    # for k = -1 (c2 in (2/3, 1], so c2 - 1 is exact).
+    c2 = _twice_complement(w)
+    g = tl.where(w >= 0x80000000, tl.where(t < 0, tl.fma(c2, 2.0, -2.0), c2), tl.fma(m, -2.0, 2.0))
+    p = tl.fma(_P7, g, _P6)
+    p = tl.fma(p, g, _P5)
+    p = tl.fma(p, g, _P4)
+    p = tl.fma(p, g, _P3)
+    p = tl.fma(p, g, _P2)
+    p = tl.fma(p, g, _P1)
+    p = tl.fma(p, g, _P0)
+    q = tl.fma(p, g, 0.25)
+    # xa is exact for k = 0, and for k = -1 while below 2 (u > 0.347: a multiple of 2**-23 below 2);
+    # r recovers the rounding of xa + xb.
+    return tl.fma(kf, _MINUS_TWO_LN2_HI, g), (g * g) * q
 
 
 @triton.jit
@@ -87,28 +127,33 @@ def _poly3(s, c0, c1, c2, c3):
 
 
 @triton.jit
-def box_muller(u0, u1):
-    """(r cos 2 pi u1, r sin 2 pi u1), r = sqrt(-2 ln u0): within 1.56 ulp of the exact pair."""
-    x = -2.0 * log_u(u0)  # 0 or in [1.19e-7, 45.8]
+def box_muller(w0, w1):
+    """(r cos 2 pi u1, r sin 2 pi u1), r = sqrt(-2 ln u0), u = (w + 0.5) * 2**-32 of uint32 words
+    w0, w1 (any equal shapes): within 2.07 ulp of the exact pair, 1.80 of the pair at the angle
+    as rounded."""
+    xa, xb = minus_two_log_uniform(w0)
+    x = xa + xb  # in [2**-32, 45.8]: never 0
     # sqrt(x) correctly rounded, branch-free: rsqrt and one Newton step, the fast path ptxas
     # emits for sqrt.rn, without sqrt.rn's branch to a slow path for 0, subnormal, infinite or
-    # negative x (x = 0 is the select). Equal to np.sqrt on every float32 in [2**-24, 2**7)
-    # with the interpreter's rsqrt (bench/noise_accuracy.py).
+    # negative x. Equal to np.sqrt on every float32 in [2**-32, 2**7) with the interpreter's
+    # rsqrt (bench/noise_accuracy.py).
     y = tl.rsqrt(x)
-    s = x * y
-    rh = tl.where(x > 0.0, tl.fma(tl.fma(-s, s, x), 0.5 * y, s), 0.0)
-    rl = tl.fma(-rh, rh, x)  # x - rh^2, exact: the square root's rounding error ...
+    sx = x * y
+    rh = tl.fma(tl.fma(-sx, sx, x), 0.5 * y, sx)
+    rl = tl.fma(-rh, rh, xa) + xb  # xa + xb - rh^2: the sum's and the square root's rounding ...
     # ... times ~0.5 / sqrt(x) (bits 0x5F3759DF - 2**23, within 3.5%) gives r = rh + rl.
     rl = rl * (0x5EB759DF - (x.to(tl.int32, bitcast=True) >> 1)).to(tl.float32, bitcast=True)
-    j = tl.fma(u1, 4.0, _RINT_MAGIC)  # 1.5 * 2**23 + rint(4 u1): the quadrant in the low bits
-    t = tl.fma(j - _RINT_MAGIC, -0.5, u1 * 2.0)  # 2 u1 - quadrant / 2, exact, |t| <= 1/4
+    # 2 pi u1 = n pi / 2 + pi t with n = rint(4 u1) = (w1 + 2**29) >> 30 (mod 4) and t = 2 u1 - n / 2
+    # = (4 w1 + 2 - n 2**32) * 2**-33: the low 32 bits of 4 w1 + 2 read as int32, in [-1/4, 1/4],
+    # rounded once (never 0).
+    t = ((w1 << 2) + 2).to(tl.int32, bitcast=True).to(tl.float32) * _TWO_POW_MINUS_33
     s = t * t
     z_cos = tl.fma(tl.fma(rh, s, rl * tl.fma(s, _G1, _G0)), _poly3(s, _C0, _C1, _C2, _C3), rh)
     hi = t * _PI_HI
     lo = tl.fma(t, _poly3(s, _Q0, _Q1, _Q2, _Q3), tl.fma(t, _PI_HI, -hi))
     z_sin = tl.fma(rh, hi, tl.fma(rl, hi, rh * lo))
-    # Rotate by the quadrant n = rint(4 u1) (n = 4 is a full turn): odd n swaps, n & 2 negates.
-    quadrant = j.to(tl.int32, bitcast=True)
+    # Rotate by the quadrant n (bits 30, 31 of w1 + 2**29): odd n swaps, n & 2 negates.
+    quadrant = (w1 + 0x20000000) >> 30
     swap = (quadrant & 1) != 0
     negate = (quadrant & 2) != 0
     rotated_cos = tl.where(swap, -z_sin, z_cos)

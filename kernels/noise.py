@@ -16,9 +16,11 @@ Two kernels, one launcher:
   stride 3; for 2 channels, a [pixels, 2] tile with contiguous rows.
 - ``_noise_rows_kernel`` for any other shape: a program owns a run of a row's flat elements.
 
-The Box-Muller step (``box_muller.py``) uses only float32 add/mul/fma and integer operations,
-compiled without fp fusion, so the interpreter and a GPU produce the same bits; it is within
-1.56 ulp of the exact transform of the same uniforms (bench/noise_accuracy.py).
+The Box-Muller step (``box_muller.py``) takes the Philox words themselves, not float32 uniforms
+(which lose the low bits of words >= 2**31 and round the top 128 words to 1), and uses only
+float32 add/mul/fma and integer operations, compiled without fp fusion, so the interpreter and a
+GPU produce the same bits; it is within 2.07 ulp of the exact transform of the words' uniforms
+(bench/noise_accuracy.py).
 
 Example (CPU tensors need TRITON_INTERPRET=1 set before triton is imported):
     >>> import torch
@@ -63,14 +65,6 @@ _ROUND_A = tl.constexpr(0xD2511F53)
 _ROUND_B = tl.constexpr(0xCD9E8D57)
 _KEY_A = tl.constexpr(0x9E3779B9)
 _KEY_B = tl.constexpr(0xBB67AE85)
-_TWO_POW_MINUS_32 = tl.constexpr(2.0**-32)
-_TWO_POW_MINUS_33 = tl.constexpr(2.0**-33)
-
-
-@triton.jit
-def _uniform(words):
-    # (u + 0.5) * 2**-32 as one fma (scaling by a power of two is exact): never 0, no clamp.
-    return tl.fma(words.to(tl.float32), _TWO_POW_MINUS_32, _TWO_POW_MINUS_33)
 
 
 @triton.jit
@@ -95,8 +89,8 @@ def _normals(q, stream, phase, k0, k1):
     """Normals 4q .. 4q + 3 of the stream, in element order. q: [BLOCK_Q] int64 block indices."""
     zero = tl.zeros(q.shape, dtype=tl.uint32)
     w0, w1, w2, w3 = _philox4x32_10(q.to(tl.uint32), (q >> 32).to(tl.uint32), zero + stream, zero + phase, k0, k1)
-    cos01, sin01 = box_muller(_uniform(w0), _uniform(w1))
-    cos23, sin23 = box_muller(_uniform(w2), _uniform(w3))
+    cos01, sin01 = box_muller(w0, w1)
+    cos23, sin23 = box_muller(w2, w3)
     # Lanes 0..3 of block q are elements 4q .. 4q + 3: interleave into one contiguous run.
     return tl.interleave(tl.interleave(cos01, cos23), tl.interleave(sin01, sin23))
 

@@ -2,8 +2,8 @@
 
 Everything here runs on any torch device and imports no Triton. The Triton kernels in
 ``noise.py`` and ``votes.py`` produce the same results (noise up to float rounding of the
-Box-Muller step, which the kernels compute in ``box_muller.py``'s branch-free float32; vote
-counts exactly).
+Box-Muller step, which the kernels compute in ``box_muller.py``'s branch-free float32 and this
+module with torch's float32 log1p/log/sqrt/cos/sin; vote counts exactly).
 
 The random-number contract (DESIGN.md):
     key      = seed as two 32-bit words (lo, hi)
@@ -11,8 +11,14 @@ The random-number contract (DESIGN.md):
     e        = sample index * elements per input + element (64-bit)
     normals  = Box-Muller on the four 32-bit Philox4x32-10 outputs of block q: words (0, 1) give
                lanes 0 and 1 (cos, sin), words (2, 3) give lanes 2 and 3; element e takes lane e % 4.
-    uniform  = (u + 0.5) * 2**-32 in float32: never 0, so no clamp; the largest |z| is
-               sqrt(-2 ln 2**-33) = 6.764, i.e. the noise tails beyond that (mass 1.3e-11) are cut.
+    uniform  = u = (w + 0.5) * 2**-32 of a word w, a real number in (0, 1): never 0 or 1, so no
+               clamp. z = (r cos 2 pi u1, r sin 2 pi u1), r = sqrt(-2 ln u0), evaluated from the
+               words, not from u rounded to float32 (which drops up to 8 low bits and rounds the
+               top 128 words to 1): ln u0 from the complement 1 - u0 = (~w0 + 0.5) * 2**-32 when
+               w0 >= 2**31, and 2 pi u1 = n pi/2 + pi t with n = (w1 + 2**29) >> 30 and
+               t = 2 u1 - n/2 = (4 w1 + 2 mod 2**32, as int32) * 2**-33, |t| <= 1/4.
+               So 2**-16 <= r <= sqrt(-2 ln 2**-33) = 6.764: the noise tails beyond (mass 1.3e-11)
+               are cut, and r has no point mass at 0.
 The stream index and phase sit in the counter, not hashed into the key, so distinct
 (stream, phase, sample) triples can never collide.
 
@@ -35,6 +41,7 @@ __all__ = [
     "PHASE_ESTIMATION",
     "PHASE_PREDICTION",
     "philox4x32_10",
+    "box_muller",
     "gaussian_noise",
     "noise_normalize",
     "vote_count",
@@ -52,6 +59,7 @@ _ROUND_B = 0xCD9E8D57
 _KEY_A = 0x9E3779B9
 _KEY_B = 0xBB67AE85
 _TWO_POW_MINUS_32 = 2.0**-32
+_TWO_POW_MINUS_33 = 2.0**-33
 
 
 def _mulhilo(a: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,8 +100,53 @@ def philox4x32_10(counter: tuple, key: tuple[int, int]) -> tuple[torch.Tensor, .
     return c0, c1, c2, c3
 
 
-def _uniform(words: torch.Tensor) -> torch.Tensor:
-    return (words.to(torch.float32) + 0.5) * _TWO_POW_MINUS_32
+def _minus_two_log_uniform(words: torch.Tensor) -> torch.Tensor:
+    """-2 ln u, u = (w + 0.5) * 2**-32, in float32 (same shape as ``words``, int64 in [0, 2**32)).
+
+    Below u = 1/2 from u rounded to float32 (|ln u| > ln 2 there: relative error <= 2**-24 / ln 2);
+    above it from the complement 1 - u = (~w + 0.5) * 2**-32 by log1p, which keeps the bits u
+    loses, so -2 ln u >= 2**-32 (u rounded to float32 is 1 for the top 128 words: ln u = 0).
+    """
+    u = (words.to(torch.float32) + 0.5) * _TWO_POW_MINUS_32
+    complement = ((_MASK32 - words).to(torch.float32) + 0.5) * _TWO_POW_MINUS_32
+    return -2.0 * torch.where(words >= 2**31, torch.log1p(-complement), torch.log(u))
+
+
+def _sincos_2pi(words: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cos 2 pi u, sin 2 pi u), u = (w + 0.5) * 2**-32, in float32 (shapes of ``words``).
+
+    2 pi u = n pi/2 + pi t, reduced on the integer word: n = rint(4 u) = (w + 2**29) >> 30 (mod 4)
+    and t = 2 u - n/2 = (4 w + 2 - n 2**32) * 2**-33, the low 32 bits of 4 w + 2 read as int32,
+    exact until its one rounding to float32: no float32 2 pi u, which is off by up to 2e-7 (millions
+    of ulps of cos and sin near their zeros).
+    """
+    low = (4 * words + 2) & _MASK32
+    t = (low - ((low >> 31) << 32)).to(torch.float32) * _TWO_POW_MINUS_33  # |t| <= 1/4, never 0
+    cos, sin = torch.cos(math.pi * t), torch.sin(math.pi * t)
+    n = (words + 2**29) >> 30  # rint(4 u); 4 (a full turn) for the top 2**29 words
+    swap, negate = (n & 1) == 1, (n & 2) == 2
+    cos, sin = torch.where(swap, -sin, cos), torch.where(swap, cos, sin)
+    return torch.where(negate, -cos, cos), torch.where(negate, -sin, sin)
+
+
+def box_muller(w0: torch.Tensor, w1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(r cos 2 pi u1, r sin 2 pi u1), r = sqrt(-2 ln u0), u = (w + 0.5) * 2**-32, from 32-bit words.
+
+    Args:
+        w0, w1: int64 tensors of words in [0, 2**32), broadcastable together.
+
+    Returns:
+        Two float32 tensors of the broadcast shape: the pair of standard normals.
+
+    Example (the smallest radius, w0 = 2**32 - 1, is 2**-16, not 0):
+        >>> import torch
+        >>> z_cos, _ = box_muller(torch.tensor([2**32 - 1]), torch.tensor([0]))
+        >>> float(z_cos[0]) == 2.0**-16
+        True
+    """
+    r = torch.sqrt(_minus_two_log_uniform(w0))
+    cos, sin = _sincos_2pi(w1)
+    return r * cos, r * sin
 
 
 def gaussian_noise(seed: int, streams: torch.Tensor, samples: torch.Tensor, phase: int,
@@ -117,14 +170,8 @@ def gaussian_noise(seed: int, streams: torch.Tensor, samples: torch.Tensor, phas
     q = (first // 4)[:, None] + torch.arange(n_blocks, device=device)  # [B, n_blocks]
     counter = (q & _MASK32, q >> 32, streams.to(torch.int64)[:, None], phase)
     w0, w1, w2, w3 = philox4x32_10(counter, (seed & _MASK32, (seed >> 32) & _MASK32))
-    r01 = torch.sqrt(-2.0 * torch.log(_uniform(w0)))
-    r23 = torch.sqrt(-2.0 * torch.log(_uniform(w2)))
-    theta01 = (2.0 * math.pi) * _uniform(w1)
-    theta23 = (2.0 * math.pi) * _uniform(w3)
-    lanes = torch.stack(
-        [r01 * torch.cos(theta01), r01 * torch.sin(theta01), r23 * torch.cos(theta23), r23 * torch.sin(theta23)],
-        dim=-1,
-    ).reshape(len(samples), 4 * n_blocks)  # [B, 4 * n_blocks], element e at 4 * (q - q0) + lane
+    lanes = torch.stack([*box_muller(w0, w1), *box_muller(w2, w3)], dim=-1)
+    lanes = lanes.reshape(len(samples), 4 * n_blocks)  # [B, 4 * n_blocks], element e at 4 * (q - q0) + lane
     return torch.gather(lanes, 1, offset[:, None] + torch.arange(numel, device=device))
 
 

@@ -15,19 +15,20 @@ import torch
 
 triton = pytest.importorskip("triton")
 
-from rsengine.commands import PRECISIONS  # noqa: E402
+from rsengine.options import PRECISIONS  # noqa: E402
 from rsengine.kernels import compile_check  # noqa: E402
 
 TESTS = Path(__file__).parent
 
 # Pinned from the compile check's output with triton 3.9.0 (bench/README.md, "2026-11-29:
-# kernels tuned from their machine code"): the most registers any variant of a kernel uses on a
-# target, and how many distinct variants the engine's options compile. A change that needs more
-# registers, or that makes the engine compile more variants (each one a JIT compile in the
-# middle of a user's run), fails here; lower the pins when a change improves them.
+# kernels tuned from their machine code" and "2026-11-29: Box-Muller from the words"): the most
+# registers any variant of a kernel uses on a target, and how many distinct variants the
+# engine's options compile. A change that needs more registers, or that makes the engine compile
+# more variants (each one a JIT compile in the middle of a user's run), fails here; lower the
+# pins when a change improves them.
 PINNED_TRITON = "3.9.0"
 PINNED_MAX_REGISTERS = {
-    ("_noise_image_kernel", 80): 72, ("_noise_image_kernel", 90): 64, ("_noise_image_kernel", 100): 64,
+    ("_noise_image_kernel", 80): 72, ("_noise_image_kernel", 90): 64, ("_noise_image_kernel", 100): 63,
     ("_noise_rows_kernel", 80): 64, ("_noise_rows_kernel", 90): 70, ("_noise_rows_kernel", 100): 70,
     ("_vote_kernel", 80): 48, ("_vote_kernel", 90): 48, ("_vote_kernel", 100): 48,
 }

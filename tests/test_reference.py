@@ -6,6 +6,7 @@ import pytest
 import torch
 from scipy import stats as sps
 
+from exact_noise import float64_box_muller, ulps
 from rsengine.kernels import reference as ref
 
 I64 = torch.int64
@@ -87,6 +88,44 @@ def test_gaussian_noise_counter_is_64_bit():
     assert not torch.equal(_noise(samples=[late], numel=numel), _noise(samples=[wrapped], numel=numel))
     z = _noise(samples=list(range(late, late + 2000)), numel=numel).flatten().numpy()
     assert sps.kstest(z, "norm").pvalue > 1e-3
+
+
+# The reference's float32 Box-Muller against float64 of the exact uniforms: torch's log1p/log,
+# sqrt, cos/sin of pi t rounded twice (t, then pi t) and the product; at most 4.3 ulp measured on
+# 16M random word pairs and on the edge words below.
+REFERENCE_ULPS = 6
+
+
+def test_gaussian_noise_word_near_two_pow_32_is_not_zero():
+    # The audit's reproduction (issue 13, item 7): elements 436 and 437 of sample 142034 come from
+    # w0 = 0xffffffcf, whose float32 uniform was exactly 1.0, so both normals were exactly 0.
+    sample, element = 142034, 436
+    z = _noise(samples=(sample,), numel=784)[0, element:element + 2]
+    q = (sample * 784 + element) // 4
+    w0, w1, _, _ = ref.philox4x32_10(_words(q & 0xFFFFFFFF, q >> 32, 0, ref.PHASE_ESTIMATION), (0, 0))
+    assert int(w0) == 0xFFFFFFCF
+    exact = torch.cat(float64_box_muller(w0, w1))
+    assert (z != 0).all() and (ulps(z, exact) <= REFERENCE_ULPS).all(), (z, exact)
+
+
+def test_box_muller_smallest_radius_is_two_pow_minus_16():
+    # w0 = 2**32 - 1: u0 = 1 - 2**-33, r = sqrt(-2 ln u0) = 2**-16 (1 + 2**-35), the smallest
+    # radius, not 0. w1 = 0: the angle 2 pi 2**-33, so cos rounds to 1 and sin is r * pi 2**-32.
+    z_cos, z_sin = ref.box_muller(torch.tensor([2**32 - 1]), torch.tensor([0]))
+    assert float(z_cos) == 2.0**-16
+    assert ulps(z_sin, torch.tensor([2.0**-16 * math.pi * 2.0**-32], dtype=torch.float64)).item() <= REFERENCE_ULPS
+
+
+def test_box_muller_edge_words_match_float64():
+    # Where float32 uniforms fail: u0 within 2**-20 of 1 (every word; the top 128 rounded to 1),
+    # near 1/2 and 2/3 (where the logarithm changes formula in the kernels), near 0; u1 next to
+    # the zeros of cos and sin (float32 2 pi u1 was off by millions of ulps there).
+    w0 = torch.cat([2**32 - 1 - torch.arange(4096), torch.arange(256), 2**31 + torch.arange(-256, 256),
+                    0xAAAAAA81 + torch.arange(-256, 256)])
+    w1 = torch.tensor([0, 2**30 - 1, 2**30, 2**31 - 1, 2**31, 3 * 2**30 - 1, 3 * 2**30, 2**32 - 1, 2**29, 2**29 - 1])
+    w0, w1 = w0.repeat_interleave(w1.numel()), w1.repeat(w0.numel())
+    for z, exact in zip(ref.box_muller(w0, w1), float64_box_muller(w0, w1)):
+        assert (z != 0).all() and (ulps(z, exact) <= REFERENCE_ULPS).all(), float(ulps(z, exact).max())
 
 
 def test_noise_normalize_identity():
