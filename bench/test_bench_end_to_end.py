@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 import baseline
-from rsengine.kernels.reference import PHASE_ESTIMATION, PHASE_SELECTION
+from rsengine.kernels.contract import PHASE_ESTIMATION, PHASE_SELECTION
 
 CERTIFICATE_N0 = 100
 CERTIFICATE_N = 100_000

@@ -15,6 +15,7 @@ import torch
 
 import baseline
 from rsengine.kernels import reference
+from rsengine.kernels.contract import PHASE_ESTIMATION
 from rsengine.kernels.tolerance import noise_mismatch
 
 noise = pytest.importorskip("rsengine.kernels.noise")
@@ -44,7 +45,7 @@ def test_noise_normalize_speedup_over_unfused_chain(benchmark, scenario, dtype, 
     std = torch.tensor(scenario.std, device=device)
     streams = torch.zeros(1, dtype=torch.int64, device=device)
     # One input, rows = its samples 0 .. rows - 1: the engine's estimation-phase batch.
-    args = (x[None], streams, 0, rows, rows, SIGMA, SEED, reference.PHASE_ESTIMATION, mean, std, dtype,
+    args = (x[None], streams, 0, rows, rows, SIGMA, SEED, PHASE_ESTIMATION, mean, std, dtype,
             memory_format)
 
     fused = noise.noise_normalize(*args)

@@ -120,7 +120,7 @@ def launch_case(case: LaunchCase, backend, device: torch.device = torch.device("
     With CPU tensors under ``compile_only`` the launches compile and run nothing; on a GPU
     (bench/device_resources.py) they run.
     """
-    from rsengine.kernels.reference import PHASE_ESTIMATION, PHASE_PREDICTION, PHASE_SELECTION
+    from rsengine.kernels.contract import PHASE_ESTIMATION, PHASE_PREDICTION, PHASE_SELECTION
     from rsengine.sampler import NoiseSpec, count_votes
 
     channels = case.shape[0]

@@ -38,6 +38,7 @@ import triton
 import triton.language as tl
 
 from .box_muller import box_muller
+from .contract import PHILOX_KEY_INCREMENTS, PHILOX_ROUND_MULTIPLIERS
 
 __all__ = ["noise_normalize"]
 
@@ -61,10 +62,8 @@ MAX_IMAGE_CHANNELS = 3
 
 # Kernel globals must be tl.constexpr instances: the compiler rejects plain Python globals
 # (the interpreter does not).
-_ROUND_A = tl.constexpr(0xD2511F53)
-_ROUND_B = tl.constexpr(0xCD9E8D57)
-_KEY_A = tl.constexpr(0x9E3779B9)
-_KEY_B = tl.constexpr(0xBB67AE85)
+_ROUND_A, _ROUND_B = (tl.constexpr(m) for m in PHILOX_ROUND_MULTIPLIERS)
+_KEY_A, _KEY_B = (tl.constexpr(k) for k in PHILOX_KEY_INCREMENTS)
 
 
 @triton.jit

@@ -5,22 +5,8 @@ Everything here runs on any torch device and imports no Triton. The Triton kerne
 Box-Muller step, which the kernels compute in ``box_muller.py``'s branch-free float32 and this
 module with torch's float32 log1p/log/sqrt/cos/sin; vote counts exactly).
 
-The random-number contract (DESIGN.md):
-    key      = seed as two 32-bit words (lo, hi)
-    counter  = (q lo, q hi, stream index, phase), q = e // 4, where
-    e        = sample index * elements per input + element (64-bit)
-    normals  = Box-Muller on the four 32-bit Philox4x32-10 outputs of block q: words (0, 1) give
-               lanes 0 and 1 (cos, sin), words (2, 3) give lanes 2 and 3; element e takes lane e % 4.
-    uniform  = u = (w + 0.5) * 2**-32 of a word w, a real number in (0, 1): never 0 or 1, so no
-               clamp. z = (r cos 2 pi u1, r sin 2 pi u1), r = sqrt(-2 ln u0), evaluated from the
-               words, not from u rounded to float32 (which drops up to 8 low bits and rounds the
-               top 128 words to 1): ln u0 from the complement 1 - u0 = (~w0 + 0.5) * 2**-32 when
-               w0 >= 2**31, and 2 pi u1 = n pi/2 + pi t with n = (w1 + 2**29) >> 30 and
-               t = 2 u1 - n/2 = (4 w1 + 2 mod 2**32, as int32) * 2**-33, |t| <= 1/4.
-               So 2**-16 <= r <= sqrt(-2 ln 2**-33) = 6.764: the noise tails beyond (mass 1.3e-11)
-               are cut, and r has no point mass at 0.
-The stream index and phase sit in the counter, not hashed into the key, so distinct
-(stream, phase, sample) triples can never collide.
+They implement the random-number contract of ``contract.py`` (key, counter, Philox words,
+Box-Muller of the words' exact uniforms).
 
 Example:
     >>> import torch
@@ -36,10 +22,9 @@ import math
 
 import torch
 
+from .contract import PHILOX_KEY_INCREMENTS, PHILOX_ROUND_MULTIPLIERS
+
 __all__ = [
-    "PHASE_SELECTION",
-    "PHASE_ESTIMATION",
-    "PHASE_PREDICTION",
     "philox4x32_10",
     "box_muller",
     "gaussian_noise",
@@ -47,17 +32,9 @@ __all__ = [
     "vote_count",
 ]
 
-# Phases of a certificate: the proof needs the n0 selection draws and the n estimation draws to be
-# independent, so each phase has its own counter space.
-PHASE_SELECTION = 0
-PHASE_ESTIMATION = 1
-PHASE_PREDICTION = 2
-
 _MASK32 = 0xFFFFFFFF
-_ROUND_A = 0xD2511F53
-_ROUND_B = 0xCD9E8D57
-_KEY_A = 0x9E3779B9
-_KEY_B = 0xBB67AE85
+_ROUND_A, _ROUND_B = PHILOX_ROUND_MULTIPLIERS
+_KEY_A, _KEY_B = PHILOX_KEY_INCREMENTS
 _TWO_POW_MINUS_32 = 2.0**-32
 _TWO_POW_MINUS_33 = 2.0**-33
 

@@ -27,7 +27,7 @@ import torch
 from . import stats
 from .stats import ABSTAIN
 from .backends import resolve_backend
-from .kernels.reference import PHASE_ESTIMATION, PHASE_PREDICTION, PHASE_SELECTION
+from .kernels.contract import PHASE_ESTIMATION, PHASE_PREDICTION, PHASE_SELECTION, PHASES
 from .sampler import NoiseSpec, Sampler, reachable_modules
 from .validation import (check_choice, check_int_at_least, check_mean_std, check_positive_float, check_positive_int,
                          check_probability)
@@ -186,10 +186,10 @@ class Smooth:
                       streams=None) -> np.ndarray:
         """Raw vote counts [M, num_classes] (int64) of n noisy copies of each input.
 
-        For custom statistics; ``phase`` is one of rsengine.kernels.reference.PHASE_*.
+        For custom statistics; ``phase`` is one of rsengine.kernels.contract.PHASES.
         """
         n = self._check_samples("n", n)
-        check_choice("phase", phase, (PHASE_SELECTION, PHASE_ESTIMATION, PHASE_PREDICTION))
+        check_choice("phase", phase, PHASES)
         batch_size = self._check_batch_size(batch_size)
         xs, stream_ids = self._prepare(xs, streams)
         return self._counts(xs, stream_ids, n, phase, batch_size)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from exact_noise import float64_box_muller, ulps
+from rsengine.kernels.contract import PHASE_ESTIMATION, PHASE_SELECTION
 from rsengine.kernels import reference as ref
 from rsengine.kernels.tolerance import noise_mismatch
 
@@ -20,7 +21,7 @@ from rsengine.kernels.box_muller import box_muller  # noqa: E402
 
 
 def _compare_noise(device, shape, dtype=torch.float32, memory_format=torch.contiguous_format,
-                   normalize=True, start=0, count=5, n=3, seed=1234, phase=ref.PHASE_ESTIMATION):
+                   normalize=True, start=0, count=5, n=3, seed=1234, phase=PHASE_ESTIMATION):
     generator = torch.Generator().manual_seed(0)
     m = (start + count - 1) // n + 1
     xs = torch.rand((m, *shape), generator=generator).to(device)
@@ -128,7 +129,7 @@ def test_noise_normalize_within_two_ulp_of_float64_box_muller(device):
     # The kernels' Box-Muller (kernels/box_muller.py) against float64 of the words' exact u0 (so
     # a float32 u0, whose logarithm loses all precision as u0 -> 1, fails here), in float32 ulps
     # of the exact value.
-    seed, stream, phase, count, numel = 2**40 + 7, 3, ref.PHASE_ESTIMATION, 8, 4096
+    seed, stream, phase, count, numel = 2**40 + 7, 3, PHASE_ESTIMATION, 8, 4096
     z = _kernel_normals(device, seed, stream, phase, count, numel)
     w0, w1, is_sin = _contract_words(seed, stream, phase, torch.arange(count * numel))
     z_cos, z_sin = float64_box_muller(w0, w1, t_as_float32=True)
@@ -142,7 +143,7 @@ def test_noise_normalize_is_bitwise_the_measured_model(device):
     # model, bit for bit, in the interpreter and on a GPU alike (fp fusion off, sqrt_rn, no
     # approximate instructions).
     model = _measured_model()
-    seed, stream, phase, count, numel = 12345, 2**32 - 1, ref.PHASE_SELECTION, 8, 4096
+    seed, stream, phase, count, numel = 12345, 2**32 - 1, PHASE_SELECTION, 8, 4096
     z = _kernel_normals(device, seed, stream, phase, count, numel).numpy()
     w0, w1, is_sin = _contract_words(seed, stream, phase, torch.arange(count * numel))
     z_cos, z_sin = model.box_muller(w0.numpy().astype(np.uint32), w1.numpy().astype(np.uint32))
@@ -157,8 +158,8 @@ def test_noise_normalize_word_near_two_pow_32_is_not_zero(device):
     sample = 142034
     xs = torch.zeros(1, 1, 28, 28, device=device)
     z = noise.noise_normalize(xs, torch.zeros(1, dtype=torch.int64, device=device), sample, 1, sample + 1, 1.0, 0,
-                              ref.PHASE_ESTIMATION).reshape(-1)[436:438].cpu()
-    w0, w1, _ = _contract_words(0, 0, ref.PHASE_ESTIMATION, torch.tensor([sample * 784 + 436]))
+                              PHASE_ESTIMATION).reshape(-1)[436:438].cpu()
+    w0, w1, _ = _contract_words(0, 0, PHASE_ESTIMATION, torch.tensor([sample * 784 + 436]))
     assert int(w0) == 0xFFFFFFCF
     exact = torch.cat(float64_box_muller(w0, w1, t_as_float32=True))
     assert (z != 0).all() and (ulps(z, exact) <= 2).all(), (z, exact)

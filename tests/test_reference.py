@@ -7,6 +7,7 @@ import torch
 from scipy import stats as sps
 
 from exact_noise import float64_box_muller, ulps
+from rsengine.kernels.contract import PHASE_ESTIMATION, PHASE_SELECTION
 from rsengine.kernels import reference as ref
 
 I64 = torch.int64
@@ -31,7 +32,7 @@ def test_philox4x32_10_known_answers(counter, key, expected):
     assert tuple(int(w) for w in ref.philox4x32_10(_words(*counter), key)) == expected
 
 
-def _noise(seed=0, streams=(0,), samples=(0,), phase=ref.PHASE_ESTIMATION, numel=10):
+def _noise(seed=0, streams=(0,), samples=(0,), phase=PHASE_ESTIMATION, numel=10):
     return ref.gaussian_noise(seed, torch.tensor(streams, dtype=I64), torch.tensor(samples, dtype=I64),
                               phase, numel)
 
@@ -54,10 +55,10 @@ def test_gaussian_noise_tails_are_bounded_by_the_uniform_floor():
 
 
 @pytest.mark.parametrize("other", [
-    dict(phase=ref.PHASE_SELECTION), dict(streams=(1,)), dict(seed=1), dict(samples=(1,)),
+    dict(phase=PHASE_SELECTION), dict(streams=(1,)), dict(seed=1), dict(samples=(1,)),
 ], ids=["phase", "stream", "seed", "sample"])
 def test_gaussian_noise_streams_are_independent(other):
-    base = dict(seed=0, streams=(0,), samples=(0,), phase=ref.PHASE_ESTIMATION, numel=20000)
+    base = dict(seed=0, streams=(0,), samples=(0,), phase=PHASE_ESTIMATION, numel=20000)
     a = _noise(**base).flatten().numpy()
     b = _noise(**{**base, **other}).flatten().numpy()
     assert not np.array_equal(a, b)
@@ -102,7 +103,7 @@ def test_gaussian_noise_word_near_two_pow_32_is_not_zero():
     sample, element = 142034, 436
     z = _noise(samples=(sample,), numel=784)[0, element:element + 2]
     q = (sample * 784 + element) // 4
-    w0, w1, _, _ = ref.philox4x32_10(_words(q & 0xFFFFFFFF, q >> 32, 0, ref.PHASE_ESTIMATION), (0, 0))
+    w0, w1, _, _ = ref.philox4x32_10(_words(q & 0xFFFFFFFF, q >> 32, 0, PHASE_ESTIMATION), (0, 0))
     assert int(w0) == 0xFFFFFFCF
     exact = torch.cat(float64_box_muller(w0, w1))
     assert (z != 0).all() and (ulps(z, exact) <= REFERENCE_ULPS).all(), (z, exact)

@@ -389,7 +389,7 @@ def test_float64_logits_vote_the_same_on_both_backends(device):
 def test_radius_is_computed_for_the_float32_sigma_the_noise_applies():
     # float32(0.12) = 0.11999999731779099: a radius for 0.12 overstated the applied noise.
     from rsengine import stats
-    from rsengine.kernels.reference import PHASE_ESTIMATION, PHASE_SELECTION
+    from rsengine.kernels.contract import PHASE_ESTIMATION, PHASE_SELECTION
 
     x, model = torch.tensor([0.3, -0.2, 0.9]), _model()
     smooth = Smooth(model, 2, 0.12, seed=5)
