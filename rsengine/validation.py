@@ -26,11 +26,26 @@ __all__ = [
     "check_probability",
     "check_choice",
     "check_mean_std",
+    "reject",
 ]
 
 
+def reject(name: str, expectation: str, got: str, error=ValueError):
+    """Raise ``error`` with the one message template: Expected `name` expectation, got got.
+
+    ``got`` is already text (a repr, or e.g. "dtype float32" for an array argument).
+
+    Example:
+        >>> reject("n", "to be an integer >= 1", "0")
+        Traceback (most recent call last):
+        ...
+        ValueError: Expected `n` to be an integer >= 1, got 0
+    """
+    raise error(f"Expected `{name}` {expectation}, got {got}")
+
+
 def _fail(name: str, expectation: str, value, error=ValueError):
-    raise error(f"Expected `{name}` {expectation}, got {value!r}")
+    reject(name, expectation, repr(value), error)
 
 
 def check_int_at_least(name: str, value, minimum: int) -> int:

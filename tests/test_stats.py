@@ -1,11 +1,13 @@
 """Tests of rsengine.stats against independent oracles and exact hand values."""
 import doctest
+import itertools
 import math
 from fractions import Fraction
 
+import mpmath
 import numpy as np
 import pytest
-from scipy.stats import binom, binomtest, norm
+from scipy.stats import beta, binom, binomtest, norm
 from statsmodels.stats.proportion import proportion_confint
 
 import rsengine.stats
@@ -22,6 +24,11 @@ from rsengine.stats import (
 
 ALPHAS = [1e-6, 0.001, 0.05, 0.3]
 TRIALS = [1, 2, 3, 10, 57, 1000, 100_000]
+SIGMAS = [0.12, 0.25, 0.5, 1.0]
+# The most a radius may fall below the exact one, in units of sigma: the module's margin widens
+# q = 1 - p_lower by 1e-9 relative (plus at most 2.7e-11 of float error), which moves
+# sigma * PhiInv(1 - q) by at most 1.027e-9 * q / phi(PhiInv(1 - q)) <= 1.29e-9 sigma.
+RADIUS_SHORTFALL = 1.3e-9
 
 
 def _successes(n):
@@ -39,6 +46,76 @@ def _exact_pvalue(n_a, n_b):
         return 1.0
     tail = sum(math.comb(total, i) for i in range(min(n_a, n_b) + 1))
     return float(min(Fraction(1), Fraction(2 * tail, 2**total)))
+
+
+def _exact_binomial_cdf(j, n, q):
+    """P(Binomial(n, q) <= j) in mpmath: terms from i = j down until they stop counting.
+
+    The pmf is log-concave, so once a term past the mode is 1e-55 of the sum the rest is too.
+    """
+    log_top = (mpmath.loggamma(n + 1) - mpmath.loggamma(j + 1) - mpmath.loggamma(n - j + 1)
+               + j * mpmath.log(q) + (n - j) * mpmath.log1p(-q))
+    term = total = mpmath.exp(log_top)
+    odds_down = (1 - q) / q
+    for i in range(j, 0, -1):
+        term *= mpmath.mpf(i) / (n - i + 1) * odds_down
+        total += term
+        if term < total * mpmath.mpf(10) ** -55:
+            break
+    return total
+
+
+def _exact_complement(k, n, alpha):
+    """q = 1 - BetaInv(alpha; k, n - k + 1), the root of P(Binomial(n, q) <= n - k) = alpha.
+
+    Newton's method at 60 digits from SciPy's value, bisecting (in log q) whenever a step leaves
+    the bracket the signs so far give, then checked independently of SciPy: the decreasing
+    binomial cdf must cross alpha within 1e-30 relative either side of q.
+    """
+    with mpmath.workdps(60):
+        alpha = mpmath.mpf(alpha)
+        low = -mpmath.expm1(mpmath.log(alpha) / n)  # the root at k = n, the smallest for any k
+        if k == n:
+            return low
+        j, high = n - k, mpmath.mpf(1)
+        log_binom = mpmath.loggamma(n) - mpmath.loggamma(j + 1) - mpmath.loggamma(n - j)
+        q = mpmath.mpf(float(beta.isf(float(alpha), j + 1, k)))
+        if not low < q < high:
+            q = mpmath.sqrt(low * high)
+        for _ in range(200):
+            excess = _exact_binomial_cdf(j, n, q) - alpha
+            low, high = (q, high) if excess > 0 else (low, q)
+            # d/dq P(Binomial(n, q) <= j) = -n * P(Binomial(n - 1, q) = j)
+            slope = n * mpmath.exp(log_binom + j * mpmath.log(q) + (n - 1 - j) * mpmath.log1p(-q))
+            following = q + excess / slope
+            if not low < following < high:
+                following = mpmath.sqrt(low * high)
+            if abs(following - q) < q * mpmath.mpf(10) ** -35:
+                q = following
+                break
+            q = following
+        below, above = q * (1 - mpmath.mpf(10) ** -30), q * (1 + mpmath.mpf(10) ** -30)
+        assert _exact_binomial_cdf(j, n, below) > alpha > _exact_binomial_cdf(j, n, above)
+        return q
+
+
+def _exact_upper_quantile(q):
+    """x with P(Z > x) = q for Z ~ N(0, 1), to 40 digits: PhiInv(1 - q) without forming 1 - q."""
+    with mpmath.workdps(60):
+        q = mpmath.mpf(q)
+        x = mpmath.mpf(float(norm.isf(float(q))))
+        for _ in range(50):
+            step = (mpmath.ncdf(-x) - q) / mpmath.npdf(x)
+            x += step
+            if abs(step) < mpmath.mpf(10) ** -40 * max(1, abs(x)):
+                break
+        return x
+
+
+def _exact_radius(k, n, alpha, sigma):
+    """sigma * PhiInv(p_exact) for the exact Clopper-Pearson bound p_exact, and its complement."""
+    q = _exact_complement(k, n, alpha)
+    return float(sigma * _exact_upper_quantile(q)), q
 
 
 def test_module_doctests():
@@ -86,6 +163,15 @@ def test_clopper_pearson_lower_edges(n, alpha):
     bounds = clopper_pearson_lower(_successes(n), n, alpha)
     assert np.all(bounds <= alpha ** (1 / n))
     assert np.all(np.diff(bounds) >= 0), "the bound must grow with the number of successes"
+
+
+@pytest.mark.parametrize("alpha", [0.9999999, 1 - 2**-53], ids=["alpha=0.9999999", "alpha=1-2^-53"])
+@pytest.mark.parametrize("n", [10, 100_000, 2**31 - 1], ids=lambda n: f"n={n}")
+def test_clopper_pearson_lower_stays_below_one_where_the_ceiling_rounds_to_one(n, alpha):
+    bounds = clopper_pearson_lower(_successes(n), n, alpha)
+    assert bounds[0] == 0.0
+    assert np.all(np.diff(bounds) >= 0)
+    assert np.all(bounds < 1.0) and np.all(bounds <= alpha ** (1 / n))
 
 
 @pytest.mark.parametrize("alpha", [1e-6, 0.001, 0.05, 0.5, 0.9], ids=lambda a: f"alpha={a:g}")
@@ -188,21 +274,97 @@ def test_radius_never_above_max_radius(n, alpha, sigma):
     assert np.all(radii < max_radius(sigma, n, alpha))
 
 
-def test_radius_rounds_down_by_one_ulp():
-    p = np.array([0.5000001, 0.6, 0.75, 0.99, 0.9999309])
-    exact = 0.37 * norm.ppf(p)
+def test_radius_rounds_down_by_at_most_the_margin():
+    p = np.array([0.5000001, 0.6, 0.75, 0.99, 0.9999309, 1 - 2**-50])
+    # 1 - p is exact in float64 for p >= 1/2, so mpmath gets the float's own complement.
+    exact = np.array([0.37 * float(_exact_upper_quantile(1 - mpmath.mpf(x))) for x in p])
     got = radius(p, 0.37)
-    np.testing.assert_array_equal(got, np.nextafter(exact, -np.inf))
     assert np.all(got < exact)
+    assert np.all(exact - got <= RADIUS_SHORTFALL * 0.37)
 
 
 def test_radius_exact_points():
     assert radius(0.5, 1.0) == 0.0
+    assert radius(np.nextafter(0.5, 1.0), 1.0) == 0.0  # within the margin above 1/2
     assert radius(0.0, 1.0) == -math.inf
-    assert radius(1.0, 1.0) == math.inf
     assert radius(0.25, 2.0) < 0.0
     assert type(radius(0.9, 1.0)) is float
     assert radius([0.5, 0.9], 1.0).shape == (2,)
+
+
+def _first_certified_count(n, alpha):
+    """Smallest k whose complement beta.isf(alpha, n - k + 1, k) is below 1/2, by bisection
+    (the complement decreases in k; k = n certifies for the n and alpha used here)."""
+    abstains, certifies = 0, n
+    while certifies - abstains > 1:
+        middle = (abstains + certifies) // 2
+        if beta.isf(alpha, n - middle + 1, middle) < 0.5:
+            certifies = middle
+        else:
+            abstains = middle
+    return certifies
+
+
+def _grid_cases():
+    """(k, n, alpha, sigma): k = n, n - 1, n - 10 over n and alpha, then the two counts either
+    side of the exact certify/abstain threshold; sigma cycles through SIGMAS."""
+    trials = [10, 57, 1000, 100_000, 10**7, 2**31 - 1]
+    alphas = [1e-10, 0.001, 0.05, 0.5, 0.9999999]
+    near_n = [(n - offset, n, alpha) for n, alpha, offset in
+              itertools.product(trials, alphas, [0, 1, 10])]
+    at_threshold = []
+    for n, alpha in itertools.product([10, 57, 1000, 100_000], [0.001, 0.3]):
+        first = _first_certified_count(n, alpha)
+        at_threshold += [(first - 1, n, alpha), (first, n, alpha)]
+    cases = [case for case in dict.fromkeys(near_n + at_threshold) if case[0] >= 1]
+    return [
+        pytest.param(k, n, alpha, sigma, id=f"k={k}-n={n}-alpha={alpha:.10g}-sigma={sigma}")
+        for (k, n, alpha), sigma in zip(cases, itertools.cycle(SIGMAS))
+    ]
+
+
+@pytest.mark.parametrize("k, n, alpha, sigma", _grid_cases())
+def test_radii_are_at_most_the_exact_radius(k, n, alpha, sigma):
+    exact, q = _exact_radius(k, n, alpha, sigma)
+    assert not 0.5 - 1e-9 < q < 0.5, "inside the margin the decision may go either way"
+    pred, rad = certify_from_counts([4], [k], n, alpha, sigma)
+    composed = radius(clopper_pearson_lower(k, n, alpha), sigma)
+    assert composed <= exact
+    if q < 0.5:
+        assert pred.tolist() == [4]
+        assert composed <= rad[0] <= exact
+        assert exact - rad[0] <= RADIUS_SHORTFALL * sigma
+        assert rad[0] < max_radius(sigma, n, alpha)
+    else:
+        assert pred.tolist() == [ABSTAIN] and rad.tolist() == [0.0]
+
+
+@pytest.mark.parametrize(
+    "n, alpha, truth",
+    [(10, 1 - 2**-53, 8.4816), (2**31 - 1, 0.9999999, 8.3132)],
+    ids=["alpha=1-2^-53-n=10", "alpha=0.9999999-n=2^31-1"],
+)
+def test_certify_from_counts_is_finite_where_the_bound_rounds_to_one(n, alpha, truth):
+    # alpha ** (1/n) rounds to 1.0 here, which used to certify an infinite radius.
+    exact, _ = _exact_radius(n, n, alpha, 1.0)
+    assert exact == pytest.approx(truth, abs=1e-4)
+    pred, rad = certify_from_counts([0], [n], n, alpha, 1.0)
+    assert pred.tolist() == [0]
+    assert 0.0 <= exact - rad[0] <= RADIUS_SHORTFALL
+    assert rad[0] < max_radius(1.0, n, alpha) < math.inf
+    p_lower = clopper_pearson_lower(n, n, alpha)
+    assert p_lower < 1.0
+    assert radius(p_lower, 1.0) <= exact
+
+
+def test_certify_from_counts_where_beta_isf_fails():
+    # SciPy 1.17's beta.isf returns 2^-26 here, six times the root, and the Newton step cannot
+    # recover from there: the complement is found by bisection instead.
+    n, k, alpha = 415_532_737_055, 415_532_737_055 - 999, 0.18329473474064084
+    exact, _ = _exact_radius(k, n, alpha, 0.5)
+    pred, rad = certify_from_counts([2], [k], n, alpha, 0.5)
+    assert pred.tolist() == [2]
+    assert 0.0 <= exact - rad[0] <= RADIUS_SHORTFALL * 0.5
 
 
 # --- certify_from_counts --------------------------------------------------------------------
@@ -218,7 +380,10 @@ def test_certify_from_counts_matches_the_paper():
     expected_pred = np.where(p_lower < 0.5, ABSTAIN, c_hat)
     expected_rad = np.where(p_lower < 0.5, 0.0, radius(p_lower, sigma))
     np.testing.assert_array_equal(pred, expected_pred)
-    np.testing.assert_array_equal(rad, expected_rad)
+    # certify_from_counts works from q = 1 - p_lower, so it skips the rounding of p_lower, which
+    # costs radius() up to 1.1e-16 in q: 1e-13 relative at n_A = n here.
+    assert np.all(rad >= expected_rad)
+    np.testing.assert_allclose(rad, expected_rad, rtol=1e-12, atol=0)
     np.testing.assert_array_equal(pred, [ABSTAIN, ABSTAIN, ABSTAIN, 2, 7])
     assert rad[4] < max_radius(sigma, n, alpha)
 
@@ -237,18 +402,22 @@ def test_certify_from_counts_abstains_exactly_below_one_half():
 
 @pytest.mark.parametrize(
     "alpha, expected_pred",
-    [(0.5, ABSTAIN), (np.nextafter(0.5, 0.0), ABSTAIN), (np.nextafter(0.5, 1.0), 1)],
-    ids=["p_lower=0.5", "p_lower-just-below-0.5", "p_lower-just-above-0.5"],
+    [(0.5, ABSTAIN), (np.nextafter(0.5, 0.0), ABSTAIN), (np.nextafter(0.5, 1.0), ABSTAIN),
+     (0.5 + 1e-8, 1)],
+    ids=["p_lower=0.5", "p_lower-just-below-0.5", "p_lower-within-the-margin-above-0.5",
+         "p_lower-past-the-margin-above-0.5"],
 )
 def test_certify_from_counts_boundary_at_one_half(alpha, expected_pred):
     # n = 1, k = 1 makes p_lower = alpha exactly, so the boundary can be hit on the dot.
     assert clopper_pearson_lower(1, 1, alpha) == alpha
     pred, rad = certify_from_counts([1], [1], 1, alpha, 1.0)
     assert pred.tolist() == [expected_pred]
-    if expected_pred == ABSTAIN:  # p_lower = 1/2 does not prove p_A > 1/2: abstain (the paper)
+    if expected_pred == ABSTAIN:
+        # p_lower = 1/2 does not prove p_A > 1/2: abstain (the paper); nor does a p_lower above
+        # 1/2 by less than the margin that covers the float error of the bound.
         assert rad.tolist() == [0.0]
     else:
-        assert 0.0 < rad[0] < 1e-15
+        assert 0.0 < norm.ppf(alpha) - rad[0] <= RADIUS_SHORTFALL
 
 
 def test_certify_from_counts_empty():
@@ -388,6 +557,7 @@ BAD_ARGUMENTS = [
     ("cp-n=0", clopper_pearson_lower, (0, 0, 0.05), ValueError, "n_trials"),
     ("cp-n-array<1", clopper_pearson_lower, (0, [5, 0], 0.05), ValueError, "n_trials"),
     ("cp-n-float", clopper_pearson_lower, (3, 10.0, 0.05), TypeError, "n_trials"),
+    ("cp-n>2^53", clopper_pearson_lower, (3, [10, 2**53 + 1], 0.05), ValueError, "n_trials"),
     ("pvalue-negative", binomial_pvalue, (-1, 3), ValueError, "n_a"),
     ("pvalue-negative-array", binomial_pvalue, (3, [1, -3]), ValueError, "n_b"),
     ("pvalue-float", binomial_pvalue, (3.0, 3), TypeError, "n_a"),
@@ -398,6 +568,8 @@ BAD_ARGUMENTS = [
     ("radius-sigma=inf", radius, (0.9, math.inf), ValueError, "sigma"),
     ("radius-sigma-str", radius, (0.9, "0.25"), TypeError, "sigma"),
     ("radius-p>1", radius, (1.5, 0.25), ValueError, "p_lower"),
+    ("radius-p=1", radius, (1.0, 0.25), ValueError, "p_lower"),
+    ("radius-p-array=1", radius, ([0.9, 1.0], 0.25), ValueError, "p_lower"),
     ("radius-p<0", radius, (-0.1, 0.25), ValueError, "p_lower"),
     ("radius-p=nan", radius, (math.nan, 0.25), ValueError, "p_lower"),
     ("radius-p-array-nan", radius, ([0.9, math.nan], 0.25), ValueError, "p_lower"),
@@ -406,6 +578,7 @@ BAD_ARGUMENTS = [
     ("max-sigma=inf", max_radius, (math.inf, 100, 0.001), ValueError, "sigma"),
     ("max-n=0", max_radius, (1.0, 0, 0.001), ValueError, "n"),
     ("max-n-float", max_radius, (1.0, 100.0, 0.001), TypeError, "n"),
+    ("max-n>2^53", max_radius, (1.0, 2**53 + 1, 0.001), ValueError, "n"),
     ("max-alpha=1", max_radius, (1.0, 100, 1.0), ValueError, "alpha"),
     ("certify-n_a>n", certify_from_counts, ([0], [11], 10, 0.05, 1.0), ValueError, "n_a"),
     ("certify-n_a<0", certify_from_counts, ([0], [-1], 10, 0.05, 1.0), ValueError, "n_a"),
@@ -417,6 +590,7 @@ BAD_ARGUMENTS = [
     ("certify-c_hat-float", certify_from_counts, ([0.0], [5], 10, 0.05, 1.0), TypeError,
      "c_hat"),
     ("certify-n=0", certify_from_counts, ([0], [0], 0, 0.05, 1.0), ValueError, "n"),
+    ("certify-n>2^53", certify_from_counts, ([0], [5], 2**53 + 1, 0.05, 1.0), ValueError, "n"),
     ("certify-alpha=0", certify_from_counts, ([0], [5], 10, 0.0, 1.0), ValueError, "alpha"),
     ("certify-alpha=nan", certify_from_counts, ([0], [5], 10, math.nan, 1.0), ValueError,
      "alpha"),
