@@ -195,8 +195,9 @@ def cost_model(arch: int = 90, dtype: str = "bf16", channels_last: bool = True, 
     from rsengine.kernels import noise
     from rsengine.kernels.compile_only import compile_only
     from rsengine.kernels.machine_code import occupancy_warps, read_cubin
+    from rsengine.options import PRECISIONS
 
-    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+    torch_dtype = PRECISIONS[dtype]
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     channels, height, width = 3, 224, 224
     with compile_only(GPUTarget("cuda", arch, 32)) as compiled:
@@ -281,9 +282,11 @@ def _sweep(arch: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from rsengine.options import PRECISIONS
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", type=int, default=90, choices=(80, 90, 100))
-    parser.add_argument("--dtype", default="bf16", choices=("fp32", "bf16", "fp16"))
+    parser.add_argument("--dtype", default="bf16", choices=tuple(PRECISIONS))
     parser.add_argument("--contiguous", action="store_true", help="contiguous batch (default: channels_last)")
     parser.add_argument("--json", metavar="PATH", help="also write the model to PATH")
     parser.add_argument("--sweep", action="store_true",

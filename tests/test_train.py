@@ -9,7 +9,7 @@ from torch import nn
 
 from rsengine.data import TensorImageDataset, dataset_stats, load_dataset
 from rsengine.models import build_model
-from rsengine.train import train_model
+from rsengine.train import LR_SCHEDULES, train_model
 
 
 def _toy_dataset(n=64, seed=0):
@@ -88,7 +88,7 @@ def test_sigma_zero_is_clean_training():
     assert torch.equal(model.seen[0], torch.ones(8, 1, 2, 2))
 
 
-@pytest.mark.parametrize("schedule", ["cosine", "step"])
+@pytest.mark.parametrize("schedule", LR_SCHEDULES)
 def test_learning_rate_schedules(schedule):
     history = train_model(_model(), _toy_dataset(16), sigma=0.1, epochs=6, batch_size=16, lr=0.1,
                           lr_schedule=schedule)
