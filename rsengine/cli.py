@@ -19,13 +19,13 @@ import argparse
 import os
 import sys
 
-from .checkpoints import bundled_checkpoint
-
 from .analyze import PLOT_FORMATS, TABLE_FORMATS
 from .backends import BACKENDS
+from .checkpoints import bundled_checkpoint
 from .data import DATASETS, SPLITS
 from .models import ARCHITECTURES
 from .options import EMBEDDED_DEFAULT, ORIGINAL_DEFAULT, PRECISIONS, RANDOM_SEED, SAMPLING_DEFAULTS
+from .sampler import CPU_BATCH_SIZE
 from .train import LR_SCHEDULES, TRAINING_DEFAULTS
 
 __all__ = ["build_parser", "main"]
@@ -34,7 +34,7 @@ __all__ = ["build_parser", "main"]
 def _either(name: str) -> str:
     # The help's "(default: ...)" of an option whose default depends on the kind of run.
     def shown(value):
-        return "from free GPU memory; 1000 on the CPU" if value is None else value
+        return f"from free GPU memory; {CPU_BATCH_SIZE} on the CPU" if value is None else value
 
     return f"default: {shown(ORIGINAL_DEFAULT[name])}; embedded: {shown(EMBEDDED_DEFAULT[name])}"
 
@@ -81,7 +81,7 @@ def _sampling_arguments(parser: argparse.ArgumentParser, certify: bool) -> None:
                              f"operating system, recorded in OUTFILE.run.json (default: {SAMPLING_DEFAULTS['seed']}); "
                              "input i uses stream i")
     parser.add_argument("--deterministic", action="store_true",
-                        help="bit-reproducible rows: fixed batch shape (--batch, default 1000) of one input per "
+                        help=f"bit-reproducible rows: fixed batch shape (--batch, default {CPU_BATCH_SIZE}) of one input per "
                              "forward pass, deterministic algorithms, no TF32; slower for small N0")
     parser.add_argument("--resume-with-changes", action="store_true",
                         help="resume OUTFILE even though its rows were computed with another backend, device, "
