@@ -81,9 +81,9 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-# The coefficients have one home, the kernels' module; this file models and measures them.
-from rsengine.kernels.box_muller import (COS_COEFFICIENTS, FOLD_COEFFICIENTS, LN2_HI as _LN2_HI, LOG_COEFFICIENTS,
-                                         PI_HI as _PI_HI, SIN_COEFFICIENTS)
+# The coefficients have one home, shared by the kernels; this file models and measures them.
+from rsengine.kernels.box_muller_coefficients import (COS_COEFFICIENTS, FOLD_COEFFICIENTS, LN2_HI as _LN2_HI,
+                                                      LOG_G_COEFFICIENTS, PI_HI as _PI_HI, SIN_COEFFICIENTS)
 
 __all__ = ["fma", "fma_emulated", "uniform", "twice_complement", "minus_two_log_uniform", "reduce_angle",
            "sincos_2pi", "radius", "box_muller", "box_muller_old", "sqrt_newton_mismatches", "main"]
@@ -166,7 +166,7 @@ def twice_complement(w: np.ndarray) -> np.ndarray:
 # xa = -2 k ln2_hi + g is exact for k = 0, and for k = -1 while below 2 (u > 0.347: multiples of
 # 2**-23); xb = g^2 (1/4 + g P) is the small rest, kept apart so that r = sqrt(xa + xb) can
 # recover the rounding of the sum (radius).
-LOG_P = tuple(F32(c * (-0.5) ** i / 4) for i, c in enumerate(LOG_COEFFICIENTS))  # g^0 .. g^7 of P
+LOG_P = tuple(F32(c) for c in LOG_G_COEFFICIENTS)  # g^0 .. g^7 of P
 MINUS_TWO_LN2_HI = F32(-2.0 * _LN2_HI)  # -2 float32(ln 2); |k| times its 3.8e-9 error <= 0.07 ulp
 _LOG_SHIFT = I32(0x3F2AAAAB)  # bits of the float32 just above 2/3
 _MANT = I32(0x007FFFFF)

@@ -25,12 +25,12 @@ within 1.34 ulp on every one of the 2**32 words; the pair within 1.99 ulp over 1
 pairs and 2.07 ulp at the worst error peaks found, 1.80 ulp against the angle as rounded to
 float32 (t's one rounding adds up to 0.3 ulp).
 
-Coefficients: minimax fits of the relative error (float64, linear programming), rounded to
-float32 one at a time with the rest refitted; see bench/noise_accuracy.py.
+The coefficients live in ``box_muller_coefficients.py`` (no Triton there), shared with the
+compiled CPU kernel, ``cpu_noise.c``, which evaluates the same operations in C.
 
-Example (every coefficient is exactly a float32, so kernels and numpy models agree on them):
-    >>> import numpy as np
-    >>> all(float(np.float32(c)) == c for c in LOG_COEFFICIENTS + COS_COEFFICIENTS + SIN_COEFFICIENTS)
+Example (the kernels' constants are the shared ones, unchanged):
+    >>> from rsengine.kernels.box_muller_coefficients import LOG_G_COEFFICIENTS, PI_HI
+    >>> _P7.value == LOG_G_COEFFICIENTS[7] and _PI_HI.value == PI_HI
     True
 """
 from __future__ import annotations
@@ -38,31 +38,13 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-__all__ = ["LOG_COEFFICIENTS", "LN2_HI", "COS_COEFFICIENTS", "SIN_COEFFICIENTS", "PI_HI", "FOLD_COEFFICIENTS",
-           "minus_two_log_uniform", "box_muller"]
+from .box_muller_coefficients import (COS_COEFFICIENTS, FOLD_COEFFICIENTS, LN2_HI, LOG_G_COEFFICIENTS, PI_HI,
+                                      SIN_COEFFICIENTS)
 
-# ln(1 + f) = f - f^2 / 2 + f^3 R(f), R's coefficients for f^3 .. f^10 (fit error 2**-27.7).
-LOG_COEFFICIENTS = tuple(float.fromhex(h) for h in (
-    "0x1.55550cp-2", "-0x1.fffef6p-3", "0x1.99d042p-3", "-0x1.559c40p-3",
-    "0x1.1ed65cp-3", "-0x1.f332a0p-4", "0x1.1e6786p-3", "-0x1.07c960p-3",
-))
-LN2_HI = float.fromhex("0x1.62e430p-1")  # float32(ln 2); |k| times its 1.9e-9 error <= 0.07 ulp
-# cos(pi t) = 1 + s C(s), s = t^2, C's coefficients for s .. s^4 (fit error 2**-31.1).
-COS_COEFFICIENTS = tuple(float.fromhex(h) for h in (
-    "-0x1.3bd3ccp+2", "0x1.03c1b0p+2", "-0x1.55b2b6p+0", "0x1.d4f7eep-3",
-))
-# sin(pi t) = t PI_HI + t Q(s), Q's coefficients for s^0 .. s^3; Q(0) carries pi - PI_HI.
-SIN_COEFFICIENTS = tuple(float.fromhex(h) for h in (
-    "-0x1.a32bd0p-24", "-0x1.4abbbap+2", "0x1.465eeap+1", "-0x1.2da156p-1",
-))
-PI_HI = float.fromhex("0x1.921fb6p+1")  # float32(pi)
-# 1 / C(s) + s ~ G0 + G1 s (least squares, relative error 3.7e-4): folds rl into cos's product.
-FOLD_COEFFICIENTS = (float.fromhex("-0x1.9ee60ep-3"), float.fromhex("0x1.a7f9c6p-1"))
+__all__ = ["minus_two_log_uniform", "box_muller"]
 
 # Kernel globals must be tl.constexpr instances (the compiler rejects plain Python globals).
-# The logarithm runs in g = -2 f: P(g) = R(-g / 2) / 4 has R's coefficients times powers of two
-# (exact), so Horner in g computes exactly the scaled values Horner in f would.
-_P0, _P1, _P2, _P3, _P4, _P5, _P6, _P7 = (tl.constexpr(c * (-0.5) ** i / 4) for i, c in enumerate(LOG_COEFFICIENTS))
+_P0, _P1, _P2, _P3, _P4, _P5, _P6, _P7 = (tl.constexpr(c) for c in LOG_G_COEFFICIENTS)
 _C0, _C1, _C2, _C3 = (tl.constexpr(c) for c in COS_COEFFICIENTS)
 _Q0, _Q1, _Q2, _Q3 = (tl.constexpr(c) for c in SIN_COEFFICIENTS)
 _G0, _G1 = (tl.constexpr(c) for c in FOLD_COEFFICIENTS)

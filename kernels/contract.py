@@ -30,8 +30,10 @@ Example:
 """
 from __future__ import annotations
 
+import torch
+
 __all__ = ["PHASE_SELECTION", "PHASE_ESTIMATION", "PHASE_PREDICTION", "PHASES", "PHILOX_ROUND_MULTIPLIERS",
-           "PHILOX_KEY_INCREMENTS"]
+           "PHILOX_KEY_INCREMENTS", "check_fused_launch"]
 
 # Phases of a certificate: the proof needs the n0 selection draws and the n estimation draws to be
 # independent, so each phase has its own counter space.
@@ -44,3 +46,29 @@ PHASES = (PHASE_SELECTION, PHASE_ESTIMATION, PHASE_PREDICTION)
 # sequence for key words 0 and 1): Random123's constants, those of triton.language.philox.
 PHILOX_ROUND_MULTIPLIERS = (0xD2511F53, 0xCD9E8D57)
 PHILOX_KEY_INCREMENTS = (0x9E3779B9, 0xBB67AE85)
+
+
+def check_fused_launch(xs: torch.Tensor, start: int, count: int, n: int, seed: int) -> None:
+    """What the fused noise kernels (Triton's and the compiled CPU one) accept, checked alike.
+
+    Args:
+        xs: [M, *shape] inputs: float32 and contiguous, fewer than 2**31 elements each (32-bit
+            element offsets in the Triton kernels).
+        start, count, n: rows start .. start + count - 1 of the (input, sample) grid, n samples
+            per input; 1 <= n, count < 2**31 and start + count <= M * n.
+        seed: 0 <= seed < 2**63.
+
+    Raises:
+        ValueError: naming the first argument out of range.
+    """
+    if xs.dtype != torch.float32 or not xs.is_contiguous():
+        raise ValueError(f"Expected `xs` float32 and contiguous, got {xs.dtype}, contiguous={xs.is_contiguous()}")
+    numel = xs.shape[1:].numel()
+    if numel >= 2**31:
+        raise ValueError(f"Expected inputs of fewer than 2**31 elements, got {numel}")
+    if not 1 <= n < 2**31 or not 1 <= count < 2**31:
+        raise ValueError(f"Expected 1 <= n, count < 2**31, got n={n}, count={count}")
+    if not 0 <= seed < 2**63:
+        raise ValueError(f"Expected `seed` in [0, 2**63), got {seed}")
+    if start + count > xs.shape[0] * n:
+        raise ValueError(f"Expected rows start + count <= M * n = {xs.shape[0] * n}, got {start + count}")

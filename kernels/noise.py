@@ -38,7 +38,7 @@ import triton
 import triton.language as tl
 
 from .box_muller import box_muller
-from .contract import PHILOX_KEY_INCREMENTS, PHILOX_ROUND_MULTIPLIERS
+from .contract import PHILOX_KEY_INCREMENTS, PHILOX_ROUND_MULTIPLIERS, check_fused_launch
 
 __all__ = ["noise_normalize"]
 
@@ -332,19 +332,9 @@ def noise_normalize(xs: torch.Tensor, streams: torch.Tensor, start: int, count: 
     Returns:
         [count, *shape] tensor in ``dtype`` and ``memory_format``.
     """
+    check_fused_launch(xs, start, count, n, seed)
     shape = xs.shape[1:]
     numel = shape.numel()
-    # What the kernels assume: flat float32 rows, 32-bit element offsets and row arithmetic.
-    if xs.dtype != torch.float32 or not xs.is_contiguous():
-        raise ValueError(f"Expected `xs` float32 and contiguous, got {xs.dtype}, contiguous={xs.is_contiguous()}")
-    if numel >= 2**31:
-        raise ValueError(f"Expected inputs of fewer than 2**31 elements, got {numel}")
-    if not 1 <= n < 2**31 or not 1 <= count < 2**31:
-        raise ValueError(f"Expected 1 <= n, count < 2**31, got n={n}, count={count}")
-    if not 0 <= seed < 2**63:
-        raise ValueError(f"Expected `seed` in [0, 2**63), got {seed}")
-    if start + count > xs.shape[0] * n:
-        raise ValueError(f"Expected rows start + count <= M * n = {xs.shape[0] * n}, got {start + count}")
     channels = shape[0]
     hw = numel // channels
     image = hw % 4 == 0 and channels <= MAX_IMAGE_CHANNELS
