@@ -10,7 +10,8 @@ setup(
     # package named `kernels` would collide with another project of that name.
     packages=["rsengine", "rsengine.kernels"],
     package_dir={"rsengine": "rsengine", "rsengine.kernels": "kernels"},
-    package_data={"rsengine": ["weights/*.pt"]},
+    # cpu_noise.c is compiled on first use by rsengine.kernels.cpu_build (a C compiler, no headers).
+    package_data={"rsengine": ["weights/*.pt"], "rsengine.kernels": ["*.c"]},
     install_requires=[
         "torch>=2.4",
         "numpy>=1.24",

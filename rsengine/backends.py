@@ -1,12 +1,16 @@
-"""Choosing the kernel backend: Triton's fused kernels or their pure-PyTorch references.
+"""Choosing the kernel backend: Triton's fused kernels, the compiled CPU kernel, or the PyTorch references.
 
-Both expose the same two functions, ``noise_normalize`` and ``vote_count`` (see
-``rsengine.kernels.reference``), and produce the same random stream (up to the last bit of
-log/cos/sin), so the choice changes speed, not certificates (short of a vote on a near-tie). Triton is imported only here, and only when it is chosen.
+All expose the same two functions, ``noise_normalize`` and ``vote_count`` (see
+``rsengine.kernels.reference``), and produce the same random stream: the Triton and CPU kernels
+the same bits, the PyTorch reference the same values up to the last bit of its log/cos/sin. The
+choice changes speed, not certificates (short of a vote on a near-tie). Triton is imported only
+here, and only when it is chosen; the CPU kernel is compiled on first use (``kernels/cpu_build.py``).
 
-- ``"auto"``: Triton on a CUDA device when Triton is installed, else PyTorch.
+- ``"auto"``: Triton on a CUDA device when Triton is installed, else PyTorch; on the CPU the
+  compiled CPU kernel, or PyTorch with a warning where it cannot be built (no C compiler).
 - ``"triton"``: Triton or an error: on a CUDA device, or on the CPU under Triton's interpreter
   (TRITON_INTERPRET=1 set before triton is first imported; slow, for tests).
+- ``"cpu"``: the compiled CPU kernel or an error: CPU tensors, a C compiler on the first run.
 - ``"torch"``: the PyTorch references on any device.
 
 Example:
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -28,7 +33,7 @@ from .validation import check_choice
 
 __all__ = ["BACKENDS", "Backend", "resolve_backend"]
 
-BACKENDS = ("auto", "triton", "torch")
+BACKENDS = ("auto", "triton", "cpu", "torch")
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,19 @@ def _triton_backend() -> Backend:
     return Backend("triton", noise.noise_normalize, votes.vote_count)
 
 
+def _cpu_backend(device: torch.device) -> tuple[Backend | None, str | None]:
+    """The compiled CPU kernel's backend, or (None, why it cannot run on ``device``)."""
+    if device.type != "cpu":
+        return None, f"the CPU kernel runs on CPU tensors, got device {str(device)!r}"
+    from .kernels import cpu_build, cpu_noise, reference
+
+    try:
+        cpu_build.load_library()
+    except cpu_build.CpuKernelUnavailable as error:
+        return None, str(error)
+    return Backend("cpu", cpu_noise.noise_normalize, reference.vote_count), None
+
+
 def _triton_unavailable_reason(device: torch.device) -> str | None:
     if importlib.util.find_spec("triton") is None:
         return "triton is not installed (pip install triton)"
@@ -67,9 +85,21 @@ def resolve_backend(name: str, device: torch.device) -> Backend:
     """Return the backend called ``name`` for tensors on ``device``.
 
     Raises:
-        ValueError: unknown name, or "triton" where Triton cannot run (never a silent fallback).
+        ValueError: unknown name, or "triton" / "cpu" where it cannot run (never a silent fallback).
+
+    Warns:
+        RuntimeWarning: "auto" on the CPU where the compiled kernel cannot be built.
     """
     check_choice("backend", name, BACKENDS)
+    if name == "cpu" or (name == "auto" and device.type == "cpu"):
+        backend, reason = _cpu_backend(device)
+        if backend is not None:
+            return backend
+        if name == "cpu":
+            raise ValueError(f"backend='cpu' cannot run here: {reason}")
+        warnings.warn(f"the compiled CPU noise kernel is unavailable ({reason}): sampling with the PyTorch "
+                      "reference kernels, about 50x slower noise (backend='torch')", RuntimeWarning, stacklevel=2)
+        return _torch_backend()
     reason = _triton_unavailable_reason(device)
     if name == "triton":
         if reason is not None:

@@ -199,7 +199,7 @@ def test_a_resume_in_another_environment_is_refused_unless_asked(tmp_path, capsy
     assert main(_args(out, "--max", 150, *change, "--resume-with-changes")) == 0
     assert read_results(out).idx.tolist() == [0, 100]
     environments = _record(out)["environments"]
-    assert len(environments) == 2 and environments[0]["backend"] == "torch" and environments[0]["batch"] is None
+    assert len(environments) == 2 and environments[0]["backend"] == "cpu" and environments[0]["batch"] is None
     assert environments[1][change[0][2:]] == (7 if change[0] == "--batch" else "triton")
 
 

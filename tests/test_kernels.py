@@ -1,13 +1,11 @@
 """The Triton kernels against their PyTorch references (interpreter on CPU, compiler on a GPU)."""
-import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from exact_noise import float64_box_muller, ulps
+from exact_noise import edge_words, float64_box_muller, measured_model, ulps
 from rsengine.kernels.contract import PHASE_ESTIMATION, PHASE_SELECTION
 from rsengine.kernels import reference as ref
 from rsengine.kernels.tolerance import noise_mismatch
@@ -121,15 +119,6 @@ def _kernel_normals(device, seed, stream, phase, count, numel):
     return out.reshape(-1).cpu()
 
 
-def _measured_model():
-    """bench/noise_accuracy.py, the numpy model of the transform that was measured against float64."""
-    spec = importlib.util.spec_from_file_location("noise_accuracy", Path(__file__).parents[1] / "bench" /
-                                                  "noise_accuracy.py")
-    model = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(model)
-    return model
-
-
 def test_noise_normalize_within_two_ulp_of_float64_box_muller(device):
     # The kernels' Box-Muller (kernels/box_muller.py) against float64 of the words' exact u0 (so
     # a float32 u0, whose logarithm loses all precision as u0 -> 1, fails here), in float32 ulps
@@ -147,7 +136,7 @@ def test_noise_normalize_is_bitwise_the_measured_model(device):
     # word for -2 ln u0 and for the angle, 1e8 random pairs); the kernel must compute exactly that
     # model, bit for bit, in the interpreter and on a GPU alike (fp fusion off, sqrt_rn, no
     # approximate instructions).
-    model = _measured_model()
+    model = measured_model()
     seed, stream, phase, count, numel = 12345, 2**32 - 1, PHASE_SELECTION, 8, 4096
     z = _kernel_normals(device, seed, stream, phase, count, numel).numpy()
     w0, w1, is_sin = _contract_words(seed, stream, phase, torch.arange(count * numel))
@@ -192,28 +181,13 @@ def _box_muller_of_words(device, w0, w1):
     return z[0].cpu(), z[1].cpu()
 
 
-def _edge_words():
-    """int64 word pairs [N] where float32 uniforms fail: u0 within 2**-20 of 1 (every word, the
-    top 128 of which round to 1), u0 near 1/2 and 2/3 (where -2 ln u0 changes formula) and near
-    0; each with u1 next to the zeros of cos and sin (u1 = 0, 1/4, 1/2, 3/4, 1), at the quadrant
-    switches (u1 = 1/8, 3/8, 5/8, 7/8) and at random."""
-    generator = torch.Generator().manual_seed(13)
-    w0 = torch.cat([2**32 - 1 - torch.arange(4096), torch.arange(256), 2**31 + torch.arange(-256, 256),
-                    0xAAAAAA81 + torch.arange(-256, 256), torch.randint(0, 2**32, (512,), generator=generator)])
-    zeros = torch.tensor([0, 2**30, 2**31, 3 * 2**30, 2**32])
-    switches = torch.tensor([1, 3, 5, 7]) * 2**29
-    w1 = torch.cat([zeros[:-1], zeros[1:] - 1, switches - 1, switches,
-                    torch.randint(0, 2**32, (2,), generator=generator)])
-    return w0.repeat_interleave(w1.numel()), w1.repeat(w0.numel())
-
-
 def test_box_muller_edge_words_within_two_ulp_of_float64(device):
-    w0, w1 = _edge_words()
+    w0, w1 = edge_words()
     z_cos, z_sin = _box_muller_of_words(device, w0, w1)
     exact_cos, exact_sin = float64_box_muller(w0, w1, t_as_float32=True)
     for z, exact in ((z_cos, exact_cos), (z_sin, exact_sin)):
         assert (z != 0).all() and (ulps(z, exact) <= 2).all(), float(ulps(z, exact).max())
-    model_cos, model_sin = _measured_model().box_muller(w0.numpy().astype(np.uint32), w1.numpy().astype(np.uint32))
+    model_cos, model_sin = measured_model().box_muller(w0.numpy().astype(np.uint32), w1.numpy().astype(np.uint32))
     assert np.array_equal(z_cos.numpy(), model_cos) and np.array_equal(z_sin.numpy(), model_sin)
 
 

@@ -107,16 +107,34 @@ def test_certify_batch_equals_one_by_one_with_the_same_streams():
         assert (together[0][i], together[1][i]) == (alone[0][0], alone[1][0])
 
 
-def test_triton_and_torch_backends_give_the_same_certificates(device):
+@pytest.mark.parametrize("other", ["torch", "cpu"])
+def test_triton_and_the_other_backends_give_the_same_certificates(device, other):
     pytest.importorskip("triton")
-    model = _model().to(device)
-    xs = torch.tensor([[0.5, 0.0, 0.0], [-0.5, 0.0, 0.0], [0.05, 0.0, 0.0], [0.0, 0.125, 0.0]], device=device)
-    # Small n: the CPU interpreter costs ~10 ms per noisy row.
-    torch_results = Smooth(model, 2, 0.5, seed=11, backend="torch").certify_batch(xs, 10, 60, 0.01, 512)
-    triton_results = Smooth(model, 2, 0.5, seed=11, backend="triton").certify_batch(xs, 10, 60, 0.01, 512)
-    assert (torch_results[0] != ABSTAIN).any()  # some certificates, so radii are compared too
-    np.testing.assert_array_equal(torch_results[0], triton_results[0])
-    np.testing.assert_array_equal(torch_results[1], triton_results[1])
+    model = _model()
+    xs = torch.tensor([[0.5, 0.0, 0.0], [-0.5, 0.0, 0.0], [0.05, 0.0, 0.0], [0.0, 0.125, 0.0]])
+    # Small n: the CPU interpreter costs ~10 ms per noisy row. The CPU kernel runs on the CPU.
+    other_results = Smooth(model, 2, 0.5, seed=11, backend=other).certify_batch(xs, 10, 60, 0.01, 512)
+    triton_smooth = Smooth(model.to(device), 2, 0.5, seed=11, backend="triton")
+    triton_results = triton_smooth.certify_batch(xs.to(device), 10, 60, 0.01, 512)
+    assert (other_results[0] != ABSTAIN).any()  # some certificates, so radii are compared too
+    np.testing.assert_array_equal(other_results[0], triton_results[0])
+    np.testing.assert_array_equal(other_results[1], triton_results[1])
+
+
+def test_the_cpu_backend_draws_the_triton_backends_noise_bit_for_bit(device):
+    # The CPU kernel is the Triton kernel's arithmetic: a classifier that votes on the noise's
+    # bits (the parity of the last mantissa bit of the first element) counts the same.
+    pytest.importorskip("triton")
+
+    def parity(batch):
+        odd = (batch.reshape(batch.shape[0], -1)[:, 0].view(torch.int32) & 1).to(torch.float32)
+        return torch.stack([1 - odd, odd], dim=1)
+
+    xs = torch.rand(3, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    counts = [Smooth(parity, 2, 0.5, seed=3, backend=backend, device=where).sample_counts(xs.to(where), 40,
+                                                                                       streams=[4, 5, 6])
+              for backend, where in (("cpu", "cpu"), ("triton", device))]
+    assert counts[0].tolist() == counts[1].tolist() and 0 < counts[0][:, 1].min() < 40
 
 
 def test_same_seed_reproduces_and_successive_calls_draw_fresh_streams():
@@ -383,7 +401,8 @@ def test_float64_logits_vote_the_same_on_both_backends(device):
     xs = XS[:2].to(device)
     counts = [Smooth(classifier, 3, 0.5, device=device, backend=backend).sample_counts(xs, 20, streams=[0, 1])
               for backend in ("torch", "triton")]
-    assert counts[0].tolist() == counts[1].tolist() == [[0, 20, 0], [0, 20, 0]]
+    counts.append(Smooth(classifier, 3, 0.5, backend="cpu").sample_counts(XS[:2], 20, streams=[0, 1]))
+    assert counts[0].tolist() == counts[1].tolist() == counts[2].tolist() == [[0, 20, 0], [0, 20, 0]]
 
 
 def test_radius_is_computed_for_the_float32_sigma_the_noise_applies():

@@ -1,0 +1,164 @@
+/* Fused Gaussian noise + normalization on the CPU: the Triton noise kernel's arithmetic in C.
+ *
+ * The same random-number contract as kernels/contract.py (Philox4x32-10 keyed by the seed,
+ * counter (q lo, q hi, stream, phase), Box-Muller of the words' exact uniforms) and, operation
+ * for operation, the same float32 arithmetic as kernels/noise.py and kernels/box_muller.py: only
+ * IEEE add, multiply, fma, sqrt, int32 <-> float32 conversions and integer operations, compiled
+ * with -ffp-contract=off so that the compiler forms no fma of its own. Every noisy value is
+ * therefore bit for bit what the Triton kernel writes, on a GPU or in Triton's interpreter (the
+ * kernel's rsqrt + Newton step is the correctly rounded square root, sqrtf here).
+ *
+ * The coefficients are defined by the build (kernels/cpu_build.py) from their one home,
+ * kernels/box_muller_coefficients.py: BM_P0..BM_P7, BM_C0..BM_C3, BM_Q0..BM_Q3, BM_G0, BM_G1,
+ * BM_MINUS_TWO_LN2_HI, BM_PI_HI, and the Philox constants PHILOX_M0, PHILOX_M1, PHILOX_W0,
+ * PHILOX_W1.
+ *
+ * Loops are written for the auto-vectorizer: a chunk of Philox blocks is made lane by lane into
+ * four arrays (no branches: selects only), then normalized channel run by channel run.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Philox blocks per chunk: 4 KiB of normals, which stay in L1 between the two loops. */
+#define CHUNK_BLOCKS 256
+
+static inline float bits_to_float(int32_t bits) {
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+static inline int32_t float_to_bits(float f) {
+    int32_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    return bits;
+}
+
+/* -2 ln u, u = (w + 0.5) 2^-32, as xa + xb: box_muller.py's minus_two_log_uniform. */
+static inline void minus_two_log_uniform(uint32_t w, float *xa, float *xb) {
+    float u = fmaf((float)w, 0x1p-32f, 0x1p-33f);
+    int32_t t = float_to_bits(u) - 0x3F2AAAAB;
+    int32_t k = t >> 23; /* arithmetic: u = 2^k m, m in [2/3, 4/3) */
+    float m = bits_to_float((t & 0x007FFFFF) + 0x3F2AAAAB);
+    float kf = bits_to_float(k + 0x4B400000) - 12582912.0f;
+    float c2 = fmaf((float)(int32_t)w, -0x1p-31f, -0x1p-32f); /* 2 (1 - u) for w >= 2^31 */
+    float g_complement = t < 0 ? fmaf(c2, 2.0f, -2.0f) : c2;
+    float g = w >= 0x80000000u ? g_complement : fmaf(m, -2.0f, 2.0f);
+    float p = fmaf(BM_P7, g, BM_P6);
+    p = fmaf(p, g, BM_P5);
+    p = fmaf(p, g, BM_P4);
+    p = fmaf(p, g, BM_P3);
+    p = fmaf(p, g, BM_P2);
+    p = fmaf(p, g, BM_P1);
+    p = fmaf(p, g, BM_P0);
+    float q = fmaf(p, g, 0.25f);
+    *xa = fmaf(kf, BM_MINUS_TWO_LN2_HI, g);
+    *xb = (g * g) * q;
+}
+
+static inline float poly3(float s, float c0, float c1, float c2, float c3) {
+    return fmaf(fmaf(fmaf(s, c3, c2), s, c1), s, c0);
+}
+
+/* (r cos 2 pi u1, r sin 2 pi u1), r = sqrt(-2 ln u0): box_muller.py's box_muller. */
+static inline void box_muller(uint32_t w0, uint32_t w1, float *z_cos, float *z_sin) {
+    float xa, xb;
+    minus_two_log_uniform(w0, &xa, &xb);
+    float x = xa + xb;
+    float rh = sqrtf(x);
+    float rl = fmaf(-rh, rh, xa) + xb;
+    rl = rl * bits_to_float(0x5EB759DF - (float_to_bits(x) >> 1));
+    float t = (float)(int32_t)((w1 << 2) + 2u) * 0x1p-33f;
+    float s = t * t;
+    float zc = fmaf(fmaf(rh, s, rl * fmaf(s, BM_G1, BM_G0)), poly3(s, BM_C0, BM_C1, BM_C2, BM_C3), rh);
+    float hi = t * BM_PI_HI;
+    float lo = fmaf(t, poly3(s, BM_Q0, BM_Q1, BM_Q2, BM_Q3), fmaf(t, BM_PI_HI, -hi));
+    float zs = fmaf(rh, hi, fmaf(rl, hi, rh * lo));
+    uint32_t quadrant = (w1 + 0x20000000u) >> 30;
+    float rc = (quadrant & 1u) ? -zs : zc;
+    float rs = (quadrant & 1u) ? zc : zs;
+    *z_cos = (quadrant & 2u) ? -rc : rc;
+    *z_sin = (quadrant & 2u) ? -rs : rs;
+}
+
+/* Normals of blocks q0 .. q0 + count - 1 of (stream, phase): lane k of block q0 + j in zk[j]. */
+static void make_blocks(uint64_t q0, int count, uint32_t stream, uint32_t phase, uint32_t key0, uint32_t key1,
+                        float *z0, float *z1, float *z2, float *z3) {
+    for (int j = 0; j < count; j++) {
+        uint64_t q = q0 + (uint64_t)j;
+        uint32_t c0 = (uint32_t)q, c1 = (uint32_t)(q >> 32), c2 = stream, c3 = phase;
+        uint32_t k0 = key0, k1 = key1;
+        for (int round = 0; round < 10; round++) {
+            uint64_t product_a = (uint64_t)c0 * PHILOX_M0;
+            uint64_t product_b = (uint64_t)c2 * PHILOX_M1;
+            uint32_t next0 = (uint32_t)(product_b >> 32) ^ c1 ^ k0;
+            uint32_t next2 = (uint32_t)(product_a >> 32) ^ c3 ^ k1;
+            c1 = (uint32_t)product_b;
+            c3 = (uint32_t)product_a;
+            c0 = next0;
+            c2 = next2;
+            k0 += PHILOX_W0;
+            k1 += PHILOX_W1;
+        }
+        box_muller(c0, c1, &z0[j], &z1[j]);
+        box_muller(c2, c3, &z2[j], &z3[j]);
+    }
+}
+
+/* Elements [first_element, last_element) of a batch of rows of numel elements each, written to
+ * out[r * numel + d] (element d of row r); row r is global row start_sample + r of the (input,
+ * sample) grid, i.e. sample (start_sample + r) % n of input start_owner + (start_sample + r) / n:
+ *
+ *     out = fma(z, noise_scale[c], fma(x, x_scale[c], x_shift[c]))   (has_norm; channel c = d / hw)
+ *     out = fma(z, noise_scale[c], x)                                 (otherwise; noise_scale = sigma)
+ *
+ * with the launcher's float32 constants, computed as the Triton kernel computes them (sigma *
+ * (1 / std), 1 / std, -mean * (1 / std)). Threads take disjoint element ranges of one batch. */
+void rsengine_noise_normalize(const float *xs, const int64_t *streams, float *out, int64_t start_owner,
+                              int64_t start_sample, int64_t n, int64_t numel, int64_t hw, int has_norm,
+                              const float *noise_scale, const float *x_scale, const float *x_shift, uint32_t key0,
+                              uint32_t key1, uint32_t phase, int64_t first_element, int64_t last_element) {
+    float z0[CHUNK_BLOCKS], z1[CHUNK_BLOCKS], z2[CHUNK_BLOCKS], z3[CHUNK_BLOCKS], z[4 * CHUNK_BLOCKS];
+    for (int64_t r = first_element / numel; r * numel < last_element; r++) {
+        int64_t global = start_sample + r;
+        int64_t owner = start_owner + global / n;
+        uint64_t first = (uint64_t)(global % n) * (uint64_t)numel; /* element index e of the row's element 0 */
+        uint32_t stream = (uint32_t)streams[owner];
+        const float *x = xs + owner * numel;
+        float *y = out + r * numel;
+        int64_t d_end = last_element - r * numel < numel ? last_element - r * numel : numel;
+        int64_t d0 = first_element > r * numel ? first_element - r * numel : 0;
+        while (d0 < d_end) {
+            uint64_t e0 = first + (uint64_t)d0;
+            int offset = (int)(e0 & 3u); /* lane of element d0 in its Philox block */
+            int64_t d1 = d0 + 4 * CHUNK_BLOCKS - offset < d_end ? d0 + 4 * CHUNK_BLOCKS - offset : d_end;
+            int blocks = (int)((offset + (d1 - d0) + 3) / 4);
+            make_blocks(e0 >> 2, blocks, stream, phase, key0, key1, z0, z1, z2, z3);
+            for (int j = 0; j < blocks; j++) {
+                z[4 * j] = z0[j];
+                z[4 * j + 1] = z1[j];
+                z[4 * j + 2] = z2[j];
+                z[4 * j + 3] = z3[j];
+            }
+            const float *zd = z + offset - d0; /* zd[d]: the normal of element d */
+            for (int64_t a = d0; a < d1;) { /* one run of a channel at a time */
+                int64_t c = a / hw;
+                int64_t b = (c + 1) * hw < d1 ? (c + 1) * hw : d1;
+                float ns = noise_scale[c], xsc = x_scale[c], xsh = x_shift[c];
+                if (has_norm) {
+                    for (int64_t d = a; d < b; d++) y[d] = fmaf(zd[d], ns, fmaf(x[d], xsc, xsh));
+                } else {
+                    for (int64_t d = a; d < b; d++) y[d] = fmaf(zd[d], ns, x[d]);
+                }
+                a = b;
+            }
+            d0 = d1;
+        }
+    }
+}
+
+/* The Box-Muller pair of count word pairs (for tests against the Triton kernel's arithmetic). */
+void rsengine_box_muller(const uint32_t *w0, const uint32_t *w1, int64_t count, float *z_cos, float *z_sin) {
+    for (int64_t i = 0; i < count; i++) box_muller(w0[i], w1[i], &z_cos[i], &z_sin[i]);
+}
