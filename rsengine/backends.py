@@ -98,7 +98,7 @@ def resolve_backend(name: str, device: torch.device) -> Backend:
         if name == "cpu":
             raise ValueError(f"backend='cpu' cannot run here: {reason}")
         warnings.warn(f"the compiled CPU noise kernel is unavailable ({reason}): sampling with the PyTorch "
-                      "reference kernels, about 50x slower noise (backend='torch')", RuntimeWarning, stacklevel=2)
+                      "reference kernels, about 20x slower noise (backend='torch')", RuntimeWarning, stacklevel=2)
         return _torch_backend()
     reason = _triton_unavailable_reason(device)
     if name == "triton":

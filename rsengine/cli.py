@@ -25,7 +25,7 @@ from .checkpoints import bundled_checkpoint
 from .data import DATASETS, SPLITS
 from .models import ARCHITECTURES
 from .options import EMBEDDED_DEFAULT, ORIGINAL_DEFAULT, PRECISIONS, RANDOM_SEED, SAMPLING_DEFAULTS
-from .sampler import CPU_BATCH_SIZE
+from .sampler import CPU_BATCH_VALUES, DETERMINISTIC_BATCH_SIZE, cpu_batch_size
 from .train import LR_SCHEDULES, TRAINING_DEFAULTS
 
 __all__ = ["build_parser", "main"]
@@ -34,7 +34,8 @@ __all__ = ["build_parser", "main"]
 def _either(name: str) -> str:
     # The help's "(default: ...)" of an option whose default depends on the kind of run.
     def shown(value):
-        return f"from free GPU memory; {CPU_BATCH_SIZE} on the CPU" if value is None else value
+        return (f"from free GPU memory; {CPU_BATCH_VALUES} input values on the CPU, {cpu_batch_size(784)} MNIST "
+                "rows" if value is None else value)
 
     return f"default: {shown(ORIGINAL_DEFAULT[name])}; embedded: {shown(EMBEDDED_DEFAULT[name])}"
 
@@ -81,18 +82,21 @@ def _sampling_arguments(parser: argparse.ArgumentParser, certify: bool) -> None:
                              f"operating system, recorded in OUTFILE.run.json (default: {SAMPLING_DEFAULTS['seed']}); "
                              "input i uses stream i")
     parser.add_argument("--deterministic", action="store_true",
-                        help=f"bit-reproducible rows: fixed batch shape (--batch, default {CPU_BATCH_SIZE}) of one input per "
-                             "forward pass, deterministic algorithms, no TF32; slower for small N0")
+                        help=f"bit-reproducible rows: fixed batch shape (--batch, default {DETERMINISTIC_BATCH_SIZE}) "
+                             "of one input per forward pass, deterministic algorithms, no TF32; slower for small N0")
     parser.add_argument("--resume-with-changes", action="store_true",
                         help="resume OUTFILE even though its rows were computed with another backend, device, "
                              "batch size or library version (recorded; such changes can flip near-tie votes)")
     parser.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if present)")
     parser.add_argument("--backend", choices=BACKENDS,
-                        help=f"kernels: Triton on CUDA, PyTorch elsewhere (default: {SAMPLING_DEFAULTS['backend']})")
+                        help="kernels: auto = Triton on CUDA, the compiled CPU kernel on the CPU (PyTorch where "
+                             f"no C compiler works); torch = the PyTorch reference (default: {SAMPLING_DEFAULTS['backend']})")
     parser.add_argument("--precision", choices=tuple(PRECISIONS),
                         help="classifier precision; certificates are about the classifier in this precision "
                              f"(default: {SAMPLING_DEFAULTS['precision']})")
-    parser.add_argument("--channels-last", action="store_true", help="run the classifier in channels_last")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
+                        help="run the classifier in channels_last: faster for conv nets on GPUs and CPUs "
+                             f"({_either('channels_last')})")
     parser.add_argument("--data-dir", help="where cifar10/imagenet live (default: $RSENGINE_DATA, "
                                            "$IMAGENET_DIR, ./data)")
     parser.add_argument("--trust-pickle", action="store_true",
@@ -152,7 +156,7 @@ def _fill_defaults(opts) -> None:
                          "the embedded MNIST default")
     if opts.base_classifier is None:
         opts.base_classifier = bundled_checkpoint()
-    for name in ("skip", "N", "batch"):
+    for name in ("skip", "N", "batch", "channels_last"):
         if getattr(opts, name) is None:  # batch None: chosen from free memory
             setattr(opts, name, (EMBEDDED_DEFAULT if embedded else ORIGINAL_DEFAULT)[name])
 

@@ -7,7 +7,7 @@ messages, which ``rsengine.cli.main`` prints without a traceback.
 Example:
     >>> import torch
     >>> from rsengine.commands import chunk_size
-    >>> chunk_size(1000, 100 + 1000, torch.device("cpu"))
+    >>> chunk_size(1000, 100 + 1000, torch.device("cpu"), 784)
     14
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ from .models import build_model
 from .options import PRECISIONS, RANDOM_SEED
 from .results import read_results
 from .resume import file_digest, mark_complete, open_results, read_run_record
-from .sampler import CPU_BATCH_SIZE, MAX_AUTO_BATCH_SIZE
+from .sampler import MAX_AUTO_BATCH_SIZE, cpu_batch_size
 from .smooth import Smooth
 from .stats import floor_significant, max_radius
 from .train import train_model
@@ -167,21 +167,25 @@ def _run_arguments(opts, kind: str, seed: int, seed_source: str) -> dict:
 
 
 # Work per chunk of inputs, in forward batches: enough that the n0 = 100 selection draws of
-# several inputs share batches (14 inputs per chunk in the embedded default: one 1,400-row
-# selection phase instead of 14 of 100 rows), few enough that a killed run loses little and the
-# progress bar moves. At n = 100,000 a chunk is one input: packing gains nothing there.
+# several inputs share batches (with --batch 1000 and N = 1,000: 14 inputs, one 1,400-row selection
+# phase instead of 14 of 100 rows), few enough that a killed run loses little and the progress
+# bar moves. At n = 10,000 and more a chunk is usually one input: packing gains nothing there.
 CHUNK_BATCHES = 16
 
 
-def chunk_size(batch: int | None, samples_per_input: int, device: torch.device) -> int:
+def chunk_size(batch: int | None, samples_per_input: int, device: torch.device, numel: int) -> int:
     """Inputs certified together: about CHUNK_BATCHES batches of samples, at least one input.
 
+    Args:
+        batch: --batch (None: the automatic size). samples_per_input: N0 + N (or N).
+        device: where sampling runs. numel: values per input (the CPU's automatic size needs it).
+
     Example:
-        >>> chunk_size(1000, 100 + 1000, torch.device("cpu")), chunk_size(4096, 100 + 100_000, torch.device("cuda"))
+        >>> chunk_size(1000, 100 + 1000, torch.device("cpu"), 784), chunk_size(None, 100 + 10_000, torch.device("cpu"), 784)
         (14, 1)
     """
-    if batch is None:  # the automatic size: its cap on a GPU (the usual outcome), fixed on the CPU
-        batch = MAX_AUTO_BATCH_SIZE if device.type == "cuda" else CPU_BATCH_SIZE
+    if batch is None:  # the automatic size: its cap on a GPU (the usual outcome), by input size on the CPU
+        batch = MAX_AUTO_BATCH_SIZE if device.type == "cuda" else cpu_batch_size(numel)
     return max(1, CHUNK_BATCHES * batch // samples_per_input)
 
 
@@ -208,7 +212,8 @@ def _run(opts, kind: str, samples_per_input: int, decide) -> None:
         print(f"resuming {opts.outfile}: {len(indices) - len(todo)} of {len(indices)} inputs already done",
               file=sys.stderr)
     with writer, _progress(len(todo), kind) as progress:
-        for chunk in _chunks(todo, chunk_size(opts.batch, samples_per_input, smooth.device)):
+        chunks = _chunks(todo, chunk_size(opts.batch, samples_per_input, smooth.device, dataset[0][0].numel()))
+        for chunk in chunks:
             start = time.perf_counter()
             xs, labels = zip(*(dataset[i] for i in chunk))
             rows = decide(smooth, torch.stack(xs), chunk, list(labels))

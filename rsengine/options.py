@@ -9,7 +9,7 @@ certify`` with no positional arguments gets the embedded default.
 Example:
     >>> from rsengine.options import EMBEDDED_DEFAULT, ORIGINAL_DEFAULT
     >>> ORIGINAL_DEFAULT["N"], EMBEDDED_DEFAULT["N"]
-    (100000, 1000)
+    (100000, 10000)
 """
 from __future__ import annotations
 
@@ -26,10 +26,12 @@ RANDOM_SEED = "random"  # --seed random: a secret seed from the operating system
 SAMPLING_DEFAULTS = dict(split="test", N0=100, alpha=0.001, seed=0, backend="auto", precision="fp32")
 
 # The original scripts' defaults, for runs that name their data set (batch None: from free memory).
-ORIGINAL_DEFAULT = dict(skip=1, N=100_000, batch=None)
+ORIGINAL_DEFAULT = dict(skip=1, N=100_000, batch=None, channels_last=False)
 
-# The embedded default: every 10th of the 1,000 held-out MNIST images with n = 1,000 estimation
-# samples, about 15 seconds on a 2-core CPU. Options given explicitly still win.
-EMBEDDED_DEFAULT = dict(dataset="mnist", sigma=0.25, skip=10, N=1000, batch=1000,
+# The embedded default: every 3rd of the 1,000 held-out MNIST images (334 inputs) with n = 10,000
+# estimation samples (no certificate can exceed 3.20 sigma there, 2.46 at n = 1,000), the automatic
+# batch size and channels_last (twice the CNN's contiguous speed on a CPU): 52 s on 2 cores, about a
+# minute as issue 9 asked (every 10th image took 19 s). Options given explicitly still win.
+EMBEDDED_DEFAULT = dict(dataset="mnist", sigma=0.25, skip=3, N=10_000, batch=None, channels_last=True,
                         outfile={"certify": "certify_mnist_sigma0.25.tsv", "predict": "predict_mnist_sigma0.25.tsv"},
                         plot="certify_mnist_sigma0.25.png")

@@ -39,7 +39,7 @@ from torch.nn.modules.module import register_module_forward_pre_hook
 from .backends import Backend
 
 __all__ = ["BatchSizeReduced", "NoiseSpec", "NonFiniteLogitsError", "Sampler", "auto_batch_size", "count_votes",
-           "deterministic_algorithms", "eval_mode", "reachable_modules"]
+           "cpu_batch_size", "deterministic_algorithms", "eval_mode", "reachable_modules"]
 
 
 class NonFiniteLogitsError(FloatingPointError):
@@ -186,13 +186,30 @@ class BatchSizeReduced(RuntimeWarning):
     """The device ran out of memory; sampling went on with smaller batches."""
 
 
-# Automatic batch size: rows per forward when sampling on the CPU (large enough to amortize
-# per-op overhead of the reference kernels, small enough to stay in cache-friendly sizes), and the
-# cap on a GPU, where throughput stops growing long before memory runs out.
-CPU_BATCH_SIZE = 1000
+# Automatic batch size on the CPU: 2**18 input values a batch (1 MiB of float32), 16 to 1,000
+# rows. A CPU's forward pass slows down once a batch's activations leave the caches: engine
+# samples/s on 2 cores (bench/README.md, 2026-12-05), mnist_cnn 1x28x28 contiguous 40.7k at 250
+# rows, 41.6k at 700, 28.2k at 1,000; cifar_resnet20 3x32x32 1,800 at 100 rows, 1,386 at 200, 640
+# at 1,000. The rule gives 334 and 85 rows there. (The compiled noise kernel costs nothing per
+# call to speak of, so small batches lose nothing to it.)
+CPU_BATCH_VALUES = 2**18
+MIN_CPU_BATCH_SIZE, MAX_CPU_BATCH_SIZE = 16, 1000
+# Deterministic mode's batch when none is given, on every device: a fixed shape, not a measured one.
+DETERMINISTIC_BATCH_SIZE = 1000
+# The automatic batch's cap on a GPU, where throughput stops growing long before memory runs out.
 MAX_AUTO_BATCH_SIZE = 4096
 _PROBE_ROWS = 16
 _MEMORY_SHARE = 0.5  # of the free memory, leaving room for the allocator's fragmentation
+
+
+def cpu_batch_size(numel: int) -> int:
+    """Rows per forward pass on the CPU for inputs of ``numel`` values: CPU_BATCH_VALUES of them.
+
+    Example:
+        >>> cpu_batch_size(784), cpu_batch_size(3 * 32 * 32), cpu_batch_size(3 * 224 * 224)
+        (334, 85, 16)
+    """
+    return max(MIN_CPU_BATCH_SIZE, min(MAX_CPU_BATCH_SIZE, round(CPU_BATCH_VALUES / numel)))
 
 
 def auto_batch_size(model, xs: torch.Tensor, spec: NoiseSpec, backend: Backend) -> int:
@@ -200,10 +217,10 @@ def auto_batch_size(model, xs: torch.Tensor, spec: NoiseSpec, backend: Backend) 
 
     On a CUDA device one probe batch of 16 noisy rows measures the peak memory a row costs
     (noise batch, activations, logits); the batch then takes half of the free memory, at most
-    MAX_AUTO_BATCH_SIZE rows. Elsewhere CPU_BATCH_SIZE.
+    MAX_AUTO_BATCH_SIZE rows. Elsewhere :func:`cpu_batch_size` of the input's size.
     """
     if xs.device.type != "cuda":
-        return CPU_BATCH_SIZE
+        return cpu_batch_size(xs.shape[1:].numel())
     device = xs.device
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
@@ -299,7 +316,7 @@ class Sampler:
 
     A batch size the caller gives is used as is (capped after an out-of-memory error). None
     means :func:`auto_batch_size`, measured once per input shape; in deterministic mode it means
-    CPU_BATCH_SIZE instead, since a size taken from the free memory would change the logits.
+    DETERMINISTIC_BATCH_SIZE instead, since a size taken from the free memory would change the logits.
     Once a phase had to shrink its batches, later phases start at the size that fit.
 
     Example:
@@ -321,7 +338,7 @@ class Sampler:
                batch_size: int | None = None) -> np.ndarray:
         """[M, num_classes] int64 vote counts; arguments as in :func:`count_votes`."""
         if batch_size is None and self.deterministic:
-            batch_size = CPU_BATCH_SIZE
+            batch_size = DETERMINISTIC_BATCH_SIZE
         elif batch_size is None:
             shape = tuple(xs.shape[1:])
             if shape not in self._auto_batch_sizes:

@@ -125,8 +125,9 @@ class Smooth:
             x: one input without batch dimension, e.g. [C, H, W], pixel space.
             n0: selection samples (guess the top class). n: estimation samples (bound its
                 probability). alpha: failure probability. batch_size: rows per forward pass;
-                None chooses it from the free device memory (1000 on the CPU). If the device
-                runs out of memory the batch is halved until it fits and the run goes on (one
+                None chooses it from the free device memory, on the CPU from the input's size
+                (rsengine.sampler.cpu_batch_size: 334 MNIST rows). If the device runs out of
+                memory the batch is halved until it fits and the run goes on (one
                 BatchSizeReduced warning); results do not depend on the batch size.
 
         Returns:

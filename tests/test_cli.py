@@ -1,5 +1,6 @@
 """The rsengine command, driven as a subprocess the way users run it."""
 import datetime
+import json
 import os
 import subprocess
 import sys
@@ -44,12 +45,24 @@ def test_certify_embedded_default_runs_and_reports(tmp_path):
     result = rsengine("certify", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     table = read_results(tmp_path / "certify_mnist_sigma0.25.tsv")
-    assert len(table) == 100 and table.idx.tolist() == list(range(0, 1000, 10))
+    assert len(table) == 334 and table.idx.tolist() == list(range(0, 1000, 3))
+    assert "no certificate can exceed 0.799 at sigma = 0.25, N = 10000" in result.stdout
     assert (tmp_path / "certify_mnist_sigma0.25.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "certified accuracy" in result.stdout and "| r = 0.5 |" in result.stdout.replace("  ", " ")
     assert str(tmp_path / "certify_mnist_sigma0.25.png") in result.stdout
     # The bundled model is a real robust classifier: most test digits certify at radius 0.25.
     assert np.mean(table.correct & (table.radius >= 0.25)) > 0.7
+
+
+def test_the_embedded_default_runs_channels_last_unless_told_not_to(tmp_path):
+    for flag, expected in (((), True), (("--no-channels-last",), False)):
+        result = rsengine("certify", "--max", 7, "--N", 50, *flag, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        record = json.loads((tmp_path / "certify_mnist_sigma0.25.tsv.run.json").read_text())
+        assert record["arguments"]["channels_last"] is expected and record["arguments"]["skip"] == 3
+        assert read_results(tmp_path / "certify_mnist_sigma0.25.tsv").idx.tolist() == [0, 3, 6]
+        (tmp_path / "certify_mnist_sigma0.25.tsv").unlink()
+        (tmp_path / "certify_mnist_sigma0.25.tsv.run.json").unlink()
 
 
 def _small_certify(tmp_path, name, *extra, sigma=0.25):

@@ -16,7 +16,7 @@ from rsengine.cli import main
 from rsengine.checkpoints import bundled_checkpoint
 from rsengine.results import read_results
 from rsengine.resume import run_record_path
-from rsengine.sampler import CPU_BATCH_SIZE, BatchSizeReduced
+from rsengine.sampler import MAX_CPU_BATCH_SIZE, BatchSizeReduced
 
 XS = torch.tensor([[0.05, 0.0, 0.0], [0.02, 0.01, 0.3], [-0.2, 0.1, 0.0]])
 
@@ -67,9 +67,18 @@ def test_out_of_memory_at_batch_size_one_is_raised():
 
 
 def test_automatic_batch_size_on_the_cpu():
+    # 3-value inputs: the 1,000-row cap. MNIST's 784 values: 2**18 / 784 = 334 rows.
     model = OutOfMemoryAbove(limit=10**9)
     Smooth(model, 2, 0.5).sample_counts(XS[:1], 2500)
-    assert model.batch_sizes == [CPU_BATCH_SIZE, CPU_BATCH_SIZE, 500]
+    assert model.batch_sizes == [MAX_CPU_BATCH_SIZE, MAX_CPU_BATCH_SIZE, 500]
+    sizes = []
+
+    def images(batch):
+        sizes.append(batch.shape[0])
+        return batch.reshape(batch.shape[0], -1)[:, :2]
+
+    Smooth(images, 2, 0.5).sample_counts(torch.zeros(1, 1, 28, 28), 700)
+    assert sizes == [334, 334, 32]
 
 
 def test_a_classifier_error_propagates_from_the_api():
