@@ -6,9 +6,9 @@
   predictions copied to the host and counted there after every batch. The original counted them
   with a Python loop (``_count_arr``); ``np.bincount`` here is faster, so the baseline is, if
   anything, flattered.
-- :func:`plain_bf16_counts`: the same loop written well in plain PyTorch: bf16, channels_last,
-  votes counted on the device and read once. The engine's own contribution is its margin over
-  this loop, not over the original.
+- :func:`plain_counts`: the same loop written well in plain PyTorch, in the engine's dtype and
+  memory format (bf16 channels_last on a GPU), votes counted on the device and read once. The
+  engine's own contribution is its margin over this loop, not over the original.
 - :func:`unfused_noise_normalize` and :func:`argmax_bincount`: the unfused PyTorch chains the
   two Triton kernels replace, for the kernel benchmarks.
 
@@ -28,7 +28,7 @@ from math import ceil
 import numpy as np
 import torch
 
-__all__ = ["original_normalize", "original_counts", "plain_bf16_counts", "unfused_noise_normalize",
+__all__ = ["original_normalize", "original_counts", "plain_counts", "unfused_noise_normalize",
            "argmax_bincount"]
 
 
@@ -70,14 +70,15 @@ def original_counts(model: torch.nn.Module, x: torch.Tensor, num: int, sigma: fl
         return counts
 
 
-def plain_bf16_counts(model: torch.nn.Module, x: torch.Tensor, num: int, sigma: float, batch_size: int,
-                      num_classes: int, mean, std) -> np.ndarray:
-    """Votes of ``num`` noisy copies of ``x`` in plain PyTorch: bf16, channels_last, one sync.
+def plain_counts(model: torch.nn.Module, x: torch.Tensor, num: int, sigma: float, batch_size: int,
+                 num_classes: int, mean, std, dtype: torch.dtype = torch.bfloat16,
+                 memory_format: torch.memory_format = torch.channels_last) -> np.ndarray:
+    """Votes of ``num`` noisy copies of ``x`` in plain PyTorch, in ``dtype`` and ``memory_format``, one sync.
 
     Args:
-        model: classifier already cast to bf16 and channels_last, taking normalized input.
-        x: one fp32 input [C, H, W] on the model's device. Other arguments as
-            :func:`original_counts`.
+        model: classifier already in ``dtype`` and ``memory_format``, taking normalized input.
+        x: one fp32 input [C, H, W] on the model's device. dtype, memory_format: of the model's
+            batches (default bf16 channels_last). Other arguments as :func:`original_counts`.
 
     Returns:
         [num_classes] int64 host counts.
@@ -91,7 +92,7 @@ def plain_bf16_counts(model: torch.nn.Module, x: torch.Tensor, num: int, sigma: 
             rows = min(batch_size, num - start)
             batch = x.expand(rows, *x.shape)
             noisy = (batch + sigma * torch.randn_like(batch) - mean) / std
-            logits = model(noisy.to(dtype=torch.bfloat16, memory_format=torch.channels_last))
+            logits = model(noisy.to(dtype=dtype, memory_format=memory_format))
             # index_add_ rather than torch.bincount: bincount reads its input's max on the host
             # to size its output, a sync per batch on CUDA.
             counts.index_add_(0, logits.argmax(1), ones[:rows])

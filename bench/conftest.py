@@ -35,7 +35,7 @@ from rsengine.data import DATASET_STATS
 from rsengine.models import build_model
 from rsengine.validation import check_positive_int
 
-__all__ = ["ON_GPU", "SIGMA", "ENGINE_BACKEND", "SCENARIOS", "Scenario", "Workload", "Timer", "TimedCall"]
+__all__ = ["ON_GPU", "SIGMA", "env_int", "ENGINE_BACKEND", "SCENARIOS", "Scenario", "Workload", "Timer", "TimedCall"]
 
 ON_GPU = torch.cuda.is_available()
 SIGMA = 0.25
@@ -48,7 +48,8 @@ _IMAGENET_NORM = DATASET_STATS["imagenet"]
 _CIFAR_NORM = DATASET_STATS["cifar10"]
 
 
-def _env_int(name: str, default: int) -> int:
+def env_int(name: str, default: int) -> int:
+    """The positive integer in environment variable ``name``, else ``default``; a one-line error if malformed."""
     raw = os.environ.get(name)
     if raw is None:
         return default
@@ -102,12 +103,12 @@ def _scenario(name: str, arch: str, input_shape, num_classes: int, norm, batch_s
     prefix = f"RSENGINE_BENCH_{name.upper()}_"
     return Scenario(
         name, arch, input_shape, num_classes, *norm,
-        batch_size=_env_int(prefix + "BATCH", batch_size),
-        batches=_env_int(prefix + "BATCHES", batches),
-        baseline_batch_size=_env_int(prefix + "BASELINE_BATCH", baseline_batch_size),
-        baseline_batches=_env_int(prefix + "BASELINE_BATCHES", baseline_batches),
-        kernel_rows=_env_int(prefix + "KERNEL_ROWS", kernel_rows),
-        rounds=_env_int("RSENGINE_BENCH_ROUNDS", rounds),
+        batch_size=env_int(prefix + "BATCH", batch_size),
+        batches=env_int(prefix + "BATCHES", batches),
+        baseline_batch_size=env_int(prefix + "BASELINE_BATCH", baseline_batch_size),
+        baseline_batches=env_int(prefix + "BASELINE_BATCHES", baseline_batches),
+        kernel_rows=env_int(prefix + "KERNEL_ROWS", kernel_rows),
+        rounds=env_int("RSENGINE_BENCH_ROUNDS", rounds),
     )
 
 

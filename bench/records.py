@@ -8,8 +8,9 @@ torch and triton versions and the workload (``model``, ``input_shape``, ``dtype`
 
 Records go to ``bench/results/<device-slug>_<YYYY-MM-DD>.json`` (a JSON list, appended run after
 run) or, when ``RSENGINE_BENCH_OUT`` names a directory, to the same file name there, so a remote
-run can write its results where they are fetched from. Only GPU runs write records; the CPU
-smoke run builds and validates them and throws them away.
+run can write its results where they are fetched from. GPU runs and the full-size CPU run
+(``test_bench_cpu.py`` with ``--benchmark-enable`` and no GPU, device ``cpu``) write records; the
+smoke runs build and validate them and throw them away.
 
 Example:
     >>> record = make_record("vote_count", model=None, input_shape=(10,), dtype="float32",
@@ -55,6 +56,9 @@ FIGURE_KEYS = {
     "end_to_end": ("samples_per_s", "baseline_samples_per_s", "plain_bf16_samples_per_s",
                    "s_per_100k_certificate", "derived", "batches_timed"),
     "engine_overhead": ("overhead_share", "samples_per_s", "forward_samples_per_s"),
+    "cpu_end_to_end": ("samples_per_s", "baseline_samples_per_s", "speedup", "plain_samples_per_s",
+                       "forward_samples_per_s", "overhead_share", "memory_format", "threads", "cpu"),
+    "cpu_noise": ("normals_per_s", "reference_normals_per_s", "randn_normals_per_s", "speedup", "threads", "cpu"),
 }
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

@@ -5,13 +5,16 @@
 (both markers must already be there: the README's author decides where the table goes).
 ``--results DIR`` reads another directory, e.g. the results fetched from a remote run.
 
-Each row names its device; the "goal" column compares the row with the issue's goals for
-H100/H200 (ResNet-50 >= 30,000 samples/s and >= 10x the original loop; CIFAR ResNet-110 <= 1 s per
-n = 100k certificate; fused noise >= 3x the unfused chain; engine overhead <= 3% of wall time).
+Each row names its device; the "goal" column compares the row with its issue's goals. On an
+H100/H200: ResNet-50 >= 30,000 samples/s and >= 10x the original loop; CIFAR ResNet-110 <= 1 s per
+n = 100k certificate; fused noise >= 3x the unfused chain; engine overhead <= 3% of wall time. On
+a CPU (device "cpu", the processor and thread count in the notes): the bundled MNIST CNN >= 1.2x
+the original loop, CIFAR ResNet-20 no slower (>= 1.0x), both with <= 25% of the engine's time
+outside the forward pass; the CPU noise kernel >= 100 million normals/s.
 
 Example:
     >>> print(format_table([]))
-    _no GPU results recorded yet_
+    _no results recorded yet_
 """
 from __future__ import annotations
 
@@ -39,6 +42,13 @@ def _number(value, digits: int = 3) -> str:
     return f"{value:.{digits}g}"
 
 
+# Issue 9's CPU goals: engine / original loop per model, the share of the engine's time outside
+# the forward pass, and the noise kernel's rate.
+_CPU_SPEEDUP_GOALS = {"mnist_cnn": 1.2, "cifar_resnet20": 1.0}
+_CPU_OVERHEAD_GOAL = 0.25
+_CPU_NOISE_GOAL = 1e8
+
+
 def _goal(record: dict) -> str:
     """The issue's goal for this row and whether the row meets it; "" where none applies."""
     bench, model = record["bench"], record["model"]
@@ -52,7 +62,17 @@ def _goal(record: dict) -> str:
         return f"{'met' if record['speedup'] >= 3 else 'missed'} (>= 3x)"
     if bench == "engine_overhead":
         return f"{'met' if record['overhead_share'] <= 0.03 else 'missed'} (<= 3%)"
+    if bench == "cpu_end_to_end" and model in _CPU_SPEEDUP_GOALS:
+        goal = _CPU_SPEEDUP_GOALS[model]
+        met = record["speedup"] >= goal and record["overhead_share"] <= _CPU_OVERHEAD_GOAL
+        return f"{'met' if met else 'missed'} (>= {goal:.1f}x, <= {_CPU_OVERHEAD_GOAL:.0%} outside forward)"
+    if bench == "cpu_noise":
+        return f"{'met' if record['normals_per_s'] >= _CPU_NOISE_GOAL else 'missed'} (>= 1e+08 normals/s)"
     return ""
+
+
+def _cpu_host(record: dict) -> str:
+    return f"{record['threads']} threads of {record['cpu']}"
 
 
 def _notes(record: dict) -> str:
@@ -68,6 +88,13 @@ def _notes(record: dict) -> str:
         origin = f"derived from {record['batches_timed']} batches" if record["derived"] else "n = 100k measured"
         return (f"plain bf16 loop {_number(record['plain_bf16_samples_per_s'])}/s; baseline fp32 batch "
                 f"{record.get('baseline_batch_size', '?')}; {origin}")
+    if bench == "cpu_end_to_end":
+        return (f"{record['memory_format']}; {100 * record['overhead_share']:.1f}% outside forward; forward "
+                f"alone {_number(record['forward_samples_per_s'])}/s; plain loop "
+                f"{_number(record['plain_samples_per_s'])}/s; {_cpu_host(record)}")
+    if bench == "cpu_noise":
+        return (f"{record['normals_per_s']:.3g} normals/s vs reference {record['reference_normals_per_s']:.3g}, "
+                f"torch.randn {record['randn_normals_per_s']:.3g}; {_cpu_host(record)}")
     return (f"overhead {100 * record['overhead_share']:.1f}% of wall time; forward alone "
             f"{_number(record['forward_samples_per_s'])}/s")
 
@@ -78,7 +105,7 @@ def _row(record: dict) -> tuple[str, ...]:
     return (
         record["device"], bench, record["model"] or "—", "x".join(map(str, record["input_shape"])),
         record["dtype"], str(record["batch_size"]),
-        _number(per_second) if bench in ("end_to_end", "engine_overhead") else "—",
+        _number(per_second) if bench in ("end_to_end", "engine_overhead", "cpu_end_to_end") else "—",
         _number(record.get("baseline_samples_per_s")),
         f"{record['speedup']:.2f}x" if "speedup" in record else "—",
         _number(record.get("s_per_100k_certificate")),
@@ -89,7 +116,7 @@ def _row(record: dict) -> tuple[str, ...]:
 def format_table(all_records: list[dict]) -> str:
     """A Markdown table with one row per record (sorted by device, benchmark, model, dtype)."""
     if not all_records:
-        return "_no GPU results recorded yet_"
+        return "_no results recorded yet_"
     rows = sorted((_row(record) for record in all_records), key=lambda row: row[:5] + (row[-2],))
     lines = ["| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]

@@ -48,7 +48,7 @@ def test_end_to_end_samples_per_second(benchmark, workload, smooth, timer, recor
                                         scenario.baseline_batch_size, num_classes, scenario.mean, scenario.std)
 
     def plain():
-        return baseline.plain_bf16_counts(workload.engine_model, x, scenario.n, sigma, scenario.batch_size,
+        return baseline.plain_counts(workload.engine_model, x, scenario.n, sigma, scenario.batch_size,
                                           num_classes, scenario.mean, scenario.std)
 
     assert int(original().sum()) == scenario.baseline_n

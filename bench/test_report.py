@@ -1,4 +1,4 @@
-"""The record files and the README table, on fake GPU results in a temporary directory."""
+"""The record files and the README table, on made-up GPU and CPU results in a temporary directory."""
 import datetime
 import json
 
@@ -25,6 +25,25 @@ def _noise() -> dict:
         normals_per_s=3e10,
     )
     record.update(device="NVIDIA H200", commit="abc1234", timestamp="2026-01-02T03:04:05+00:00")
+    return record
+
+
+def _cpu_end_to_end(model: str, speedup: float, overhead_share: float) -> dict:
+    record = records.make_record(
+        "cpu_end_to_end", model=model, input_shape=(1, 28, 28), dtype="float32", batch_size=334, n=20_040,
+        samples_per_s=78_000.0, baseline_samples_per_s=78_000.0 / speedup, speedup=speedup,
+        plain_samples_per_s=67_000.0, forward_samples_per_s=90_000.0, overhead_share=overhead_share,
+        memory_format="channels_last", threads=2, cpu="AMD EPYC")
+    record.update(device="cpu", commit="abc1234", timestamp="2026-12-05T03:04:05+00:00")
+    return record
+
+
+def _cpu_noise(normals_per_s: float) -> dict:
+    record = records.make_record(
+        "cpu_noise", model=None, input_shape=(1, 28, 28), dtype="float32", batch_size=1000, n=1000,
+        normals_per_s=normals_per_s, reference_normals_per_s=2.1e7, randn_normals_per_s=2.9e8,
+        speedup=normals_per_s / 2.1e7, threads=2, cpu="AMD EPYC")
+    record.update(device="cpu", commit="abc1234", timestamp="2026-12-05T03:04:05+00:00")
     return record
 
 
@@ -79,13 +98,32 @@ def test_report_table_rows_and_goals(tmp_path, capsys):
     assert "missed (>= 3x)" in next(line for line in lines if "noise_normalize" in line)
 
 
+@pytest.mark.parametrize("model, speedup, overhead_share, goal", [
+    ("mnist_cnn", 1.25, 0.10, "met (>= 1.2x, <= 25% outside forward)"),
+    ("mnist_cnn", 1.15, 0.10, "missed (>= 1.2x, <= 25% outside forward)"),
+    ("mnist_cnn", 2.0, 0.30, "missed (>= 1.2x, <= 25% outside forward)"),
+    ("cifar_resnet20", 1.0, 0.25, "met (>= 1.0x, <= 25% outside forward)"),
+    ("cifar_resnet20", 0.98, 0.05, "missed (>= 1.0x, <= 25% outside forward)"),
+])
+def test_report_cpu_rows_against_the_cpu_goals(tmp_path, capsys, model, speedup, overhead_share, goal):
+    records.append_records([_cpu_end_to_end(model, speedup, overhead_share), _cpu_noise(5e8), _cpu_noise(9e7)],
+                           tmp_path / "cpu_2026-12-05.json")
+    report.main(["--results", str(tmp_path)])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| cpu")]
+    end_to_end = next(line for line in lines if "cpu_end_to_end" in line)
+    assert goal in end_to_end and "78,000" in end_to_end and f"{speedup:.2f}x" in end_to_end
+    assert "channels_last; " in end_to_end and "2 threads of AMD EPYC" in end_to_end
+    noise_goals = sorted(line.split(" | ")[10] for line in lines if "cpu_noise" in line)
+    assert noise_goals == ["met (>= 1e+08 normals/s)", "missed (>= 1e+08 normals/s)"]
+
+
 def test_report_writes_readme_block_between_markers(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(f"# Title\n\n{report.START_MARKER}\nold table\n{report.END_MARKER}\n\nafter\n")
     results = tmp_path / "results"
     results.mkdir()
     report.main(["--results", str(results), "--write-readme", "--readme", str(readme)])
-    assert readme.read_text() == (f"# Title\n\n{report.START_MARKER}\n_no GPU results recorded yet_\n"
+    assert readme.read_text() == (f"# Title\n\n{report.START_MARKER}\n_no results recorded yet_\n"
                                   f"{report.END_MARKER}\n\nafter\n")
     records.append_records([_end_to_end()], results / "nvidia-h200_2026-01-02.json")
     report.main(["--results", str(results), "--write-readme", "--readme", str(readme)])
