@@ -58,6 +58,8 @@ FIGURE_KEYS = {
     "engine_overhead": ("overhead_share", "samples_per_s", "forward_samples_per_s"),
     "cpu_end_to_end": ("samples_per_s", "baseline_samples_per_s", "speedup", "plain_samples_per_s",
                        "forward_samples_per_s", "overhead_share", "memory_format", "threads", "cpu"),
+    "cpu_scaleout": ("one_rank_wall_s", "two_rank_wall_s", "wall_ratio", "rendezvous_s", "merging_s", "waiting_s",
+                     "coordination_share", "inputs", "ranks", "threads", "cpu"),
     "cpu_noise": ("normals_per_s", "reference_normals_per_s", "randn_normals_per_s", "speedup", "threads", "cpu"),
 }
 

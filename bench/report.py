@@ -47,6 +47,9 @@ def _number(value, digits: int = 3) -> str:
 _CPU_SPEEDUP_GOALS = {"mnist_cnn": 1.2, "cifar_resnet20": 1.0}
 _CPU_OVERHEAD_GOAL = 0.25
 _CPU_NOISE_GOAL = 1e8
+# Issue 10's: 2 ranks at most 0.6x one rank's wall time, coordination under 2% of it.
+_SCALEOUT_RATIO_GOAL = 0.6
+_SCALEOUT_COORDINATION_GOAL = 0.02
 
 
 def _goal(record: dict) -> str:
@@ -66,6 +69,10 @@ def _goal(record: dict) -> str:
         goal = _CPU_SPEEDUP_GOALS[model]
         met = record["speedup"] >= goal and record["overhead_share"] <= _CPU_OVERHEAD_GOAL
         return f"{'met' if met else 'missed'} (>= {goal:.1f}x, <= {_CPU_OVERHEAD_GOAL:.0%} outside forward)"
+    if bench == "cpu_scaleout":
+        met = record["wall_ratio"] <= _SCALEOUT_RATIO_GOAL and record["coordination_share"] < _SCALEOUT_COORDINATION_GOAL
+        return (f"{'met' if met else 'missed'} (<= {_SCALEOUT_RATIO_GOAL}x wall, "
+                f"< {_SCALEOUT_COORDINATION_GOAL:.0%} coordination)")
     if bench == "cpu_noise":
         return f"{'met' if record['normals_per_s'] >= _CPU_NOISE_GOAL else 'missed'} (>= 1e+08 normals/s)"
     return ""
@@ -92,6 +99,12 @@ def _notes(record: dict) -> str:
         return (f"{record['memory_format']}; {100 * record['overhead_share']:.1f}% outside forward; forward "
                 f"alone {_number(record['forward_samples_per_s'])}/s; plain loop "
                 f"{_number(record['plain_samples_per_s'])}/s; {_cpu_host(record)}")
+    if bench == "cpu_scaleout":
+        return (f"{record['ranks']} ranks x {record['threads']} thread vs 1 on {record['inputs']} inputs: wall "
+                f"{record['two_rank_wall_s']:.1f} s vs {record['one_rank_wall_s']:.1f} s ({record['wall_ratio']:.2f}x); "
+                f"rendezvous {record['rendezvous_s']:.2f} s + merging {record['merging_s']:.2f} s = "
+                f"{100 * record['coordination_share']:.1f}%; waiting for slower ranks {record['waiting_s']:.2f} s; "
+                f"{record['cpu']}")
     if bench == "cpu_noise":
         return (f"{record['normals_per_s']:.3g} normals/s vs reference {record['reference_normals_per_s']:.3g}, "
                 f"torch.randn {record['randn_normals_per_s']:.3g}; {_cpu_host(record)}")

@@ -23,6 +23,7 @@ from .analyze import PLOT_FORMATS, TABLE_FORMATS
 from .backends import BACKENDS
 from .checkpoints import bundled_checkpoint
 from .data import DATASETS, SPLITS
+from .distributed import launched_rank
 from .models import ARCHITECTURES
 from .options import EMBEDDED_DEFAULT, ORIGINAL_DEFAULT, PRECISIONS, RANDOM_SEED, SAMPLING_DEFAULTS
 from .sampler import CPU_BATCH_VALUES, DETERMINISTIC_BATCH_SIZE, cpu_batch_size
@@ -164,7 +165,13 @@ def _fill_defaults(opts) -> None:
 def main(argv=None) -> int:
     """Run the ``rsengine`` command; returns the exit status."""
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--"]:  # `torchrun ... -m rsengine -- certify ...` (torchrun passes the -- on)
+        argv = argv[1:]
     opts = parser.parse_args(argv)
+    # Under torchrun every rank meets the same errors (a failing step on one rank fails them all,
+    # see rsengine.distributed): rank 0 alone says so, once.
+    speak = launched_rank() == 0
     try:
         _fill_defaults(opts)
         from . import commands
@@ -174,14 +181,16 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         kept = (f"; finished rows are in {opts.outfile}: run the same command again to resume"
                 if opts.command in ("certify", "predict") and os.path.exists(opts.outfile or "") else "")
-        print(f"rsengine {opts.command}: interrupted{kept}", file=sys.stderr)
+        if speak:
+            print(f"rsengine {opts.command}: interrupted{kept}", file=sys.stderr)
         return 130
     # Bad input (ValueError, including rsengine's data, checkpoint and results errors), missing
     # or unreadable files (OSError), non-finite logits, and a classifier that fails on the
     # data (RuntimeError from torch, e.g. a shape mismatch) all end the run with one line.
     except (ValueError, OSError, ArithmeticError, RuntimeError) as error:
         message = " ".join(str(error).split())  # one line, whatever the source
-        print(f"rsengine {opts.command}: error: {message}", file=sys.stderr)
+        if speak:
+            print(f"rsengine {opts.command}: error: {message}", file=sys.stderr)
         return 2
     return 0
 

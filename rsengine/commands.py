@@ -12,6 +12,7 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import secrets
@@ -21,9 +22,10 @@ from importlib import metadata
 
 import torch
 
-from . import __version__, analyze
+from . import __version__, analyze, distributed
 from .checkpoints import load_checkpoint, save_checkpoint
 from .data import dataset_num_classes, dataset_stats, load_dataset
+from .lock import ResultsLock
 from .models import build_model
 from .options import PRECISIONS, RANDOM_SEED
 from .results import read_results
@@ -68,8 +70,11 @@ def check_plot_path(path: str | None) -> None:
         check_choice("--plot extension", os.path.splitext(path)[1].lower(), analyze.PLOT_FORMATS)
 
 
-def _smoothed_model(opts, seed: int | None = None):
-    """Check the sampling options, load the checkpoint and data set; build the Smooth (seed: opts.seed)."""
+def _smoothed_model(opts, seed: int | None = None, device_name: str | None = None):
+    """Check the sampling options, load the checkpoint and data set; build the Smooth.
+
+    seed: default opts.seed. device_name: default opts.device (a torchrun rank passes its own).
+    """
     check_plot_path(getattr(opts, "plot", None))
     sigma = check_positive_float("SIGMA", opts.sigma)
     if opts.batch is not None:
@@ -81,7 +86,7 @@ def _smoothed_model(opts, seed: int | None = None):
     check_probability("--alpha", opts.alpha)
     if opts.max is not None:
         check_int_at_least("--max", opts.max, 0)
-    device = resolve_device(opts.device)
+    device = resolve_device(opts.device if device_name is None else device_name)
     dtype = PRECISIONS[opts.precision]
     checkpoint = load_checkpoint(opts.base_classifier, device=device, trust_pickle=opts.trust_pickle)
     dataset = load_dataset(opts.dataset, opts.split, opts.data_dir)
@@ -138,7 +143,9 @@ def _resolve_seed(opts) -> tuple[int, str]:
 def _run_environment(smooth: Smooth, opts) -> dict:
     """What can change a row only through float rounding: a resume must share it or say so."""
     device = smooth.device
-    environment = dict(backend=smooth.backend.name, device=str(device),
+    # The device's type, not its index: the ranks of a job (and a restart on other GPUs of the
+    # same model) compute alike on cuda:0 and cuda:3.
+    environment = dict(backend=smooth.backend.name, device=device.type,
                        device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine(),
                        cpu_capability=torch.backends.cpu.get_cpu_capability(), threads=torch.get_num_threads(),
                        batch=opts.batch, torch=torch.__version__)
@@ -193,36 +200,98 @@ def _chunks(items: list, size: int) -> list[list]:
     return [items[start:start + size] for start in range(0, len(items), size)]
 
 
-def _run(opts, kind: str, samples_per_input: int, decide) -> None:
+def _run(opts, kind: str, samples_per_input: int, decide) -> bool:
     """Write ``decide(smooth, xs, indices, labels)`` (one tuple of row fields per input) for every
     selected input, a chunk of inputs at a time so that their samples share batches.
 
     Rows are those of a one-input-at-a-time run (input i uses stream i); each chunk's rows are
     written when it finishes, and ``time`` is the chunk's wall time shared equally by its inputs.
-    Resumes: rows already in the results file of the same run are kept and skipped.
+    Resumes: rows already in the results file of the same run are kept and skipped. Under
+    torchrun the ranks take the chunks in turn (round r: chunk r * ranks + rank) and rank 0
+    writes every round's rows in chunk order, so the file is always a prefix of the one a single
+    process writes, whatever the number of ranks, and a restart of any size completes it.
+
+    Returns:
+        Whether this process wrote the results file (rank 0; the only process outside torchrun).
     """
-    seed, seed_source = _resolve_seed(opts)
-    smooth, dataset = _smoothed_model(opts, seed)
-    arguments = _run_arguments(opts, kind, seed, seed_source)
+    group = distributed.join()
+    try:
+        with contextlib.ExitStack() as held:
+            return _run_ranks(group, held, opts, kind, samples_per_input, decide)
+    finally:
+        group.close()
+
+
+def _run_ranks(group: distributed.Group, held: contextlib.ExitStack, opts, kind: str, samples_per_input: int,
+               decide) -> bool:
+    started = time.perf_counter()
+    writer = None  # rank 0's; ``held`` closes it, then releases the lock
+
+    def claim():  # before any slow step: the results file is ours, and the seed its run uses
+        held.enter_context(ResultsLock(opts.outfile))
+        return _resolve_seed(opts)
+
+    seed, seed_source = group.first_rank(claim)
+    (smooth, dataset), environments = group.every_rank(
+        lambda: _smoothed_model(opts, seed, distributed.rank_device(opts.device, group.local_rank)),
+        report=lambda built: _run_environment(built[0], opts))
     indices = _indices(len(dataset), opts.skip, opts.max)
-    writer, done = open_results(opts.outfile, kind, arguments, _run_environment(smooth, opts), opts.overwrite,
-                                opts.resume_with_changes)
-    todo = [i for i in indices if i not in done]
-    if done:
-        print(f"resuming {opts.outfile}: {len(indices) - len(todo)} of {len(indices)} inputs already done",
-              file=sys.stderr)
-    with writer, _progress(len(todo), kind) as progress:
-        chunks = _chunks(todo, chunk_size(opts.batch, samples_per_input, smooth.device, dataset[0][0].numel()))
-        for chunk in chunks:
-            start = time.perf_counter()
-            xs, labels = zip(*(dataset[i] for i in chunk))
-            rows = decide(smooth, torch.stack(xs), chunk, list(labels))
-            seconds = (time.perf_counter() - start) / len(chunk)
-            for i, label, fields in zip(chunk, labels, rows):
-                writer.write_row(i, label, *fields, seconds)
-            progress.update(len(chunk))
+
+    def open_file():  # every rank takes the chunks from here, so that all agree on them
+        nonlocal writer
+        writer, done = open_results(opts.outfile, kind, _run_arguments(opts, kind, seed, seed_source),
+                                    _distinct(environments), opts.overwrite, opts.resume_with_changes)
+        held.enter_context(writer)
+        todo = [i for i in indices if i not in done]
+        if done:
+            print(f"resuming {opts.outfile}: {len(indices) - len(todo)} of {len(indices)} inputs already done",
+                  file=sys.stderr)
+        return _chunks(todo, chunk_size(opts.batch, samples_per_input, smooth.device, dataset[0][0].numel()))
+
+    chunks = group.first_rank(open_file)
+    computed = sum(map(len, chunks))
+    progress = held.enter_context(_progress(computed, kind)) if group.is_writer else None
+    waited = 0.0  # rank 0's time at the exchanges spent waiting for slower ranks' chunks
+
+    def compute(chunk):
+        start = time.perf_counter()
+        if not chunk:
+            return 0.0, []
+        xs, labels = zip(*(dataset[i] for i in chunk))
+        rows = decide(smooth, torch.stack(xs), chunk, list(labels))
+        seconds = time.perf_counter() - start
+        return seconds, [(i, label, *fields, seconds / len(chunk)) for i, label, fields in zip(chunk, labels, rows)]
+
+    for first in range(0, len(chunks), group.world_size):
+        mine = chunks[first + group.rank] if first + group.rank < len(chunks) else []
+        (own_seconds, _), reports = group.every_rank(lambda: compute(mine), report=lambda result: result)
+        waited += max(seconds for seconds, _ in reports) - own_seconds
+        if writer is not None:
+            for _, rows in reports:
+                for row in rows:
+                    writer.write_row(*row)
+                progress.update(len(rows))
+    if not group.is_writer:
+        return False
+    progress.close()
+    writer.close()
     mark_complete(opts.outfile)
-    print(f"{len(indices)} inputs in {os.path.abspath(opts.outfile)} ({len(todo)} computed now)")
+    if distributed.launched_by_torchrun():
+        _report_coordination(group, waited, time.perf_counter() - started)
+    print(f"{len(indices)} inputs in {os.path.abspath(opts.outfile)} ({computed} computed now)")
+    return True
+
+
+def _distinct(environments: list[dict]) -> list[dict]:
+    return [e for position, e in enumerate(environments) if e not in environments[:position]]
+
+
+def _report_coordination(group: distributed.Group, waited: float, total: float) -> None:
+    # What the ranks cost beyond their share of the work: joining, and passing rows to rank 0
+    # (its time at the exchanges less its wait for slower ranks' chunks, which is load imbalance).
+    merging = max(0.0, group.exchange_seconds - waited)
+    print(f"{group.world_size} rank{'s' * (group.world_size > 1)}: rendezvous {group.setup_seconds:.3f} s, merging rows {merging:.3f} s, "
+          f"waiting for slower ranks {waited:.3f} s, run {total:.3f} s", file=sys.stderr)
 
 
 def _warn_if_nothing_can_be_certified(opts) -> None:
@@ -237,13 +306,14 @@ def _warn_if_nothing_can_be_certified(opts) -> None:
 
 def run_certify(opts) -> None:
     """CERTIFY every selected input of a data set; one results row per input."""
-    _warn_if_nothing_can_be_certified(opts)
+    if distributed.launched_rank() == 0:  # once per job, not once per rank
+        _warn_if_nothing_can_be_certified(opts)
     def decide(smooth, xs, indices, labels):
         preds, radii = smooth.certify_batch(xs, opts.N0, opts.N, opts.alpha, opts.batch, streams=indices)
         return [(int(p), float(r), int(p == label)) for p, r, label in zip(preds, radii, labels)]
 
-    _run(opts, "certify", opts.N0 + opts.N, decide)
-    _summarize(opts.outfile, opts.plot, opts.sigma, opts.N, opts.alpha)
+    if _run(opts, "certify", opts.N0 + opts.N, decide):
+        _summarize(opts.outfile, opts.plot, opts.sigma, opts.N, opts.alpha)
 
 
 def run_predict(opts) -> None:
@@ -252,7 +322,8 @@ def run_predict(opts) -> None:
         preds = smooth.predict_batch(xs, opts.N, opts.alpha, opts.batch, streams=indices)
         return [(int(p), int(p == label)) for p, label in zip(preds, labels)]
 
-    _run(opts, "predict", opts.N, decide)
+    if not _run(opts, "predict", opts.N, decide):
+        return
     table = read_results(opts.outfile)
     if len(table):
         print(f"smoothed accuracy {table.correct.mean():.3f} ({len(table)} inputs)")

@@ -15,9 +15,9 @@ Example:
     >>> import os, tempfile
     >>> from rsengine.resume import open_results
     >>> path = os.path.join(tempfile.mkdtemp(), "out.tsv")
-    >>> writer, done = open_results(path, "predict", {"sigma": 0.25}, {"batch": 100}, overwrite=False)
+    >>> writer, done = open_results(path, "predict", {"sigma": 0.25}, [{"batch": 100}], overwrite=False)
     >>> writer.write_row(0, 1, 1, 1, 0.5); writer.close()
-    >>> writer, done = open_results(path, "predict", {"sigma": 0.25}, {"batch": 100}, overwrite=False)
+    >>> writer, done = open_results(path, "predict", {"sigma": 0.25}, [{"batch": 100}], overwrite=False)
     >>> sorted(done)
     [0]
     >>> writer.close()
@@ -90,15 +90,16 @@ def _differences(old: dict, new: dict) -> str:
     return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:4])
 
 
-def open_results(path, kind: str, arguments: dict, environment: dict, overwrite: bool,
+def open_results(path, kind: str, arguments: dict, environments: list[dict], overwrite: bool,
                  resume_with_changes: bool = False) -> tuple[ResultsWriter, set]:
     """Open the results file of a run, resuming it when it holds the same run's rows.
 
     Args:
         path: the results file. kind: "certify" or "predict".
         arguments: JSON-serializable values that determine the rows.
-        environment: JSON-serializable values that can change a row only through float rounding
-            (backend, device, batch size, ...).
+        environments: for each distinct set-up among the processes computing rows (one, outside
+            a torchrun job), JSON-serializable values that can change a row only through float
+            rounding (backend, device, batch size, ...).
         overwrite: start afresh even if ``path`` holds other results.
         resume_with_changes: resume a file whose rows were computed in another environment.
 
@@ -112,7 +113,7 @@ def open_results(path, kind: str, arguments: dict, environment: dict, overwrite:
             ``overwrite`` nor ``resume_with_changes``.
     """
     path = os.fspath(path)
-    record = {"kind": kind, "arguments": arguments, "environments": [environment], "complete": False}
+    record = {"kind": kind, "arguments": arguments, "environments": list(environments), "complete": False}
     if overwrite or not os.path.exists(path):
         _write_record(path, record)
         return ResultsWriter(path, kind), set()
@@ -125,16 +126,16 @@ def open_results(path, kind: str, arguments: dict, environment: dict, overwrite:
         raise RunMismatchError(f"{path} holds results of a run with other arguments "
                                f"({_differences(old, arguments) or kind}); pass --overwrite to replace it, "
                                "or choose another OUTFILE")
-    environments = previous.get("environments")
-    environments = [e for e in environments if isinstance(e, dict)] if isinstance(environments, list) else []
-    if environment not in environments:
-        if not resume_with_changes:
-            last = environments[-1] if environments else {}
-            raise EnvironmentChangedError(
-                f"{path} was computed with other settings ({_differences(last, environment)}), which can flip "
-                "votes that sit on a near-tie; rerun with the recorded settings, pass --resume-with-changes to "
-                "continue anyway (the record lists both), or --overwrite to start again")
-        environments.append(environment)
+    recorded = previous.get("environments")
+    recorded = [e for e in recorded if isinstance(e, dict)] if isinstance(recorded, list) else []
+    new = [environment for environment in environments if environment not in recorded]
+    if new and not resume_with_changes:
+        last = recorded[-1] if recorded else {}
+        raise EnvironmentChangedError(
+            f"{path} was computed with other settings ({_differences(last, new[0])}), which can flip "
+            "votes that sit on a near-tie; rerun with the recorded settings, pass --resume-with-changes to "
+            "continue anyway (the record lists both), or --overwrite to start again")
+    environments = recorded + new
     _drop_partial_last_line(path)
     record["environments"] = environments
     _write_record(path, record)

@@ -1,10 +1,8 @@
 """Runs that survive faults: out of memory, failing classifiers, kills and restarts."""
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 import warnings
 
 import numpy as np
@@ -17,6 +15,7 @@ from rsengine.checkpoints import bundled_checkpoint
 from rsengine.results import read_results
 from rsengine.resume import run_record_path
 from rsengine.sampler import MAX_CPU_BATCH_SIZE, BatchSizeReduced
+from run_helpers import rows_without_time, wait_for_rows
 
 XS = torch.tensor([[0.05, 0.0, 0.0], [0.02, 0.01, 0.3], [-0.2, 0.1, 0.0]])
 
@@ -146,25 +145,12 @@ def test_a_failing_run_keeps_its_rows_and_resumes(tmp_path, monkeypatch, capsys,
     assert json.loads(open(run_record_path(out)).read())["complete"] is True
 
 
-def _rows_without_time(path):
-    return [line.rsplit("\t", 1)[0] for line in open(path).read().splitlines()]
-
-
-def _wait_for_rows(path, rows, process, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None:
-        if os.path.exists(path) and len(open(path).read().splitlines()) > rows:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{path} never reached {rows} rows")
-
-
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
 def test_killed_run_restarted_matches_an_uninterrupted_run(tmp_path, sig):
     full, killed = tmp_path / "full.tsv", tmp_path / "killed.tsv"
     command = [sys.executable, "-m", "rsengine", *_args(killed, "--N", 2000)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for_rows(killed, 3, process)
+    wait_for_rows(killed, 3, process)
     process.send_signal(sig)
     _, err = process.communicate(timeout=60)
     assert process.returncode == (-signal.SIGKILL if sig == signal.SIGKILL else 130)
@@ -174,7 +160,7 @@ def test_killed_run_restarted_matches_an_uninterrupted_run(tmp_path, sig):
     assert 3 <= written < 10  # really stopped mid-run
     assert main(_args(killed, "--N", 2000)) == 0
     assert main(_args(full, "--N", 2000)) == 0
-    assert _rows_without_time(killed) == _rows_without_time(full)
+    assert rows_without_time(killed) == rows_without_time(full)
 
 
 def test_other_arguments_on_the_same_file_are_refused(tmp_path, capsys):
@@ -228,7 +214,7 @@ def test_a_deterministic_run_resumes_to_the_rows_of_an_uninterrupted_one(tmp_pat
     assert main(_args(resumed, *args)) == 0
     resumed.write_text("".join(resumed.read_text().splitlines(keepends=True)[:3]))
     assert main(_args(resumed, *args)) == 0
-    assert _rows_without_time(resumed) == _rows_without_time(full)
+    assert rows_without_time(resumed) == rows_without_time(full)
 
 
 def test_a_random_seed_is_drawn_recorded_and_reused_on_resume(tmp_path, capsys):
@@ -240,10 +226,10 @@ def test_a_random_seed_is_drawn_recorded_and_reused_on_resume(tmp_path, capsys):
     full = out.read_text()
     out.write_text("".join(full.splitlines(keepends=True)[:2]))
     assert main(_args(out, "--max", 250, "--seed", "random")) == 0  # resumes with the recorded seed
-    assert _rows_without_time(out) == [line.rsplit("\t", 1)[0] for line in full.splitlines()]
+    assert rows_without_time(out) == [line.rsplit("\t", 1)[0] for line in full.splitlines()]
     given = tmp_path / "given.tsv"
     assert main(_args(given, "--max", 250, "--seed", arguments["seed"])) == 0
-    assert _rows_without_time(given) == _rows_without_time(out)
+    assert rows_without_time(given) == rows_without_time(out)
 
 
 def test_a_file_not_written_by_a_run_is_never_replaced(tmp_path, capsys):

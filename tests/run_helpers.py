@@ -1,0 +1,20 @@
+"""Helpers of the tests that start real runs and compare their results files."""
+import os
+import time
+
+__all__ = ["rows_without_time", "wait_for_rows"]
+
+
+def rows_without_time(path) -> list[str]:
+    """The file's lines without their last (time) field: what two runs of the same rows share."""
+    return [line.rsplit("\t", 1)[0] for line in open(path).read().splitlines()]
+
+
+def wait_for_rows(path, rows: int, process, timeout: float = 180) -> None:
+    """Wait until ``path`` holds more than ``rows`` lines while ``process`` runs; fail if it never does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if os.path.exists(path) and len(open(path).read().splitlines()) > rows:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{path} never reached {rows} rows")
