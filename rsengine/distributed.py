@@ -203,8 +203,13 @@ def join() -> Group:
     if not launched_by_torchrun():
         return Group()
     start = time.perf_counter()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available() and local_rank < torch.cuda.device_count():
+        # Triton launches on the current device, not the tensors' one: without this every rank's
+        # kernels would run on GPU 0 with pointers into its own GPU.
+        torch.cuda.set_device(local_rank)
     backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
     if not dist.is_initialized():
         dist.init_process_group(backend, timeout=TIMEOUT)
-    return Group(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")),
+    return Group(dist.get_rank(), dist.get_world_size(), local_rank,
                  setup_seconds=time.perf_counter() - start)
