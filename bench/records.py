@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import platform
 import re
 import subprocess
 from pathlib import Path
@@ -35,6 +36,7 @@ __all__ = [
     "REQUIRED_KEYS",
     "FIGURE_KEYS",
     "RESULTS_DIR",
+    "cpu_name",
     "device_name",
     "device_slug",
     "git_commit",
@@ -70,6 +72,18 @@ _REPO_ROOT = Path(__file__).resolve().parent.parent
 def device_name() -> str:
     """``torch.cuda.get_device_name()`` on a GPU machine, else ``"cpu"``."""
     return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+
+
+def cpu_name() -> str:
+    """The processor's model name (``/proc/cpuinfo``), else what ``platform`` knows of it."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def device_slug(name: str) -> str:

@@ -30,7 +30,6 @@ agree with the reference's, before anything is timed.
 from __future__ import annotations
 
 import copy
-import platform
 import statistics
 import time
 from dataclasses import dataclass
@@ -73,17 +72,6 @@ class CpuWorkload:
     num_classes: int
     n: int
     rounds: int
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 @pytest.fixture
@@ -174,7 +162,7 @@ def test_cpu_end_to_end_against_the_original_loop_and_the_forward_pass(benchmark
         samples_per_s=n / medians["engine"], baseline_samples_per_s=n / medians["original"],
         speedup=medians["original"] / medians["engine"], plain_samples_per_s=n / medians["plain"],
         forward_samples_per_s=n / medians["forward"], overhead_share=1 - medians["forward"] / medians["engine"],
-        threads=torch.get_num_threads(), cpu=_cpu_name(), rounds=workload.rounds, seconds=medians)
+        threads=torch.get_num_threads(), cpu=records.cpu_name(), rounds=workload.rounds, seconds=medians)
     benchmark.extra_info.update(record)
     if full_size:
         records.append_records([record], records.results_file(record["device"]))
@@ -200,7 +188,7 @@ def test_cpu_noise_kernel_normals_per_second(benchmark, full_size):
         "cpu_noise", model=None, input_shape=workload.x.shape[1:], dtype=torch.float32, batch_size=rows, n=rows,
         backend=smooth.backend.name, normals_per_s=normals / medians["kernel"],
         reference_normals_per_s=normals / medians["reference"], randn_normals_per_s=normals / medians["randn"],
-        speedup=medians["reference"] / medians["kernel"], threads=torch.get_num_threads(), cpu=_cpu_name(),
+        speedup=medians["reference"] / medians["kernel"], threads=torch.get_num_threads(), cpu=records.cpu_name(),
         rounds=kernel_rounds, seconds=medians)
     benchmark.extra_info.update(record)
     if full_size:

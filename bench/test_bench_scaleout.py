@@ -40,11 +40,6 @@ _COORDINATION = re.compile(r"(\d+) ranks?: rendezvous ([0-9.]+) s, merging rows 
                            r"waiting for slower ranks ([0-9.]+) s, run ([0-9.]+) s")
 
 
-def _cpu_name() -> str:
-    with open("/proc/cpuinfo") as cpuinfo:
-        return next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "cpu")
-
-
 def _job(ranks: int, out, n: int, stop: int) -> dict:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}",
                "-m", "rsengine", "--", "certify", "mnist", bundled_checkpoint(), "0.25", str(out), "--skip", "10",
@@ -81,7 +76,7 @@ def test_scaleout_two_ranks_against_one(benchmark, tmp_path):
     coordination = median[2]["rendezvous"] + median[2]["merging"]
     record = records.make_record(
         "cpu_scaleout", model="mnist_cnn", input_shape=(1, 28, 28), dtype=torch.float32,
-        batch_size=cpu_batch_size(784), n=n, inputs=inputs, ranks=2, threads=1, cpu=_cpu_name(),
+        batch_size=cpu_batch_size(784), n=n, inputs=inputs, ranks=2, threads=1, cpu=records.cpu_name(),
         one_rank_wall_s=median[1]["wall"], two_rank_wall_s=median[2]["wall"],
         wall_ratio=median[2]["wall"] / median[1]["wall"], speedup=median[1]["wall"] / median[2]["wall"],
         rendezvous_s=median[2]["rendezvous"], merging_s=median[2]["merging"], waiting_s=median[2]["waiting"],

@@ -240,7 +240,7 @@ def _run_ranks(group: distributed.Group, held: contextlib.ExitStack, opts, kind:
     def open_file():  # every rank takes the chunks from here, so that all agree on them
         nonlocal writer
         writer, done = open_results(opts.outfile, kind, _run_arguments(opts, kind, seed, seed_source),
-                                    _distinct(environments), opts.overwrite, opts.resume_with_changes)
+                                    environments, opts.overwrite, opts.resume_with_changes)
         held.enter_context(writer)
         todo = [i for i in indices if i not in done]
         if done:
@@ -280,10 +280,6 @@ def _run_ranks(group: distributed.Group, held: contextlib.ExitStack, opts, kind:
         _report_coordination(group, waited, time.perf_counter() - started)
     print(f"{len(indices)} inputs in {os.path.abspath(opts.outfile)} ({computed} computed now)")
     return True
-
-
-def _distinct(environments: list[dict]) -> list[dict]:
-    return [e for position, e in enumerate(environments) if e not in environments[:position]]
 
 
 def _report_coordination(group: distributed.Group, waited: float, total: float) -> None:

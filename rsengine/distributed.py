@@ -118,6 +118,11 @@ def rank_device(name: str | None, local_rank: int) -> str | None:
     return name
 
 
+def _one_line(error: Exception) -> str:
+    # What rank 0 prints for another rank's error: the CLI's one-line form of its message.
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 class Group:
     """The processes of one run and the few collectives a run needs.
 
@@ -173,7 +178,7 @@ class Group:
             value = step()
             outcome = (self.rank, None, report(value))
         except Exception as error:  # noqa: BLE001 - re-raised on every rank by _settle
-            value, outcome = None, (self.rank, " ".join(str(error).split()) or type(error).__name__, None)
+            value, outcome = None, (self.rank, _one_line(error), None)
         return value, self._settle(outcome)
 
     def first_rank(self, step: Callable[[], Any]):
@@ -185,7 +190,7 @@ class Group:
         try:
             outcome = (0, None, step())
         except Exception as error:  # noqa: BLE001 - re-raised on every rank by _settle
-            outcome = (0, " ".join(str(error).split()) or type(error).__name__, None)
+            outcome = (0, _one_line(error), None)
         return self._settle(outcome)[0]
 
     def close(self) -> None:

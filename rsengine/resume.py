@@ -113,7 +113,9 @@ def open_results(path, kind: str, arguments: dict, environments: list[dict], ove
             ``overwrite`` nor ``resume_with_changes``.
     """
     path = os.fspath(path)
-    record = {"kind": kind, "arguments": arguments, "environments": list(environments), "complete": False}
+    # Ranks of one job mostly share one set-up: each distinct one is recorded once.
+    environments = [e for position, e in enumerate(environments) if e not in environments[:position]]
+    record = {"kind": kind, "arguments": arguments, "environments": environments, "complete": False}
     if overwrite or not os.path.exists(path):
         _write_record(path, record)
         return ResultsWriter(path, kind), set()
