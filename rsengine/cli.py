@@ -78,6 +78,14 @@ def _sampling_arguments(parser: argparse.ArgumentParser, certify: bool) -> None:
     parser.add_argument("--N", type=int,
                         help=f"{'estimation' if certify else 'prediction'} samples ({_either('N')})")
     parser.add_argument("--alpha", type=float, help=f"failure probability (default: {SAMPLING_DEFAULTS['alpha']})")
+    if certify:
+        parser.add_argument("--adaptive", action="store_true",
+                            help="--N becomes a budget: each input stops as soon as an anytime-valid bound answers "
+                                 "(same 1 - alpha guarantee); needs --radius or --tolerance; adds a samples column")
+        parser.add_argument("--radius", type=float, metavar="R",
+                            help="with --adaptive: decide 'is the input certified at radius R?'")
+        parser.add_argument("--tolerance", type=float, metavar="T",
+                            help="with --adaptive: stop once the budget could raise the radius by at most T")
     parser.add_argument("--seed", type=_seed,
                         help=f"noise seed, an integer in [0, 2**63) or '{RANDOM_SEED}' for a secret one from the "
                              f"operating system, recorded in OUTFILE.run.json (default: {SAMPLING_DEFAULTS['seed']}); "

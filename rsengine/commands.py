@@ -29,12 +29,14 @@ from .lock import ResultsLock
 from .models import build_model
 from .options import PRECISIONS, RANDOM_SEED
 from .results import read_results
-from .resume import file_digest, mark_complete, open_results, read_run_record
+from .refill import AdaptiveInterrupted
+from .resume import file_digest, mark_complete, mark_stopped_early, open_results, read_run_record
 from .sampler import MAX_AUTO_BATCH_SIZE, cpu_batch_size
 from .smooth import Smooth
 from .stats import floor_significant, max_radius
 from .train import train_model
-from .validation import check_choice, check_int_at_least, check_positive_float, check_positive_int, check_probability
+from .validation import (check_choice, check_int_at_least, check_non_negative_float, check_positive_float,
+                         check_positive_int, check_probability)
 
 __all__ = ["CHUNK_BATCHES", "chunk_size", "check_plot_path", "resolve_device", "run_certify", "run_predict",
            "run_analyze", "run_train"]
@@ -170,6 +172,8 @@ def _run_arguments(opts, kind: str, seed: int, seed_source: str) -> dict:
         arguments["batch"] = opts.batch
     if kind == "certify":
         arguments["N0"] = opts.N0
+    if getattr(opts, "adaptive", False):  # absent from fixed runs' records, which stay as they were
+        arguments["adaptive"] = dict(radius=opts.radius, tolerance=opts.tolerance)
     return arguments
 
 
@@ -178,6 +182,10 @@ def _run_arguments(opts, kind: str, seed: int, seed_source: str) -> dict:
 # phase instead of 14 of 100 rows), few enough that a killed run loses little and the progress
 # bar moves. At n = 10,000 and more a chunk is usually one input: packing gains nothing there.
 CHUNK_BATCHES = 16
+# An adaptive chunk is sized as if each input used N0 + this many estimation samples (at most N):
+# the order of what one uses on the embedded default (bench/README.md), so that a chunk keeps
+# its refilled batches full for many batches before its last inputs run alone.
+ADAPTIVE_CHUNK_SAMPLES = 1000
 
 
 def chunk_size(batch: int | None, samples_per_input: int, device: torch.device, numel: int) -> int:
@@ -200,9 +208,22 @@ def _chunks(items: list, size: int) -> list[list]:
     return [items[start:start + size] for start in range(0, len(items), size)]
 
 
-def _run(opts, kind: str, samples_per_input: int, decide) -> bool:
+class ChunkInterrupted(KeyboardInterrupt):
+    """Ctrl-C inside ``decide``: ``rows`` maps a chunk position to its row fields (inputs that have
+    a certificate), ``stopped`` lists the positions whose certificate stopped early."""
+
+    def __init__(self, rows: dict, stopped: list):
+        super().__init__("interrupted")
+        self.rows, self.stopped = rows, stopped
+
+
+def _run(opts, kind: str, samples_per_input: int, decide, *, samples_column: bool = False) -> bool:
     """Write ``decide(smooth, xs, indices, labels)`` (one tuple of row fields per input) for every
     selected input, a chunk of inputs at a time so that their samples share batches.
+
+    With ``samples_column`` each tuple's last field (the samples an input used) goes after
+    ``time``. A ChunkInterrupted from ``decide`` (one process) writes the rows it carries, lists
+    the stopped-early ones in the run record, and ends the run as a Ctrl-C.
 
     Rows are those of a one-input-at-a-time run (input i uses stream i); each chunk's rows are
     written when it finishes, and ``time`` is the chunk's wall time shared equally by its inputs.
@@ -217,13 +238,13 @@ def _run(opts, kind: str, samples_per_input: int, decide) -> bool:
     group = distributed.join()
     try:
         with contextlib.ExitStack() as held:
-            return _run_ranks(group, held, opts, kind, samples_per_input, decide)
+            return _run_ranks(group, held, opts, kind, samples_per_input, decide, samples_column)
     finally:
         group.close()
 
 
 def _run_ranks(group: distributed.Group, held: contextlib.ExitStack, opts, kind: str, samples_per_input: int,
-               decide) -> bool:
+               decide, samples_column: bool) -> bool:
     started = time.perf_counter()
     writer = None  # rank 0's; ``held`` closes it, then releases the lock
 
@@ -240,7 +261,7 @@ def _run_ranks(group: distributed.Group, held: contextlib.ExitStack, opts, kind:
     def open_file():  # every rank takes the chunks from here, so that all agree on them
         nonlocal writer
         writer, done = open_results(opts.outfile, kind, _run_arguments(opts, kind, seed, seed_source),
-                                    environments, opts.overwrite, opts.resume_with_changes)
+                                    environments, opts.overwrite, opts.resume_with_changes, samples=samples_column)
         held.enter_context(writer)
         todo = [i for i in indices if i not in done]
         if done:
@@ -252,15 +273,25 @@ def _run_ranks(group: distributed.Group, held: contextlib.ExitStack, opts, kind:
     computed = sum(map(len, chunks))
     progress = held.enter_context(_progress(computed, kind)) if group.is_writer else None
     waited = 0.0  # rank 0's time at the exchanges spent waiting for slower ranks' chunks
+    after_time = 1 if samples_column else 0
+    interrupted: ChunkInterrupted | None = None
 
     def compute(chunk):
+        nonlocal interrupted
         start = time.perf_counter()
         if not chunk:
             return 0.0, []
         xs, labels = zip(*(dataset[i] for i in chunk))
-        rows = decide(smooth, torch.stack(xs), chunk, list(labels))
+        try:
+            rows = dict(enumerate(decide(smooth, torch.stack(xs), chunk, list(labels))))
+        except ChunkInterrupted as interrupt:
+            if group.world_size > 1:  # the job's ranks stop together; finished chunks are on disk
+                raise
+            interrupted, rows = interrupt, interrupt.rows
         seconds = time.perf_counter() - start
-        return seconds, [(i, label, *fields, seconds / len(chunk)) for i, label, fields in zip(chunk, labels, rows)]
+        split = lambda fields: (*fields[:len(fields) - after_time], seconds / len(chunk),  # noqa: E731
+                                *fields[len(fields) - after_time:])
+        return seconds, [(chunk[j], labels[j], *split(rows[j])) for j in sorted(rows)]
 
     for first in range(0, len(chunks), group.world_size):
         mine = chunks[first + group.rank] if first + group.rank < len(chunks) else []
@@ -271,6 +302,13 @@ def _run_ranks(group: distributed.Group, held: contextlib.ExitStack, opts, kind:
                 for row in rows:
                     writer.write_row(*row)
                 progress.update(len(rows))
+        if interrupted is not None:
+            stopped = [mine[j] for j in interrupted.stopped]
+            mark_stopped_early(opts.outfile, stopped)
+            print(f"\ninterrupted: wrote {len(interrupted.rows)} certificates of this chunk, {len(stopped)} of "
+                  "them stopped early (valid, from fewer samples; listed in the run record, redone on resume)",
+                  file=sys.stderr)
+            raise KeyboardInterrupt
     if not group.is_writer:
         return False
     progress.close()
@@ -300,15 +338,50 @@ def _warn_if_nothing_can_be_certified(opts) -> None:
               "abstain; raise --N or --alpha", file=sys.stderr)
 
 
+def _check_adaptive(opts) -> dict | None:
+    """The adaptive question (``radius=`` or ``tolerance=``) of a certify run, None for a fixed run."""
+    adaptive = getattr(opts, "adaptive", False)
+    radius, tolerance = getattr(opts, "radius", None), getattr(opts, "tolerance", None)
+    if not adaptive:
+        if radius is not None or tolerance is not None:
+            raise ValueError("--radius and --tolerance need --adaptive")
+        return None
+    if (radius is None) == (tolerance is None):
+        raise ValueError("--adaptive needs exactly one of --radius R or --tolerance T")
+    if opts.deterministic:
+        raise ValueError("--adaptive cannot be --deterministic: its refilled batches mix inputs")
+    if radius is not None:
+        return dict(radius=check_non_negative_float("--radius", radius))
+    return dict(tolerance=check_positive_float("--tolerance", tolerance))
+
+
 def run_certify(opts) -> None:
     """CERTIFY every selected input of a data set; one results row per input."""
+    question = _check_adaptive(opts)
     if distributed.launched_rank() == 0:  # once per job, not once per rank
         _warn_if_nothing_can_be_certified(opts)
+
     def decide(smooth, xs, indices, labels):
         preds, radii = smooth.certify_batch(xs, opts.N0, opts.N, opts.alpha, opts.batch, streams=indices)
         return [(int(p), float(r), int(p == label)) for p, r, label in zip(preds, radii, labels)]
 
-    if _run(opts, "certify", opts.N0 + opts.N, decide):
+    def decide_adaptive(smooth, xs, indices, labels):
+        try:
+            preds, radii, samples = smooth.certify_batch(xs, opts.N0, opts.N, opts.alpha, opts.batch,
+                                                         streams=indices, adaptive=True, **question)
+        except AdaptiveInterrupted as interrupt:
+            r = interrupt.result
+            rows = {j: (int(r.predictions[j]), float(r.radii[j]), int(r.predictions[j] == labels[j]),
+                        int(r.samples[j])) for j in range(len(labels)) if r.finished[j]}
+            raise ChunkInterrupted(rows, [j for j in rows if r.stopped_early[j]]) from None
+        return [(int(p), float(r), int(p == label), int(s)) for p, r, label, s in zip(preds, radii, labels, samples)]
+
+    if question is None:
+        finished = _run(opts, "certify", opts.N0 + opts.N, decide)
+    else:
+        finished = _run(opts, "certify", opts.N0 + min(opts.N, ADAPTIVE_CHUNK_SAMPLES), decide_adaptive,
+                        samples_column=True)
+    if finished:
         _summarize(opts.outfile, opts.plot, opts.sigma, opts.N, opts.alpha)
 
 
@@ -325,6 +398,27 @@ def run_predict(opts) -> None:
         print(f"smoothed accuracy {table.correct.mean():.3f} ({len(table)} inputs)")
 
 
+def _recorded_question(path: str) -> dict:
+    """The adaptive run's question from its record ({"radius": r, ...}), {} for a fixed run."""
+    record = read_run_record(path) or {}
+    arguments = record.get("arguments") if isinstance(record.get("arguments"), dict) else {}
+    question = arguments.get("adaptive")
+    return question if isinstance(question, dict) else {}
+
+
+def _samples_note(path: str, table) -> str | None:
+    # An adaptive file's cost, and which of its columns answer the question it asked.
+    if table.samples is None:
+        return None
+    note = (f"{path}: {table.samples.mean():,.0f} samples per input on average (min {table.samples.min():,}, "
+            f"max {table.samples.max():,}; adaptive)")
+    target = _recorded_question(path).get("radius")
+    if isinstance(target, (int, float)):
+        note += (f"; it decided radius {target} only, so its other columns are lower bounds on what a "
+                 "fixed run certifies")
+    return note
+
+
 def _summarize(path: str, plot: str | None, sigma: float, n: int, alpha: float) -> None:
     table = read_results(path)
     if not len(table):
@@ -332,11 +426,17 @@ def _summarize(path: str, plot: str | None, sigma: float, n: int, alpha: float) 
     # Columns stop at the largest radius n and alpha allow: beyond it every value is 0 by design.
     ceiling = max_radius(sigma, n, alpha)
     radii = [r for r in analyze.default_radii() if r <= ceiling] or [0.0]
+    target = _recorded_question(path).get("radius")
+    if isinstance(target, (int, float)) and target not in radii:
+        radii = sorted([*radii, target])
     limit = (f"no certificate can exceed {floor_significant(ceiling)}" if ceiling > 0 else
              "no input can be certified")
     print(f"\ncertified accuracy (fraction of inputs certified correct at radius >= r); "
           f"{limit} at sigma = {sigma}, N = {n}, alpha = {alpha}\n")
     print(analyze.format_table([path], analyze.certified_accuracy(table, radii)[None], radii))
+    note = _samples_note(os.path.basename(path), table)
+    if note:
+        print(note)
     if plot:
         analyze.plot_certified_accuracy([table], plot, names=[os.path.basename(path)])
         print(f"plot saved to {os.path.abspath(plot)}")
@@ -368,6 +468,10 @@ def run_analyze(opts) -> None:
         radii = [0.0] if "predict" in kinds else analyze.default_radii()
     accuracies = [analyze.certified_accuracy(table, radii) for table in tables]
     print(analyze.format_table(opts.files, accuracies, radii, fmt=opts.format))
+    for path, table in zip(opts.files, tables):
+        note = _samples_note(path, table)
+        if note:
+            print(note, file=sys.stdout if opts.format == "markdown" else sys.stderr)  # LaTeX stays clean
     if opts.plot:
         analyze.plot_certified_accuracy(tables, opts.plot, names=opts.files)
         print(f"plot saved to {os.path.abspath(opts.plot)}")

@@ -1,7 +1,9 @@
 """Results files in the format of the original locuslab/smoothing code, written and read back.
 
 A certify file is tab-separated text with the header ``idx label predict radius correct time``; a
-predict file has no radius column. One row per input, written as soon as that input is done::
+predict file has no radius column, and an adaptive certify file (``rsengine certify --adaptive``)
+has one more, ``samples``, after ``time``: the selection and estimation samples the input used.
+One row per input, written as soon as that input is done::
 
     idx	label	predict	radius	correct	time
     0	3	3	0.378	1	0:00:15.400000
@@ -48,6 +50,7 @@ __all__ = [
     "ResultsFormatError",
     "ResultsTable",
     "ResultsWriter",
+    "SAMPLES_HEADER",
     "read_results",
     "format_radius",
     "format_time",
@@ -60,7 +63,9 @@ _COLUMNS = {
     "predict": ("idx", "label", "predict", "correct", "time"),
 }
 HEADERS = {kind: "\t".join(columns) for kind, columns in _COLUMNS.items()}
-_KIND_OF_HEADER = {header: kind for kind, header in HEADERS.items()}
+SAMPLES_HEADER = HEADERS["certify"] + "\tsamples"
+# (kind, has a samples column) of each header.
+_LAYOUT_OF_HEADER = {**{header: (kind, False) for kind, header in HEADERS.items()}, SAMPLES_HEADER: ("certify", True)}
 
 # Fields are matched by these patterns before conversion: int() and float() alone would accept
 # "1_000", " 7", "nan", "inf", "infinity" and non-ASCII digits, none of which the format has.
@@ -91,6 +96,7 @@ class ResultsTable:
         correct: int64 [N], 1 where ``predict == label`` else 0.
         time_seconds: float64 [N], wall time spent on each input.
         path: the file the table was read from, or None.
+        samples: int64 [N] samples each input used (adaptive certify files), else None.
 
     Example:
         >>> import numpy as np
@@ -108,6 +114,7 @@ class ResultsTable:
     correct: np.ndarray
     time_seconds: np.ndarray
     path: Optional[str] = None
+    samples: Optional[np.ndarray] = None
 
     def __post_init__(self):
         check_choice("kind", self.kind, KINDS)
@@ -117,8 +124,9 @@ class ResultsTable:
                 f"for kind {self.kind!r}"
             )
         columns = [self.idx, self.label, self.predict, self.correct, self.time_seconds]
-        if self.radius is not None:
-            columns.append(self.radius)
+        columns += [column for column in (self.radius, self.samples) if column is not None]
+        if self.samples is not None and self.kind != "certify":
+            raise ValueError(f"Expected `samples` only in a certify table, got kind {self.kind!r}")
         lengths = {np.shape(column) for column in columns}
         if len(lengths) != 1 or len(next(iter(lengths))) != 1:
             raise ValueError(f"Expected `columns` to be 1-D arrays of one length, got shapes {sorted(lengths)}")
@@ -165,6 +173,7 @@ class ResultsWriter:
     Args:
         path: file to create.
         kind: ``"certify"`` (with a radius column) or ``"predict"``.
+        samples: a certify file with the ``samples`` column (adaptive runs).
         append: continue an existing, valid results file of this kind (resuming a run) instead
             of truncating it; its rows' indices count as written.
 
@@ -177,19 +186,25 @@ class ResultsWriter:
         [['idx', 'label', 'predict', 'correct', 'time'], ['0', '5', '5', '1', '0:00:00.250000']]
     """
 
-    def __init__(self, path, kind: str = "certify", *, append: bool = False):
+    def __init__(self, path, kind: str = "certify", *, samples: bool = False, append: bool = False):
         self.kind = check_choice("kind", kind, KINDS)
+        if samples and self.kind != "certify":
+            raise ValueError(f"Expected `samples` only for certify files, got kind {kind!r}")
+        self.samples = bool(samples)
+        self.columns = _COLUMNS[self.kind] + (("samples",) if self.samples else ())
         self.path = os.fspath(path)
         if append:
             existing = read_results(self.path)
-            if existing.kind != self.kind:
-                raise ResultsFormatError(f"{self.path}: holds {existing.kind} results, cannot append {self.kind} rows")
+            if existing.kind != self.kind or (existing.samples is not None) != self.samples:
+                have, want = (f"{t}{' (with samples)' * s}" for t, s in ((existing.kind, existing.samples is not None),
+                                                                          (self.kind, self.samples)))
+                raise ResultsFormatError(f"{self.path}: holds {have} results, cannot append {want} rows")
             self._written_idx = set(existing.idx.tolist())
             self._file = open(self.path, "a", encoding="utf-8", newline="\n")
         else:
             self._written_idx = set()
             self._file = open(self.path, "w", encoding="utf-8", newline="\n")
-            self._write_line(HEADERS[self.kind])
+            self._write_line("\t".join(self.columns))
 
     @property
     def written_indices(self) -> frozenset:
@@ -204,8 +219,9 @@ class ResultsWriter:
     def write_row(self, idx: int, label: int, predict: int, *fields) -> None:
         """Append one row and force it to disk.
 
-        Certify files take ``write_row(idx, label, predict, radius, correct, seconds)``,
-        predict files ``write_row(idx, label, predict, correct, seconds)``.
+        Certify files take ``write_row(idx, label, predict, radius, correct, seconds)`` (and
+        ``samples`` last, with the samples column), predict files ``write_row(idx, label,
+        predict, correct, seconds)``.
 
         Args:
             idx: dataset index, integer >= 0.
@@ -213,7 +229,7 @@ class ResultsWriter:
             predict: smoothed prediction, integer >= 0, or -1 (ABSTAIN).
             *fields: ``radius`` (certify only: finite >= 0, written rounded down to 3
                 significant digits, 0 when abstaining), ``correct`` (0/1 or bool, must equal
-                ``predict == label``) and ``seconds`` (finite >= 0).
+                ``predict == label``), ``seconds`` (finite >= 0) and ``samples`` (integer >= 1).
 
         Raises:
             TypeError: wrong number of fields for the file's kind, or a field of the wrong type.
@@ -222,9 +238,9 @@ class ResultsWriter:
         """
         if self._file.closed:
             raise ValueError(f"Expected `ResultsWriter` to be open, got a closed writer for {self.path}")
-        names = _COLUMNS[self.kind][3:]
+        names = self.columns[3:]
         if len(fields) != len(names):
-            signature = ", ".join(("idx", "label", "predict") + names[:-1] + ("seconds",))
+            signature = ", ".join(("idx", "label", "predict") + tuple("seconds" if n == "time" else n for n in names))
             raise TypeError(
                 f"Expected `write_row({signature})` for a {self.kind} file, got {3 + len(fields)} values"
             )
@@ -234,7 +250,7 @@ class ResultsWriter:
             raise ValueError(f"Expected `idx` not yet written to {self.path}, got {idx!r}")
         label = check_int_at_least("label", label, 0)
         predict = check_int_at_least("predict", predict, -1)
-        values = dict(zip(names[:-1], fields[:-1]))
+        values = dict(zip(names, fields))
         correct = _check_correct(values["correct"], label, predict)
         cells = [str(idx), str(label), str(predict)]
         if self.kind == "certify":
@@ -242,7 +258,9 @@ class ResultsWriter:
             if predict == -1 and radius != 0.0:
                 raise ValueError(f"Expected `radius` to be 0.0 for an abstention (predict -1), got {radius!r}")
             cells.append(format_radius(radius))
-        cells += [str(correct), format_time(fields[-1])]
+        cells += [str(correct), format_time(values["time"])]
+        if self.samples:
+            cells.append(str(check_int_at_least("samples", values["samples"], 1)))
         self._write_line("\t".join(cells))
         self._written_idx.add(idx)
 
@@ -306,11 +324,12 @@ def read_results(path) -> ResultsTable:
         raise _format_error(where, 1, "empty file, expected a header line")
     lines = [line[:-1] if line.endswith("\r") else line for line in lines]
 
-    kind = _KIND_OF_HEADER.get(lines[0])
-    if kind is None:
-        expected = " or ".join(repr(header) for header in HEADERS.values())
+    layout = _LAYOUT_OF_HEADER.get(lines[0])
+    if layout is None:
+        expected = " or ".join(repr(header) for header in _LAYOUT_OF_HEADER)
         raise _format_error(where, 1, f"expected header {expected}, got {_quote(lines[0], 60)}")
-    columns = _COLUMNS[kind]
+    kind, has_samples = layout
+    columns = _COLUMNS[kind] + (("samples",) if has_samples else ())
 
     parsed = {name: [] for name in columns}
     first_line_of_idx = {}
@@ -338,6 +357,7 @@ def read_results(path) -> ResultsTable:
         correct=np.array(parsed["correct"], dtype=np.int64),
         time_seconds=np.array(parsed["time"], dtype=np.float64),
         path=where,
+        samples=np.array(parsed["samples"], dtype=np.int64) if has_samples else None,
     )
 
 
@@ -361,6 +381,8 @@ def _parse_row(cells: dict) -> dict:
         if row["predict"] == -1 and row["radius"] != 0.0:
             raise ValueError(f"column `radius`: abstention (predict -1) with radius {_quote(cells['radius'])}, expected 0.0")
     row["time"] = _parse_time(cells["time"])
+    if "samples" in cells:
+        row["samples"] = _parse_integer("samples", cells["samples"], 1)
     return row
 
 

@@ -11,6 +11,11 @@ uninterrupted run would have. A results file of other arguments, or one without 
 in another environment is resumed only with ``--resume-with-changes``, and the record then lists
 every environment that wrote rows.
 
+An adaptive run interrupted by Ctrl-C writes, for each input it had begun, the certificate its
+samples so far support, and lists those inputs in the record as ``stopped_early``; resuming drops
+their rows (rewriting the file atomically) and certifies them again in full, so the resumed file
+holds the rows of an uninterrupted run.
+
 Example:
     >>> import os, tempfile
     >>> from rsengine.resume import open_results
@@ -30,8 +35,8 @@ import os
 
 from .results import ResultsWriter
 
-__all__ = ["EnvironmentChangedError", "RunMismatchError", "file_digest",
-           "mark_complete", "open_results", "read_run_record", "run_record_path"]
+__all__ = ["EnvironmentChangedError", "RunMismatchError", "file_digest", "mark_complete", "mark_stopped_early",
+           "open_results", "read_run_record", "run_record_path"]
 
 
 class RunMismatchError(ValueError):
@@ -90,8 +95,20 @@ def _differences(old: dict, new: dict) -> str:
     return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:4])
 
 
+def _drop_rows(path: str, indices: set[int]) -> None:
+    # Write then rename, like the record: a crash leaves the file with the rows or without them.
+    with open(path, encoding="utf-8", newline="") as file:
+        header, *rows = file.read().splitlines(keepends=True)
+    kept = [row for row in rows if int(row.split("\t", 1)[0]) not in indices]
+    with open(path + ".tmp", "w", encoding="utf-8", newline="") as file:
+        file.writelines([header, *kept])
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(path + ".tmp", path)
+
+
 def open_results(path, kind: str, arguments: dict, environments: list[dict], overwrite: bool,
-                 resume_with_changes: bool = False) -> tuple[ResultsWriter, set]:
+                 resume_with_changes: bool = False, *, samples: bool = False) -> tuple[ResultsWriter, set]:
     """Open the results file of a run, resuming it when it holds the same run's rows.
 
     Args:
@@ -102,6 +119,7 @@ def open_results(path, kind: str, arguments: dict, environments: list[dict], ove
             rounding (backend, device, batch size, ...).
         overwrite: start afresh even if ``path`` holds other results.
         resume_with_changes: resume a file whose rows were computed in another environment.
+        samples: the file has the adaptive ``samples`` column.
 
     Returns:
         (writer, indices already written).
@@ -118,7 +136,7 @@ def open_results(path, kind: str, arguments: dict, environments: list[dict], ove
     record = {"kind": kind, "arguments": arguments, "environments": environments, "complete": False}
     if overwrite or not os.path.exists(path):
         _write_record(path, record)
-        return ResultsWriter(path, kind), set()
+        return ResultsWriter(path, kind, samples=samples), set()
     previous = read_run_record(path)
     if previous is None:
         raise RunMismatchError(f"{path} already exists and was not written by an rsengine run that can be "
@@ -139,10 +157,21 @@ def open_results(path, kind: str, arguments: dict, environments: list[dict], ove
             "continue anyway (the record lists both), or --overwrite to start again")
     environments = recorded + new
     _drop_partial_last_line(path)
+    stopped = previous.get("stopped_early")
+    if isinstance(stopped, list) and stopped:
+        _drop_rows(path, {i for i in stopped if type(i) is int})
     record["environments"] = environments
     _write_record(path, record)
-    writer = ResultsWriter(path, kind, append=True)
+    writer = ResultsWriter(path, kind, samples=samples, append=True)
     return writer, set(writer.written_indices)
+
+
+def mark_stopped_early(path, indices) -> None:
+    """Record that the rows of ``indices`` hold certificates of interrupted inputs (see above)."""
+    record = read_run_record(path)
+    if record is not None:
+        record["stopped_early"] = sorted({*record.get("stopped_early", []), *map(int, indices)})
+        _write_record(path, record)
 
 
 def mark_complete(path) -> None:

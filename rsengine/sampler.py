@@ -337,17 +337,26 @@ class Sampler:
     def counts(self, xs: torch.Tensor, streams: torch.Tensor, n: int, phase: int,
                batch_size: int | None = None) -> np.ndarray:
         """[M, num_classes] int64 vote counts; arguments as in :func:`count_votes`."""
+        batch_size = self.batch_size(xs, xs.shape[0] * n, batch_size)
+        counts, used = count_votes(self.model, xs, streams, n, phase, self.num_classes, self.spec, batch_size,
+                                   self.backend, deterministic=self.deterministic)
+        self.remember_batch_size(batch_size, used)
+        return counts
+
+    def batch_size(self, xs: torch.Tensor, rows: int, batch_size: int | None = None) -> int:
+        """The rows per forward pass for sampling ``rows`` rows of inputs like ``xs`` (rules above)."""
         if batch_size is None and self.deterministic:
             batch_size = DETERMINISTIC_BATCH_SIZE
         elif batch_size is None:
             shape = tuple(xs.shape[1:])
             if shape not in self._auto_batch_sizes:
                 self._auto_batch_sizes[shape] = auto_batch_size(self.model, xs, self.spec, self.backend)
-            batch_size = min(xs.shape[0] * n, self._auto_batch_sizes[shape])
+            batch_size = min(rows, self._auto_batch_sizes[shape])
         if self._out_of_memory_cap is not None:
             batch_size = min(batch_size, self._out_of_memory_cap)
-        counts, used = count_votes(self.model, xs, streams, n, phase, self.num_classes, self.spec, batch_size,
-                                   self.backend, deterministic=self.deterministic)
-        if used < batch_size:  # remember, so later calls do not run out of memory again
+        return batch_size
+
+    def remember_batch_size(self, tried: int, used: int) -> None:
+        """After running out of memory at ``tried`` rows, later calls start at ``used``."""
+        if used < tried:
             self._out_of_memory_cap = used
-        return counts

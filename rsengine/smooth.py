@@ -24,13 +24,15 @@ import secrets
 import numpy as np
 import torch
 
-from . import stats
+from . import sequential, stats
 from .stats import ABSTAIN
 from .backends import resolve_backend
 from .kernels.contract import PHASE_ESTIMATION, PHASE_PREDICTION, PHASE_SELECTION, PHASES
+from .refill import certify_adaptive
 from .sampler import NoiseSpec, Sampler, reachable_modules
-from .validation import (check_choice, check_int_at_least, check_mean_std, check_positive_float, check_positive_int,
-                         check_probability)
+from .sequential import Schedule
+from .validation import (check_choice, check_int_at_least, check_mean_std, check_non_negative_float,
+                         check_positive_float, check_positive_int, check_probability)
 
 __all__ = ["ABSTAIN", "Smooth"]
 
@@ -117,8 +119,9 @@ class Smooth:
 
     # -- the paper's algorithms, one input ---------------------------------------------------
 
-    def certify(self, x: torch.Tensor, n0: int, n: int, alpha: float,
-                batch_size: int | None = None) -> tuple[int, float]:
+    def certify(self, x: torch.Tensor, n0: int, n: int, alpha: float, batch_size: int | None = None, *,
+                adaptive: bool = False, radius: float | None = None,
+                tolerance: float | None = None) -> tuple[int, float]:
         """CERTIFY: a class and a certified l2 radius for one input, or (ABSTAIN, 0.0).
 
         Args:
@@ -130,10 +133,20 @@ class Smooth:
                 memory the batch is halved until it fits and the run goes on (one
                 BatchSizeReduced warning); results do not depend on the batch size.
 
+            adaptive: n becomes a budget: sampling stops at the first checkpoint where an
+                anytime-valid bound answers the question asked (rsengine.sequential), with the
+                same 1 - alpha guarantee. Ask exactly one of:
+            radius: r >= 0, "is g robust at r?": the class if certified at r (with the radius
+                the final bound supports, >= r), else (ABSTAIN, 0.0).
+            tolerance: t > 0: stop once the budget could raise the radius by at most t (against
+                a fixed run's optimistic radius at n); the radius so far.
+
         Returns:
             (class, radius); (ABSTAIN, 0.0) unless the lower bound on pA is above 1/2.
+            :meth:`certify_batch` also returns the samples an adaptive certificate used.
         """
-        preds, radii = self.certify_batch(self._as_batch(x), n0, n, alpha, batch_size)
+        preds, radii, *_ = self.certify_batch(self._as_batch(x), n0, n, alpha, batch_size, adaptive=adaptive,
+                                              radius=radius, tolerance=tolerance)
         return int(preds[0]), float(radii[0])
 
     def predict(self, x: torch.Tensor, n: int, alpha: float, batch_size: int | None = None) -> int:
@@ -148,7 +161,8 @@ class Smooth:
     # -- many inputs, samples packed into shared batches -------------------------------------
 
     def certify_batch(self, xs, n0: int, n: int, alpha: float, batch_size: int | None = None,
-                      streams=None) -> tuple[np.ndarray, np.ndarray]:
+                      streams=None, *, adaptive: bool = False, radius: float | None = None,
+                      tolerance: float | None = None):
         """CERTIFY for M inputs at once, their samples packed into shared batches.
 
         Args:
@@ -158,14 +172,26 @@ class Smooth:
                 making each certificate a function of (seed, stream) alone; default: the next M
                 fresh streams of this Smooth, never one passed here before.
 
+            adaptive, radius, tolerance: as in :meth:`certify`. The inputs' rows are packed
+                into batches refilled as inputs finish (rsengine.refill).
+
         Returns:
             (predictions int64 [M], radii float64 [M]); ABSTAIN and 0.0 where abstaining.
+            Adaptive: (predictions, radii, samples int64 [M]), samples being the n0 selection
+            plus the estimation samples each certificate used. A KeyboardInterrupt arrives as
+            rsengine.refill.AdaptiveInterrupted, whose ``result`` has every certificate so far.
         """
         n0 = self._check_samples("n0", n0)
         n = self._check_samples("n", n)
         alpha = check_probability("alpha", alpha)
         batch_size = self._check_batch_size(batch_size)
+        decide = self._adaptive_rule(adaptive, radius, tolerance, n, alpha)
         xs, stream_ids = self._prepare(xs, streams)
+        if decide is not None:
+            schedule = Schedule.for_budget(n, alpha)
+            result = certify_adaptive(self._sampler, xs, stream_ids, n0, schedule, decide(schedule),
+                                      self.noise_sigma, batch_size)
+            return result.predictions, result.radii, result.samples
         guess = self._counts(xs, stream_ids, n0, PHASE_SELECTION, batch_size).argmax(axis=1)
         counts = self._counts(xs, stream_ids, n, PHASE_ESTIMATION, batch_size)
         n_a = counts[np.arange(len(guess)), guess]
@@ -196,6 +222,29 @@ class Smooth:
         return self._counts(xs, stream_ids, n, phase, batch_size)
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _adaptive_rule(self, adaptive, radius, tolerance, n: int, alpha: float):
+        """None for a fixed-n run; else ``schedule -> decide`` for rsengine.refill."""
+        if not isinstance(adaptive, bool):
+            raise TypeError(f"Expected `adaptive` to be True or False, got {adaptive!r}")
+        if not adaptive:
+            if radius is not None or tolerance is not None:
+                raise ValueError("Expected `radius`/`tolerance` only with adaptive=True")
+            return None
+        if (radius is None) == (tolerance is None):
+            raise ValueError("Expected exactly one of `radius` or `tolerance` with adaptive=True")
+        if self.deterministic:
+            raise ValueError("Expected deterministic=False with adaptive=True: refilled batches mix inputs, "
+                             "which deterministic mode forbids")
+        sigma = self.noise_sigma
+        if radius is not None:
+            target = check_non_negative_float("radius", radius)
+            return lambda schedule: lambda guess, votes, k_n, k_alpha: sequential.radius_decision(
+                guess, votes, k_n, k_alpha, sigma, target, schedule)
+        t = check_positive_float("tolerance", tolerance)
+        return lambda schedule: lambda guess, votes, k_n, k_alpha: sequential.tolerance_decision(
+            guess, votes, k_n, k_alpha, sigma, t, budget=n, budget_alpha=alpha)
+
 
     @staticmethod
     def _check_batch_size(value) -> int | None:
