@@ -29,15 +29,24 @@ Two questions, two stopping rules:
   with probability at least 1 - alpha no later checkpoint could have done better by more than t
   than the fixed run's optimistic radius.
 
-Both stop at the budget at the latest. The alpha spending puts ``FINAL_SHARE`` of alpha on the
-budget's checkpoint, where tolerance runs end and a fixed run would look, and the rest evenly on
-the others.
+Both stop at the budget at the latest. Each question has its schedule, fixed before any sample
+is drawn (so the union bound holds):
+
+- radius: the geometric grid with alpha spread evenly (:meth:`Schedule.for_budget`). Inputs far
+  from the threshold decide within a few hundred samples; the even spread costs them a level of
+  alpha / K instead of alpha (477 instead of 300 samples at sigma = 0.25, r = 0.5, K = 34).
+- tolerance: most of alpha on a look at half the budget and the rest on the budget
+  (:meth:`Schedule.for_tolerance`). A tolerance run of an input that votes (nearly) always for
+  its guess ends where the radius still to gain drops below t, which for small t is late: at
+  sigma = 0.25, t = 0.05, alpha = 0.001 no bound at any level <= alpha can stop before 45,300 of
+  a 100,000 budget, so an even spread over 34 looks would stop it at 80,779 and the half-budget
+  look at 50,000 does.
 
 Example:
     >>> schedule = Schedule.for_budget(100_000, 0.001)
     >>> int(schedule.checkpoints[0]), int(schedule.checkpoints[-1]), len(schedule)
     (64, 100000, 34)
-    >>> done, pred, rad = radius_decision(np.array([3]), np.array([500]), 500, 0.001 / 66, 0.25, 0.5,
+    >>> done, pred, rad = radius_decision(np.array([3]), np.array([477]), 477, 0.001 / 34, 0.25, 0.5,
     ...                                   schedule)
     >>> bool(done[0]), int(pred[0]), bool(rad[0] >= 0.5)
     (True, 3, True)
@@ -50,7 +59,7 @@ import numpy as np
 from .stats import ABSTAIN, certify_from_counts, clopper_pearson_lower
 from .validation import check_non_negative_float, check_positive_float, check_positive_int, check_probability
 
-__all__ = ["Schedule", "FIRST_CHECKPOINT", "CHECKPOINT_RATIO", "FINAL_SHARE", "radius_decision",
+__all__ = ["Schedule", "FIRST_CHECKPOINT", "CHECKPOINT_RATIO", "TOLERANCE_SHARES", "radius_decision",
            "tolerance_decision", "certificate_so_far"]
 
 # The grid: the first look after 64 samples (64 votes of 64 for the guess certify at r = 0 for any
@@ -58,8 +67,8 @@ __all__ = ["Schedule", "FIRST_CHECKPOINT", "CHECKPOINT_RATIO", "FINAL_SHARE", "r
 # 25% beyond the checkpoint where it could first have stopped.
 FIRST_CHECKPOINT = 64
 CHECKPOINT_RATIO = 1.25
-# Share of alpha spent at the budget's checkpoint (the rest is spread evenly over the others).
-FINAL_SHARE = 0.5
+# Tolerance mode's spending: (the grid before half the budget, the half-budget look, the budget).
+TOLERANCE_SHARES = (0.1, 0.6, 0.3)
 
 
 @dataclass(frozen=True)
@@ -74,18 +83,45 @@ class Schedule:
 
     @classmethod
     def for_budget(cls, budget: int, alpha: float, first: int = FIRST_CHECKPOINT,
-                   ratio: float = CHECKPOINT_RATIO, final_share: float = FINAL_SHARE) -> "Schedule":
-        """The geometric grid from ``first`` to ``budget`` and the alpha spending described above.
+                   ratio: float = CHECKPOINT_RATIO) -> "Schedule":
+        """The geometric grid from ``first`` to ``budget``, alpha spread evenly (radius mode).
 
         Example:
-            >>> s = Schedule.for_budget(1000, 0.01)
+            >>> s = Schedule.for_budget(1000, 0.014)
             >>> s.checkpoints.tolist()
             [64, 80, 100, 125, 156, 195, 244, 305, 381, 477, 596, 745, 931, 1000]
-            >>> bool(abs(s.alphas.sum() - 0.01) < 1e-15), float(s.alphas[-1])
-            (True, 0.005)
+            >>> bool(abs(s.alphas.sum() - 0.014) < 1e-15), float(s.alphas[-1])
+            (True, 0.001)
         """
         budget = check_positive_int("n", budget)
         alpha = check_probability("alpha", alpha)
+        checkpoints = cls._grid(budget, first, ratio)
+        return cls(checkpoints, np.full(len(checkpoints), alpha / len(checkpoints)))
+
+    @classmethod
+    def for_tolerance(cls, budget: int, alpha: float) -> "Schedule":
+        """Tolerance mode: the grid up to half the budget, then the budget; TOLERANCE_SHARES of alpha.
+
+        Example:
+            >>> s = Schedule.for_tolerance(100_000, 0.001)
+            >>> s.checkpoints[-3:].tolist(), (s.alphas[-2:] / 0.001).round(6).tolist()
+            ([41359, 50000, 100000], [0.6, 0.3])
+        """
+        budget = check_positive_int("n", budget)
+        alpha = check_probability("alpha", alpha)
+        half = budget // 2
+        if half == 0:
+            return cls(np.array([budget]), np.array([alpha]))
+        early = cls._grid(half, FIRST_CHECKPOINT, CHECKPOINT_RATIO)[:-1] if half > FIRST_CHECKPOINT else []
+        shares = np.array(TOLERANCE_SHARES if len(early) else (0.0, *TOLERANCE_SHARES[1:]))
+        early_share, half_share, final_share = shares / shares.sum()  # no grid: the two looks share it all
+        checkpoints = np.array([*early, half, budget], dtype=np.int64)
+        alphas = np.array([*np.full(len(early), alpha * early_share / max(1, len(early))),
+                           alpha * half_share, alpha * final_share])
+        return cls(checkpoints, alphas)
+
+    @staticmethod
+    def _grid(budget: int, first: int, ratio: float) -> np.ndarray:
         grid, point = [], float(first)
         while round(point) < budget:
             if not grid or round(point) > grid[-1]:
@@ -94,13 +130,7 @@ class Schedule:
         # A last step shorter than a tenth of the grid's ratio only re-tests nearly the same data.
         if grid and budget < grid[-1] * (1 + (ratio - 1) / 10):
             grid.pop()
-        checkpoints = np.array([*grid, budget], dtype=np.int64)
-        if len(checkpoints) == 1:
-            alphas = np.array([alpha])
-        else:
-            early = np.full(len(checkpoints) - 1, alpha * (1 - final_share) / (len(checkpoints) - 1))
-            alphas = np.append(early, alpha * final_share)
-        return cls(checkpoints, alphas)
+        return np.array([*grid, budget], dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.checkpoints)

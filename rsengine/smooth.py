@@ -188,7 +188,7 @@ class Smooth:
         decide = self._adaptive_rule(adaptive, radius, tolerance, n, alpha)
         xs, stream_ids = self._prepare(xs, streams)
         if decide is not None:
-            schedule = Schedule.for_budget(n, alpha)
+            schedule = (Schedule.for_budget if radius is not None else Schedule.for_tolerance)(n, alpha)
             result = certify_adaptive(self._sampler, xs, stream_ids, n0, schedule, decide(schedule),
                                       self.noise_sigma, batch_size)
             return result.predictions, result.radii, result.samples

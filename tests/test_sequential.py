@@ -18,16 +18,30 @@ from rsengine.sequential import (CHECKPOINT_RATIO, FIRST_CHECKPOINT, Schedule, c
 from rsengine.stats import ABSTAIN
 
 
+def _check_spending(s, budget, alpha):
+    assert s.checkpoints[-1] == budget and s.budget == budget and len(s.alphas) == len(s)
+    assert (np.diff(s.checkpoints) > 0).all() and s.checkpoints[0] >= 1
+    assert (s.alphas >= 0).all() and s.alphas.sum() <= alpha * (1 + 1e-12)
+    assert s.alphas.sum() == pytest.approx(alpha, rel=1e-12)
+
+
 @pytest.mark.parametrize("budget", [1, 63, 64, 65, 1000, 100_000, 10**7])
 @pytest.mark.parametrize("alpha", [0.001, 0.05])
-def test_schedule_for_budget_spends_alpha_on_an_increasing_grid(budget, alpha):
+def test_schedule_for_budget_spends_alpha_evenly_on_an_increasing_grid(budget, alpha):
     s = Schedule.for_budget(budget, alpha)
-    assert s.checkpoints[-1] == budget and s.budget == budget
-    assert (np.diff(s.checkpoints) > 0).all() and s.checkpoints[0] >= min(budget, FIRST_CHECKPOINT)
-    assert (s.alphas > 0).all() and s.alphas.sum() <= alpha * (1 + 1e-12)
-    assert s.alphas.sum() == pytest.approx(alpha, rel=1e-12)
+    _check_spending(s, budget, alpha)
+    assert s.checkpoints[0] >= min(budget, FIRST_CHECKPOINT) and np.ptp(s.alphas) <= 1e-15
     # No step is more than the ratio (an input never runs far past where it could have stopped).
     assert (s.checkpoints[1:] <= np.ceil(s.checkpoints[:-1] * CHECKPOINT_RATIO) + 1).all()
+
+
+@pytest.mark.parametrize("budget", [1, 2, 3, 127, 128, 1000, 100_000, 10**7 + 1])
+@pytest.mark.parametrize("alpha", [0.001, 0.05])
+def test_schedule_for_tolerance_looks_at_half_the_budget_and_at_the_budget(budget, alpha):
+    s = Schedule.for_tolerance(budget, alpha)
+    _check_spending(s, budget, alpha)
+    if budget > 1:
+        assert s.checkpoints[-2] == budget // 2 and s.alphas[-2] > s.alphas[-1] > 0
 
 
 def test_schedule_rejects_bad_arguments():
@@ -81,10 +95,26 @@ def test_radius_mode_false_certification_is_at_most_alpha_exactly(budget, alpha,
 
 @pytest.mark.parametrize("p_a", [0.55, 0.8, 0.99, 0.9999])
 @pytest.mark.parametrize("budget, alpha", [(2000, 0.01), (100_000, 0.001)])
-def test_no_stopping_rule_certifies_beyond_the_truth_more_than_alpha(p_a, budget, alpha):
+@pytest.mark.parametrize("build", [Schedule.for_budget, Schedule.for_tolerance], ids=["radius", "tolerance"])
+def test_no_stopping_rule_certifies_beyond_the_truth_more_than_alpha(p_a, budget, alpha, build):
     sigma = 0.5
-    s = Schedule.for_budget(budget, alpha)
+    s = build(budget, alpha)
     assert certified_probability(p_a, s, _any_checkpoint_certifies(sigma, sigma * norm.ppf(p_a))) <= alpha
+
+
+def _tolerance_rule(sigma, t, budget, alpha, true_radius):
+    def rule(k, votes, n, alpha_k):
+        done, pred, rad = tolerance_decision(np.zeros(len(votes), dtype=np.int64), votes, n, alpha_k, sigma, t,
+                                             budget=budget, budget_alpha=alpha)
+        return done & (pred != ABSTAIN) & (rad > true_radius), done
+    return rule
+
+
+@pytest.mark.parametrize("p_a", [0.7, 0.99, 0.99999])
+def test_tolerance_mode_as_run_certifies_beyond_the_truth_at_most_alpha(p_a):
+    budget, alpha, sigma = 100_000, 0.001, 0.25
+    s = Schedule.for_tolerance(budget, alpha)
+    assert certified_probability(p_a, s, _tolerance_rule(sigma, 0.05, budget, alpha, sigma * norm.ppf(p_a))) <= alpha
 
 
 def test_peeking_at_full_alpha_is_caught_by_the_exact_law():
@@ -110,9 +140,8 @@ def test_exact_law_matches_brute_force_enumeration():
     assert certified_probability(p, s, rule) == pytest.approx(brute, rel=1e-12)
 
 
-def _stop_when_all_vote_for_the_guess(decision, budget):
+def _stop_when_all_vote_for_the_guess(decision, s):
     # p_A = 1: every sample votes for the guess; the first checkpoint where the rule stops.
-    s = Schedule.for_budget(budget, 0.001)
     for n, alpha in zip(s.checkpoints.tolist(), s.alphas.tolist()):
         done, pred, rad = decision(s, n, alpha)
         if done[0]:
@@ -121,9 +150,9 @@ def _stop_when_all_vote_for_the_guess(decision, budget):
 
 def test_radius_mode_decides_a_sure_input_in_a_few_hundred_samples():
     # sigma = 0.25, r = 0.5 needs p_A > Phi(2) = 0.977: a fixed bound needs ln(1000) / -ln(0.977)
-    # = 300 votes of 300; the union bound's level alpha / 66 needs 430, the next checkpoint is 477.
+    # = 300 votes of 300; the union bound's level alpha / 34 needs 453, the next checkpoint is 477.
     n, pred, rad = _stop_when_all_vote_for_the_guess(
-        lambda s, n, alpha: radius_decision([7], [n], n, alpha, 0.25, 0.5, s), 100_000)
+        lambda s, n, alpha: radius_decision([7], [n], n, alpha, 0.25, 0.5, s), Schedule.for_budget(100_000, 0.001))
     assert (n, pred) == (477, 7) and rad >= 0.5
 
 
@@ -147,10 +176,11 @@ def test_tolerance_mode_stops_once_the_budget_cannot_add_more_than_t():
     budget, alpha, sigma, t = 100_000, 0.001, 0.25, 0.05
     n, pred, rad = _stop_when_all_vote_for_the_guess(
         lambda s, n, alpha_k: tolerance_decision([3], [n], n, alpha_k, sigma, t, budget=budget, budget_alpha=alpha),
-        budget)
-    # The fixed run's best radius at the budget is sigma * PhiInv(alpha ** (1/n)) = 0.953.
+        Schedule.for_tolerance(budget, alpha))
+    # The fixed run's best radius at the budget is sigma * PhiInv(alpha ** (1/n)) = 0.953; at
+    # level 0.6 alpha the half-budget look certifies 0.905 from 50,000 votes of 50,000.
     best = sigma * norm.isf(-np.expm1(np.log(alpha) / budget))
-    assert pred == 3 and best - t <= rad < best and n < budget
+    assert (n, pred) == (50_000, 3) and best - t <= rad < best
 
 
 @pytest.mark.parametrize("tolerance", [0.0, -1.0, float("nan")])
