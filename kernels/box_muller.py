@@ -41,7 +41,7 @@ import triton.language as tl
 from .box_muller_coefficients import (COS_COEFFICIENTS, FOLD_COEFFICIENTS, LN2_HI, LOG_G_COEFFICIENTS, PI_HI,
                                       SIN_COEFFICIENTS)
 
-__all__ = ["minus_two_log_uniform", "box_muller"]
+__all__ = ["minus_two_log", "minus_two_log_uniform", "box_muller"]
 
 # Kernel globals must be tl.constexpr instances (the compiler rejects plain Python globals).
 _P0, _P1, _P2, _P3, _P4, _P5, _P6, _P7 = (tl.constexpr(c) for c in LOG_G_COEFFICIENTS)
@@ -71,16 +71,17 @@ def _twice_complement(w):
 
 
 @triton.jit
-def minus_two_log_uniform(w):
-    """-2 ln u for u = (w + 0.5) * 2**-32, w uint32 words, as xa + xb (xb the small part).
+def minus_two_log(u, c2, upper):
+    """-2 ln u as xa + xb (xb the small part) from u rounded to float32 and, where ``upper`` (u >= 1/2),
+    c2 = 2 (1 - u), exact to float32's relative precision however small: the logarithm of the
+    words' uniforms here and of the Laplace inverse CDF's 31-bit grid (``inverse_cdf.py``).
 
     u = 2**k m, m in [2/3, 4/3), f = m - 1, g = -2 f: -2 ln u = -2 k ln2 + g + g^2 (1/4 + g P(g)).
-    Below u = 1/2 (words < 2**31) k and m come from u's float32 bits; above it k is 0 or -1 (0 from
-    w = 0xAAAAAA81 on, the first word whose float32 u is the float just above 2/3) and g comes
-    from the complement: 2 (1 - u) for k = 0, -2 (2 u - 1) for k = -1. 27 operations; the sum is
-    within 1.20 ulp of the exact value on every word, and at least 2**-32 (bench/noise_accuracy.py).
+    Below u = 1/2 k and m come from u's float32 bits; above it k is 0 or -1 (0 from the first u
+    whose float32 is the float just above 2/3) and g comes from the complement: c2 for k = 0,
+    -2 (2 u - 1) = 2 c2 - 2 for k = -1. 25 operations.
     """
-    ix = _uniform(w).to(tl.int32, bitcast=True)
+    ix = u.to(tl.int32, bitcast=True)
     t = ix - 0x3F2AAAAB  # bits of the float32 just above 2/3
     k = t >> 23  # u = 2**k * m, m in [2/3, 4/3)
     m = ((t & 0x007FFFFF) + 0x3F2AAAAB).to(tl.float32, bitcast=True)
@@ -88,8 +89,7 @@ def minus_two_log_uniform(w):
     kf = (k + 0x4B400000).to(tl.float32, bitcast=True) - _RINT_MAGIC
     # g, exact all three ways: 2 - 2 m below u = 1/2; above it c2 for k = 0 (t >= 0) and 2 c2 - 2
     # for k = -1 (c2 in (2/3, 1], so c2 - 1 is exact).
-    c2 = _twice_complement(w)
-    g = tl.where(w >= 0x80000000, tl.where(t < 0, tl.fma(c2, 2.0, -2.0), c2), tl.fma(m, -2.0, 2.0))
+    g = tl.where(upper, tl.where(t < 0, tl.fma(c2, 2.0, -2.0), c2), tl.fma(m, -2.0, 2.0))
     p = tl.fma(_P7, g, _P6)
     p = tl.fma(p, g, _P5)
     p = tl.fma(p, g, _P4)
@@ -101,6 +101,18 @@ def minus_two_log_uniform(w):
     # xa is exact for k = 0, and for k = -1 while below 2 (u > 0.347: a multiple of 2**-23 below 2);
     # r recovers the rounding of xa + xb.
     return tl.fma(kf, _MINUS_TWO_LN2_HI, g), (g * g) * q
+
+
+@triton.jit
+def minus_two_log_uniform(w):
+    """-2 ln u for u = (w + 0.5) * 2**-32, w uint32 words, as xa + xb (xb the small part).
+
+    Below u = 1/2 (words < 2**31) from u's float32 bits; above it (k = 0 from w = 0xAAAAAA81 on,
+    the first word whose float32 u is the float just above 2/3) from the complement. 27
+    operations; the sum is within 1.20 ulp of the exact value on every word, and at least 2**-32
+    (bench/noise_accuracy.py).
+    """
+    return minus_two_log(_uniform(w), _twice_complement(w), w >= 0x80000000)
 
 
 @triton.jit

@@ -20,6 +20,23 @@ noise implementation (``noise.py`` in Triton, ``reference.py`` in PyTorch) compu
                So 2**-16 <= r <= sqrt(-2 ln 2**-33) = 6.764: the noise tails beyond (mass 1.3e-11)
                are cut, and r has no point mass at 0.
 
+Other noises (``noise="laplace"`` or ``"uniform"``) take one word per element, the same word
+Box-Muller would have paired: element e takes word e % 4 of block q, through the noise's inverse
+CDF at u = (w + 0.5) * 2**-32, never from u rounded to float32:
+
+    laplace  = s * (-ln v), standard Laplace (scale 1): s = +1 for w >= 2**31 (u > 1/2), else
+               -1, and v = 1 - 2 |u - 1/2| = (m + 0.5) * 2**-31 with m = w for w < 2**31 and
+               m = ~w above (the low 31 bits, reflected), so -ln v in [2**-32, 22.2] from m
+               exactly, by the Box-Muller step's logarithm on the 31-bit grid.
+    uniform  = 2 u - 1 = (w - 2**31 + 0.5) * 2**-31, uniform on (-1, 1), from the word read as
+               int32 after flipping its top bit, rounded once to float32 (where the words
+               nearest the ends give -1.0 and 1.0; no value is 0).
+
+The value is then multiplied by the noise's scale, ``noise_scale(noise, sigma)``: sigma for
+Gaussian noise, b = sigma / sqrt(2) for Laplace, lambda = sigma * sqrt(3) for uniform, so sigma
+is the noise's standard deviation per coordinate whatever the noise, each scale rounded once
+to the float32 the kernels multiply by (and the radii are computed with).
+
 The stream index and phase sit in the counter, not hashed into the key, so distinct
 (stream, phase, sample) triples can never collide. The implementations agree up to float
 rounding of the transform (see ``tolerance.py``).
@@ -27,12 +44,17 @@ rounding of the transform (see ``tolerance.py``).
 Example:
     >>> PHASE_SELECTION, PHASE_ESTIMATION, PHASE_PREDICTION
     (0, 1, 2)
+    >>> noise_scale("uniform", 0.5) == float(np.float32(0.5 * 3 ** 0.5))
+    True
 """
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 
-__all__ = ["PHASE_SELECTION", "PHASE_ESTIMATION", "PHASE_PREDICTION", "PHASES", "PHILOX_ROUND_MULTIPLIERS",
+__all__ = ["NOISES", "NOISE_CODES", "noise_scale", "check_noise", "PHASE_SELECTION", "PHASE_ESTIMATION", "PHASE_PREDICTION", "PHASES", "PHILOX_ROUND_MULTIPLIERS",
            "PHILOX_KEY_INCREMENTS", "check_fused_launch"]
 
 # Phases of a certificate: the proof needs the n0 selection draws and the n estimation draws to be
@@ -41,6 +63,35 @@ PHASE_SELECTION = 0
 PHASE_ESTIMATION = 1
 PHASE_PREDICTION = 2
 PHASES = (PHASE_SELECTION, PHASE_ESTIMATION, PHASE_PREDICTION)
+
+# The noises, and the code the kernels specialize on (a constexpr integer).
+NOISES = ("gaussian", "laplace", "uniform")
+NOISE_CODES = {name: code for code, name in enumerate(NOISES)}
+# Scale parameter per unit of standard deviation: Laplace's variance is 2 b^2, uniform's on
+# [-lambda, lambda] lambda^2 / 3.
+_SCALE_PER_SIGMA = {"gaussian": 1.0, "laplace": 1.0 / math.sqrt(2.0), "uniform": math.sqrt(3.0)}
+
+
+def check_noise(noise) -> str:
+    """``noise`` if it names one of NOISES, else a one-line ValueError (TypeError if not a str)."""
+    if not isinstance(noise, str):
+        raise TypeError(f"Expected `noise` to be one of {', '.join(NOISES)}, got {type(noise).__name__}")
+    if noise not in NOISE_CODES:
+        raise ValueError(f"Expected `noise` to be one of {', '.join(NOISES)}, got {noise!r}")
+    return noise
+
+
+def noise_scale(noise: str, sigma: float) -> float:
+    """The float32 factor the kernels multiply the standard noise value by (see the module docstring).
+
+    Args:
+        noise: one of NOISES. sigma: the noise's standard deviation per coordinate, > 0.
+
+    Returns:
+        sigma, sigma / sqrt(2) or sigma * sqrt(3), rounded to float32, as a Python float.
+    """
+    return float(np.float32(float(sigma) * _SCALE_PER_SIGMA[check_noise(noise)]))
+
 
 # Philox4x32-10's round multipliers (for counter words 0 and 2) and key increments (Weyl
 # sequence for key words 0 and 1): Random123's constants, those of triton.language.philox.

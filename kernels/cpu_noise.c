@@ -1,8 +1,9 @@
-/* Fused Gaussian noise + normalization on the CPU: the Triton noise kernel's arithmetic in C.
+/* Fused noise + normalization on the CPU: the Triton noise kernel's arithmetic in C.
  *
  * The same random-number contract as kernels/contract.py (Philox4x32-10 keyed by the seed,
- * counter (q lo, q hi, stream, phase), Box-Muller of the words' exact uniforms) and, operation
- * for operation, the same float32 arithmetic as kernels/noise.py and kernels/box_muller.py: only
+ * counter (q lo, q hi, stream, phase), Box-Muller of the words' exact uniforms, or the Laplace
+ * and uniform inverse CDFs of one word each) and, operation for operation, the same float32
+ * arithmetic as kernels/noise.py, kernels/box_muller.py and kernels/inverse_cdf.py: only
  * IEEE add, multiply, fma, sqrt, int32 <-> float32 conversions and integer operations, compiled
  * with -ffp-contract=off so that the compiler forms no fma of its own. Every noisy value is
  * therefore bit for bit what the Triton kernel writes, on a GPU or in Triton's interpreter (the
@@ -35,16 +36,15 @@ static inline int32_t float_to_bits(float f) {
     return bits;
 }
 
-/* -2 ln u, u = (w + 0.5) 2^-32, as xa + xb: box_muller.py's minus_two_log_uniform. */
-static inline void minus_two_log_uniform(uint32_t w, float *xa, float *xb) {
-    float u = fmaf((float)w, 0x1p-32f, 0x1p-33f);
+/* -2 ln u as xa + xb from u in float32 and, where upper (u >= 1/2), c2 = 2 (1 - u):
+ * box_muller.py's minus_two_log. */
+static inline void minus_two_log(float u, float c2, int upper, float *xa, float *xb) {
     int32_t t = float_to_bits(u) - 0x3F2AAAAB;
     int32_t k = t >> 23; /* arithmetic: u = 2^k m, m in [2/3, 4/3) */
     float m = bits_to_float((t & 0x007FFFFF) + 0x3F2AAAAB);
     float kf = bits_to_float(k + 0x4B400000) - 12582912.0f;
-    float c2 = fmaf((float)(int32_t)w, -0x1p-31f, -0x1p-32f); /* 2 (1 - u) for w >= 2^31 */
     float g_complement = t < 0 ? fmaf(c2, 2.0f, -2.0f) : c2;
-    float g = w >= 0x80000000u ? g_complement : fmaf(m, -2.0f, 2.0f);
+    float g = upper ? g_complement : fmaf(m, -2.0f, 2.0f);
     float p = fmaf(BM_P7, g, BM_P6);
     p = fmaf(p, g, BM_P5);
     p = fmaf(p, g, BM_P4);
@@ -55,6 +55,39 @@ static inline void minus_two_log_uniform(uint32_t w, float *xa, float *xb) {
     float q = fmaf(p, g, 0.25f);
     *xa = fmaf(kf, BM_MINUS_TWO_LN2_HI, g);
     *xb = (g * g) * q;
+}
+
+/* -2 ln u, u = (w + 0.5) 2^-32, as xa + xb: box_muller.py's minus_two_log_uniform. */
+static inline void minus_two_log_uniform(uint32_t w, float *xa, float *xb) {
+    float u = fmaf((float)w, 0x1p-32f, 0x1p-33f);
+    float c2 = fmaf((float)(int32_t)w, -0x1p-31f, -0x1p-32f); /* 2 (1 - u) for w >= 2^31 */
+    minus_two_log(u, c2, w >= 0x80000000u, xa, xb);
+}
+
+/* inverse_cdf.py's standard_laplace: s (-ln v), v = (m + 0.5) 2^-31. */
+static inline float standard_laplace(uint32_t w) {
+    int upper = w >= 0x80000000u;
+    uint32_t m = upper ? ~w : w;
+    float v = fmaf((float)(int32_t)m, 0x1p-31f, 0x1p-32f);
+    float c2 = fmaf((float)(int32_t)(m ^ 0x80000000u), -0x1p-30f, -0x1p-31f);
+    float xa, xb;
+    minus_two_log(v, c2, m >= 0x40000000u, &xa, &xb);
+    float magnitude = 0.5f * (xa + xb);
+    return upper ? magnitude : -magnitude;
+}
+
+/* inverse_cdf.py's standard_uniform: 2 u - 1 = (w - 2^31 + 0.5) 2^-31, rounded once. */
+static inline float standard_uniform(uint32_t w) {
+    int32_t s = (int32_t)(w ^ 0x80000000u);
+    return fmaf((float)(s & -256), 0x1p-31f, fmaf((float)(s & 255), 0x1p-31f, 0x1p-32f));
+}
+
+/* Noise codes: kernels/contract.py's NOISE_CODES. */
+#define NOISE_GAUSSIAN 0
+#define NOISE_LAPLACE 1
+
+static inline float inverse_cdf(int noise, uint32_t w) {
+    return noise == NOISE_LAPLACE ? standard_laplace(w) : standard_uniform(w);
 }
 
 static inline float poly3(float s, float c0, float c1, float c2, float c3) {
@@ -82,9 +115,9 @@ static inline void box_muller(uint32_t w0, uint32_t w1, float *z_cos, float *z_s
     *z_sin = (quadrant & 2u) ? -rs : rs;
 }
 
-/* Normals of blocks q0 .. q0 + count - 1 of (stream, phase): lane k of block q0 + j in zk[j]. */
-static void make_blocks(uint64_t q0, int count, uint32_t stream, uint32_t phase, uint32_t key0, uint32_t key1,
-                        float *z0, float *z1, float *z2, float *z3) {
+/* Standard noise of blocks q0 .. q0 + count - 1 of (stream, phase): lane k of block q0 + j in zk[j]. */
+static void make_blocks(int noise, uint64_t q0, int count, uint32_t stream, uint32_t phase, uint32_t key0,
+                        uint32_t key1, float *z0, float *z1, float *z2, float *z3) {
     for (int j = 0; j < count; j++) {
         uint64_t q = q0 + (uint64_t)j;
         uint32_t c0 = (uint32_t)q, c1 = (uint32_t)(q >> 32), c2 = stream, c3 = phase;
@@ -101,8 +134,15 @@ static void make_blocks(uint64_t q0, int count, uint32_t stream, uint32_t phase,
             k0 += PHILOX_W0;
             k1 += PHILOX_W1;
         }
-        box_muller(c0, c1, &z0[j], &z1[j]);
-        box_muller(c2, c3, &z2[j], &z3[j]);
+        if (noise == NOISE_GAUSSIAN) {
+            box_muller(c0, c1, &z0[j], &z1[j]);
+            box_muller(c2, c3, &z2[j], &z3[j]);
+        } else {
+            z0[j] = inverse_cdf(noise, c0);
+            z1[j] = inverse_cdf(noise, c1);
+            z2[j] = inverse_cdf(noise, c2);
+            z3[j] = inverse_cdf(noise, c3);
+        }
     }
 }
 
@@ -111,11 +151,12 @@ static void make_blocks(uint64_t q0, int count, uint32_t stream, uint32_t phase,
  * sample) grid, i.e. sample (start_sample + r) % n of input start_owner + (start_sample + r) / n:
  *
  *     out = fma(z, noise_scale[c], fma(x, x_scale[c], x_shift[c]))   (has_norm; channel c = d / hw)
- *     out = fma(z, noise_scale[c], x)                                 (otherwise; noise_scale = sigma)
+ *     out = fma(z, noise_scale[c], x)                                 (otherwise; noise_scale = scale)
  *
- * with the launcher's float32 constants, computed as the Triton kernel computes them (sigma *
+ * z the standard noise of code `noise`, with the launcher's float32 constants, computed as the
+ * Triton kernel computes them (the noise's scale *
  * (1 / std), 1 / std, -mean * (1 / std)). Threads take disjoint element ranges of one batch. */
-void rsengine_noise_normalize(const float *xs, const int64_t *streams, float *out, int64_t start_owner,
+void rsengine_noise_normalize(int noise, const float *xs, const int64_t *streams, float *out, int64_t start_owner,
                               int64_t start_sample, int64_t n, int64_t numel, int64_t hw, int has_norm,
                               const float *noise_scale, const float *x_scale, const float *x_shift, uint32_t key0,
                               uint32_t key1, uint32_t phase, int64_t first_element, int64_t last_element) {
@@ -134,14 +175,14 @@ void rsengine_noise_normalize(const float *xs, const int64_t *streams, float *ou
             int offset = (int)(e0 & 3u); /* lane of element d0 in its Philox block */
             int64_t d1 = d0 + 4 * CHUNK_BLOCKS - offset < d_end ? d0 + 4 * CHUNK_BLOCKS - offset : d_end;
             int blocks = (int)((offset + (d1 - d0) + 3) / 4);
-            make_blocks(e0 >> 2, blocks, stream, phase, key0, key1, z0, z1, z2, z3);
+            make_blocks(noise, e0 >> 2, blocks, stream, phase, key0, key1, z0, z1, z2, z3);
             for (int j = 0; j < blocks; j++) {
                 z[4 * j] = z0[j];
                 z[4 * j + 1] = z1[j];
                 z[4 * j + 2] = z2[j];
                 z[4 * j + 3] = z3[j];
             }
-            const float *zd = z + offset - d0; /* zd[d]: the normal of element d */
+            const float *zd = z + offset - d0; /* zd[d]: the standard noise of element d */
             for (int64_t a = d0; a < d1;) { /* one run of a channel at a time */
                 int64_t c = a / hw;
                 int64_t b = (c + 1) * hw < d1 ? (c + 1) * hw : d1;
@@ -161,4 +202,9 @@ void rsengine_noise_normalize(const float *xs, const int64_t *streams, float *ou
 /* The Box-Muller pair of count word pairs (for tests against the Triton kernel's arithmetic). */
 void rsengine_box_muller(const uint32_t *w0, const uint32_t *w1, int64_t count, float *z_cos, float *z_sin) {
     for (int64_t i = 0; i < count; i++) box_muller(w0[i], w1[i], &z_cos[i], &z_sin[i]);
+}
+
+/* The Laplace or uniform value of count words (for tests against the Triton kernel's arithmetic). */
+void rsengine_inverse_cdf(int noise, const uint32_t *w, int64_t count, float *out) {
+    for (int64_t i = 0; i < count; i++) out[i] = inverse_cdf(noise, w[i]);
 }

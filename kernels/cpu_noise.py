@@ -1,4 +1,4 @@
-"""Fused Gaussian noise + normalization on the CPU: the compiled C kernel and its launcher.
+"""Fused noise + normalization on the CPU: the compiled C kernel and its launcher.
 
 ``cpu_noise.c`` is the Triton noise kernel's arithmetic in C (Philox4x32-10, the branch-free
 float32 Box-Muller of ``box_muller.py``, the same fmas for the normalization), so a batch made
@@ -27,18 +27,19 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from .contract import check_fused_launch
+from .contract import NOISE_CODES, check_fused_launch, check_noise, noise_scale
 from .cpu_build import load_library
 
-__all__ = ["MIN_ELEMENTS_PER_THREAD", "noise_normalize", "box_muller_pairs", "threads_for"]
+__all__ = ["MIN_ELEMENTS_PER_THREAD", "noise_normalize", "box_muller_pairs", "inverse_cdf_values", "threads_for"]
 
 # A thread's share of a batch is worth the pool's hand-off (~20 µs) from ~64k elements on
 # (~0.15 ms of work at the ~420 million normals per second one core makes here).
 MIN_ELEMENTS_PER_THREAD = 1 << 16
 
-_NOISE_ARGTYPES = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
+_NOISE_ARGTYPES = (ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
                    ctypes.c_int64, ctypes.c_int64, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
                    ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_int64, ctypes.c_int64)
+_WORDS_ARGTYPES = (ctypes.c_int, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p)
 _PAIR_ARGTYPES = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p)
 
 _pool_lock = threading.Lock()
@@ -84,7 +85,8 @@ def _run_split(call, elements: int) -> None:
 def noise_normalize(xs: torch.Tensor, streams: torch.Tensor, start: int, count: int, n: int,
                     sigma: float, seed: int, phase: int, mean: torch.Tensor | None = None,
                     std: torch.Tensor | None = None, dtype: torch.dtype = torch.float32,
-                    memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
+                    memory_format: torch.memory_format = torch.contiguous_format,
+                    noise: str = "gaussian") -> torch.Tensor:
     """:func:`rsengine.kernels.reference.noise_normalize` (same arguments and result) in the
     Triton kernel's bits; ``xs`` float32, contiguous and on the CPU, ``streams`` on the CPU."""
     check_fused_launch(xs, start, count, n, seed)
@@ -95,19 +97,19 @@ def noise_normalize(xs: torch.Tensor, streams: torch.Tensor, start: int, count: 
     numel, channels = shape.numel(), shape[0]
     streams = streams.to(torch.int64).contiguous()
     # The per-channel constants as the Triton kernel computes them, in float32.
-    sigma32 = torch.tensor(sigma, dtype=torch.float32)
+    scale32 = torch.tensor(noise_scale(noise, sigma), dtype=torch.float32)
     if mean is not None:
         x_scale = 1.0 / std.to(torch.float32)
-        noise_scale, x_shift = sigma32 * x_scale, -mean.to(torch.float32) * x_scale
+        z_scale, x_shift = scale32 * x_scale, -mean.to(torch.float32) * x_scale
     else:
-        noise_scale, x_scale, x_shift = sigma32.expand(channels), torch.ones(channels), torch.zeros(channels)
-    noise_scale, x_scale, x_shift = (t.contiguous() for t in (noise_scale, x_scale, x_shift))
+        z_scale, x_scale, x_shift = scale32.expand(channels), torch.ones(channels), torch.zeros(channels)
+    z_scale, x_scale, x_shift = (t.contiguous() for t in (z_scale, x_scale, x_shift))
     out = torch.empty((count, *shape), dtype=dtype, memory_format=memory_format)
     target = out if dtype == torch.float32 and out.is_contiguous() else torch.empty((count, *shape))
 
     def call(first: int, last: int) -> None:
-        kernel(xs.data_ptr(), streams.data_ptr(), target.data_ptr(), start // n, start % n, n, numel,
-               numel // channels, int(mean is not None), noise_scale.data_ptr(), x_scale.data_ptr(),
+        kernel(NOISE_CODES[noise], xs.data_ptr(), streams.data_ptr(), target.data_ptr(), start // n, start % n, n, numel,
+               numel // channels, int(mean is not None), z_scale.data_ptr(), x_scale.data_ptr(),
                x_shift.data_ptr(), seed & 0xFFFFFFFF, seed >> 32, phase, first, last)
 
     _run_split(call, count * numel)
@@ -136,3 +138,24 @@ def box_muller_pairs(w0: torch.Tensor, w1: torch.Tensor) -> tuple[torch.Tensor, 
     z_cos, z_sin = torch.empty(w0.shape), torch.empty(w0.shape)
     _function("rsengine_box_muller", _PAIR_ARGTYPES)(words[0].data_ptr(), words[1].data_ptr(), w0.numel(), z_cos.data_ptr(), z_sin.data_ptr())
     return z_cos, z_sin
+
+
+def inverse_cdf_values(noise: str, words: torch.Tensor) -> torch.Tensor:
+    """The kernel's standard Laplace or uniform value of each 32-bit word, for tests.
+
+    Args:
+        noise: "laplace" or "uniform". words: integer tensor of words in [0, 2**32).
+
+    Returns:
+        float32 tensor of the words' shape.
+
+    Example (the smallest Laplace magnitude is 2**-32, not 0):
+        >>> float(inverse_cdf_values("laplace", torch.tensor([2**31]))[0]) == 2.0**-32
+        True
+    """
+    if check_noise(noise) == "gaussian":
+        raise ValueError("Expected `noise` laplace or uniform (Gaussian values come in pairs: box_muller_pairs)")
+    flat = words.to(torch.int64).contiguous().view(-1).to(torch.int32).contiguous()
+    out = torch.empty(words.shape)
+    _function("rsengine_inverse_cdf", _WORDS_ARGTYPES)(NOISE_CODES[noise], flat.data_ptr(), words.numel(), out.data_ptr())
+    return out

@@ -1,4 +1,4 @@
-"""Fused Gaussian noise + normalization: one read of x, one write of the model's batch.
+"""Fused noise + normalization: one read of x, one write of the model's batch.
 
 The unfused chain (repeat, randn, scale, add, subtract mean, divide by std, cast) touches the
 batch seven times; these kernels write it once, in the model's dtype and memory format, with the
@@ -15,6 +15,9 @@ Two kernels, one launcher:
   that consecutive lanes write word after word (coalesced), instead of one store per value at
   stride 3; for 2 channels, a [pixels, 2] tile with contiguous rows.
 - ``_noise_rows_kernel`` for any other shape: a program owns a run of a row's flat elements.
+
+Gaussian, Laplace or uniform noise (the NOISE constexpr): Gaussian from Box-Muller pairs of
+Philox words, the others by their inverse CDF of one word each (``inverse_cdf.py``).
 
 The Box-Muller step (``box_muller.py``) takes the Philox words themselves, not float32 uniforms
 (which lose the low bits of words >= 2**31 and round the top 128 words to 1), and uses only
@@ -38,7 +41,8 @@ import triton
 import triton.language as tl
 
 from .box_muller import box_muller
-from .contract import PHILOX_KEY_INCREMENTS, PHILOX_ROUND_MULTIPLIERS, check_fused_launch
+from .contract import NOISE_CODES, PHILOX_KEY_INCREMENTS, PHILOX_ROUND_MULTIPLIERS, check_fused_launch, noise_scale
+from .inverse_cdf import standard_laplace, standard_uniform
 
 __all__ = ["noise_normalize"]
 
@@ -64,6 +68,7 @@ MAX_IMAGE_CHANNELS = 3
 # (the interpreter does not).
 _ROUND_A, _ROUND_B = (tl.constexpr(m) for m in PHILOX_ROUND_MULTIPLIERS)
 _KEY_A, _KEY_B = (tl.constexpr(k) for k in PHILOX_KEY_INCREMENTS)
+_GAUSSIAN, _LAPLACE = tl.constexpr(NOISE_CODES["gaussian"]), tl.constexpr(NOISE_CODES["laplace"])
 
 
 @triton.jit
@@ -84,14 +89,20 @@ def _philox4x32_10(c0, c1, c2, c3, k0, k1):
 
 
 @triton.jit
-def _normals(q, stream, phase, k0, k1):
-    """Normals 4q .. 4q + 3 of the stream, in element order. q: [BLOCK_Q] int64 block indices."""
+def _standard_noise(q, stream, phase, k0, k1, NOISE: tl.constexpr):
+    """Standard noise values 4q .. 4q + 3 of the stream, in element order. q: [BLOCK_Q] int64 block
+    indices; NOISE: a contract.NOISE_CODES value."""
     zero = tl.zeros(q.shape, dtype=tl.uint32)
     w0, w1, w2, w3 = _philox4x32_10(q.to(tl.uint32), (q >> 32).to(tl.uint32), zero + stream, zero + phase, k0, k1)
-    cos01, sin01 = box_muller(w0, w1)
-    cos23, sin23 = box_muller(w2, w3)
+    if NOISE == _GAUSSIAN:
+        z0, z1 = box_muller(w0, w1)
+        z2, z3 = box_muller(w2, w3)
+    elif NOISE == _LAPLACE:
+        z0, z1, z2, z3 = standard_laplace(w0), standard_laplace(w1), standard_laplace(w2), standard_laplace(w3)
+    else:
+        z0, z1, z2, z3 = standard_uniform(w0), standard_uniform(w1), standard_uniform(w2), standard_uniform(w3)
     # Lanes 0..3 of block q are elements 4q .. 4q + 3: interleave into one contiguous run.
-    return tl.interleave(tl.interleave(cos01, cos23), tl.interleave(sin01, sin23))
+    return tl.interleave(tl.interleave(z0, z2), tl.interleave(z1, z3))
 
 
 @triton.jit
@@ -128,10 +139,10 @@ def _normalized(x, z, noise_scale, x_scale, x_shift, HAS_NORM: tl.constexpr):
 
 @triton.jit
 def _image_channel(xs_row, q_first, hw, c, block, stream, phase, k0, k1, noise_scale, x_scale, x_shift,
-                   HAS_NORM: tl.constexpr, BLOCK_Q: tl.constexpr):
+                   HAS_NORM: tl.constexpr, BLOCK_Q: tl.constexpr, NOISE: tl.constexpr):
     """Pixels, mask and normalized noisy values [4 * BLOCK_Q] of channel c from Philox block `block` on."""
     # hw % 4 == 0: the channel starts on a Philox block boundary.
-    z = _normals(q_first + c * (hw // 4) + block + tl.arange(0, BLOCK_Q), stream, phase, k0, k1)
+    z = _standard_noise(q_first + c * (hw // 4) + block + tl.arange(0, BLOCK_Q), stream, phase, k0, k1, NOISE)
     p = (4 * block).to(tl.int32) + tl.arange(0, 4 * BLOCK_Q)  # [4 * BLOCK_Q] pixel index
     mask = p < hw
     x = tl.load(xs_row + c * hw + p, mask=mask, other=0.0)
@@ -224,7 +235,7 @@ def _noise_image_kernel(
     xs_ptr, streams_ptr, mean_ptr, std_ptr, out_ptr,
     start_owner, start_sample, n, hw, sigma, seed_lo, seed_hi, phase,
     C: tl.constexpr, HAS_NORM: tl.constexpr, CHANNELS_LAST: tl.constexpr, BLOCK_Q: tl.constexpr,
-    TILES: tl.constexpr,
+    TILES: tl.constexpr, NOISE: tl.constexpr,
 ):
     """Grid (rows, programs per row): row r of the batch is global row start + r of the (input,
     sample) grid; program j of it makes pixels [P j, P (j + 1)), P = 4 * BLOCK_Q * TILES, of all
@@ -252,19 +263,19 @@ def _noise_image_kernel(
     for tile in range(0, tl.minimum(TILES, tl.cdiv(hw // 4 - first_block, BLOCK_Q))):
         block = (first_block + tile * BLOCK_Q).to(tl.int64)
         p, mask, y0 = _image_channel(xs_row, q_first, hw, 0, block, stream, phase32, k0, k1, n0, a0, b0, HAS_NORM,
-                                     BLOCK_Q)
+                                     BLOCK_Q, NOISE)
         y1 = y0
         y2 = y0
         if not CHANNELS_LAST:  # channel-major: store each channel as soon as it is made
             tl.store(out_row + p, y0.to(out_ty), mask=mask)
         if C > 1:
             _, _, y1 = _image_channel(xs_row, q_first, hw, 1, block, stream, phase32, k0, k1, n1, a1, b1, HAS_NORM,
-                                      BLOCK_Q)
+                                      BLOCK_Q, NOISE)
             if not CHANNELS_LAST:
                 tl.store(out_row + hw + p, y1.to(out_ty), mask=mask)
         if C > 2:
             _, _, y2 = _image_channel(xs_row, q_first, hw, 2, block, stream, phase32, k0, k1, n2, a2, b2, HAS_NORM,
-                                      BLOCK_Q)
+                                      BLOCK_Q, NOISE)
             if not CHANNELS_LAST:
                 tl.store(out_row + 2 * hw + p, y2.to(out_ty), mask=mask)
         if CHANNELS_LAST:  # C = 2 or 3: pixel-major, C values per pixel
@@ -283,7 +294,7 @@ def _noise_image_kernel(
 def _noise_rows_kernel(
     xs_ptr, streams_ptr, mean_ptr, std_ptr, out_ptr,
     start_owner, start_sample, n, numel, hw, stride_c, stride_hw, sigma, seed_lo, seed_hi, phase,
-    HAS_NORM: tl.constexpr, BLOCK_Q: tl.constexpr,
+    HAS_NORM: tl.constexpr, BLOCK_Q: tl.constexpr, NOISE: tl.constexpr,
 ):
     """Grid (rows, programs per row): program j of row r makes the row's elements of Philox blocks
     [j BLOCK_Q, (j + 1) BLOCK_Q) counted from the block holding its first element. xs: [M, numel]
@@ -292,7 +303,7 @@ def _noise_rows_kernel(
                                                         seed_hi, phase)
     first = sample * numel  # element index e of this row's first element, 64-bit
     q0 = first // 4 + tl.program_id(1).to(tl.int64) * BLOCK_Q
-    z = _normals(q0 + tl.arange(0, BLOCK_Q), stream, phase32, k0, k1)  # [4 * BLOCK_Q]
+    z = _standard_noise(q0 + tl.arange(0, BLOCK_Q), stream, phase32, k0, k1, NOISE)  # [4 * BLOCK_Q]
     # Element index within the input: numel < 2**31, so 32-bit math (cheaper on a GPU).
     d = (4 * q0 - first).to(tl.int32) + tl.arange(0, 4 * BLOCK_Q)
     mask = (d >= 0) & (d < numel)
@@ -318,16 +329,18 @@ def _as_int32(word: int) -> int:
 def noise_normalize(xs: torch.Tensor, streams: torch.Tensor, start: int, count: int, n: int,
                     sigma: float, seed: int, phase: int, mean: torch.Tensor | None = None,
                     std: torch.Tensor | None = None, dtype: torch.dtype = torch.float32,
-                    memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
+                    memory_format: torch.memory_format = torch.contiguous_format,
+                    noise: str = "gaussian") -> torch.Tensor:
     """Triton version of :func:`rsengine.kernels.reference.noise_normalize` (same arguments).
 
     Args:
         xs: [M, *shape] float32 contiguous inputs; shape[0] is the channel axis.
         streams: [M] int64 stream indices. start, count, n: rows start .. start + count - 1 of
             the flattened (input, sample) grid, n samples per input (n < 2**31).
-        sigma, seed, phase: noise level, 64-bit seed, PHASE_* constant.
+        sigma, seed, phase: the noise's standard deviation, 64-bit seed, PHASE_* constant.
         mean, std: optional [shape[0]] float32 per-channel normalization.
         dtype: output dtype. memory_format: contiguous or channels_last (4-D batches).
+        noise: one of ``contract.NOISES`` (the kernels multiply by ``noise_scale(noise, sigma)``).
 
     Returns:
         [count, *shape] tensor in ``dtype`` and ``memory_format``.
@@ -346,13 +359,15 @@ def noise_normalize(xs: torch.Tensor, streams: torch.Tensor, start: int, count: 
     channels_last = memory_format == torch.channels_last and channels > 1
     has_norm = mean is not None
     row_args = (xs, streams, mean if has_norm else xs, std if has_norm else xs, out, start // n, start % n, n)
-    key_args = (float(sigma), _as_int32(seed & 0xFFFFFFFF), seed >> 32, phase)
+    key_args = (noise_scale(noise, sigma), _as_int32(seed & 0xFFFFFFFF), seed >> 32, phase)
     if image:
         _noise_image_kernel[(count, programs)](*row_args, hw, *key_args, C=channels, HAS_NORM=has_norm,
                                                CHANNELS_LAST=channels_last, BLOCK_Q=IMAGE_BLOCK_Q, TILES=IMAGE_TILES,
-                                               num_warps=IMAGE_NUM_WARPS, enable_fp_fusion=False)
+                                               NOISE=NOISE_CODES[noise], num_warps=IMAGE_NUM_WARPS,
+                                               enable_fp_fusion=False)
     else:
         stride_c, stride_hw = (1, channels) if channels_last else (hw, 1)
         _noise_rows_kernel[(count, programs)](*row_args, numel, hw, stride_c, stride_hw, *key_args, HAS_NORM=has_norm,
-                                              BLOCK_Q=ROWS_BLOCK_Q, num_warps=ROWS_NUM_WARPS, enable_fp_fusion=False)
+                                              BLOCK_Q=ROWS_BLOCK_Q, NOISE=NOISE_CODES[noise], num_warps=ROWS_NUM_WARPS,
+                                              enable_fp_fusion=False)
     return out

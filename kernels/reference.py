@@ -22,12 +22,15 @@ import math
 
 import torch
 
-from .contract import PHILOX_KEY_INCREMENTS, PHILOX_ROUND_MULTIPLIERS
+from .contract import PHILOX_KEY_INCREMENTS, PHILOX_ROUND_MULTIPLIERS, check_noise, noise_scale
 
 __all__ = [
     "philox4x32_10",
     "box_muller",
+    "laplace_from_words",
+    "uniform_from_words",
     "gaussian_noise",
+    "standard_noise",
     "noise_normalize",
     "vote_count",
 ]
@@ -126,6 +129,73 @@ def box_muller(w0: torch.Tensor, w1: torch.Tensor) -> tuple[torch.Tensor, torch.
     return r * cos, r * sin
 
 
+def laplace_from_words(words: torch.Tensor) -> torch.Tensor:
+    """Standard Laplace values (scale 1) of 32-bit words by the contract's inverse CDF, in float32.
+
+    s * (-ln v): s = +1 for w >= 2**31, v = (m + 0.5) * 2**-31, m = w below 2**31 and ~w above;
+    -ln v from v rounded to float32 below v = 1/2, from the complement 1 - v = (~m + 0.5) * 2**-31
+    (31 bits) by log1p above it, so the smallest magnitude is 2**-32, not 0.
+
+    Args:
+        words: int64 tensor of words in [0, 2**32).
+
+    Returns:
+        float32 tensor of its shape.
+
+    Example:
+        >>> import torch
+        >>> [float(v) for v in laplace_from_words(torch.tensor([2**31 - 1, 2**31]))] == [-2.0**-32, 2.0**-32]
+        True
+    """
+    upper = words >= 2**31
+    m = torch.where(upper, _MASK32 - words, words)  # [0, 2**31)
+    v = (m.to(torch.float32) + 0.5) * 2.0**-31
+    complement = ((2**31 - 1 - m).to(torch.float32) + 0.5) * 2.0**-31
+    magnitude = -torch.where(m >= 2**30, torch.log1p(-complement), torch.log(v))
+    return torch.where(upper, magnitude, -magnitude)
+
+
+def uniform_from_words(words: torch.Tensor) -> torch.Tensor:
+    """2 u - 1 = (w - 2**31 + 0.5) * 2**-31 of 32-bit words: uniform on (-1, 1), in float32.
+
+    Example:
+        >>> import torch
+        >>> uniform_from_words(torch.tensor([0, 2**31, 2**32 - 1])).tolist() == [-1.0, 2.0**-32, 1.0]
+        True
+    """
+    return ((words - 2**31).to(torch.float64) + 0.5).mul(2.0**-31).to(torch.float32)  # exact, rounded once
+
+
+def standard_noise(noise: str, seed: int, streams: torch.Tensor, samples: torch.Tensor, phase: int,
+                   numel: int) -> torch.Tensor:
+    """Noise of the random-number contract before its scale, one row per (stream, sample).
+
+    Gaussian: standard normals (Box-Muller pairs of words); Laplace: standard Laplace; uniform:
+    uniform on (-1, 1); the last two take word e % 4 of block e // 4 for element e.
+
+    Args:
+        noise: one of ``contract.NOISES``; the others as :func:`gaussian_noise`.
+
+    Returns:
+        [B, numel] float32 on the device of ``streams``.
+    """
+    check_noise(noise)
+    device = streams.device
+    first = samples.to(torch.int64) * numel  # [B] element index e of each row's first element
+    offset = first % 4
+    n_blocks = (numel + 3) // 4 + 1  # one spare block: a row need not start on a block boundary
+    q = (first // 4)[:, None] + torch.arange(n_blocks, device=device)  # [B, n_blocks]
+    counter = (q & _MASK32, q >> 32, streams.to(torch.int64)[:, None], phase)
+    w0, w1, w2, w3 = philox4x32_10(counter, (seed & _MASK32, (seed >> 32) & _MASK32))
+    if noise == "gaussian":
+        lanes = torch.stack([*box_muller(w0, w1), *box_muller(w2, w3)], dim=-1)
+    else:
+        transform = laplace_from_words if noise == "laplace" else uniform_from_words
+        lanes = torch.stack([transform(w) for w in (w0, w1, w2, w3)], dim=-1)
+    lanes = lanes.reshape(len(samples), 4 * n_blocks)  # [B, 4 * n_blocks], element e at 4 * (q - q0) + lane
+    return torch.gather(lanes, 1, offset[:, None] + torch.arange(numel, device=device))
+
+
 def gaussian_noise(seed: int, streams: torch.Tensor, samples: torch.Tensor, phase: int,
                    numel: int) -> torch.Tensor:
     """Standard normal noise of the random-number contract, one row per (stream, sample).
@@ -140,34 +210,28 @@ def gaussian_noise(seed: int, streams: torch.Tensor, samples: torch.Tensor, phas
     Returns:
         [B, numel] float32 normals on the device of ``streams``.
     """
-    device = streams.device
-    first = samples.to(torch.int64) * numel  # [B] element index e of each row's first element
-    offset = first % 4
-    n_blocks = (numel + 3) // 4 + 1  # one spare block: a row need not start on a block boundary
-    q = (first // 4)[:, None] + torch.arange(n_blocks, device=device)  # [B, n_blocks]
-    counter = (q & _MASK32, q >> 32, streams.to(torch.int64)[:, None], phase)
-    w0, w1, w2, w3 = philox4x32_10(counter, (seed & _MASK32, (seed >> 32) & _MASK32))
-    lanes = torch.stack([*box_muller(w0, w1), *box_muller(w2, w3)], dim=-1)
-    lanes = lanes.reshape(len(samples), 4 * n_blocks)  # [B, 4 * n_blocks], element e at 4 * (q - q0) + lane
-    return torch.gather(lanes, 1, offset[:, None] + torch.arange(numel, device=device))
+    return standard_noise("gaussian", seed, streams, samples, phase, numel)
 
 
 def noise_normalize(xs: torch.Tensor, streams: torch.Tensor, start: int, count: int, n: int,
                     sigma: float, seed: int, phase: int, mean: torch.Tensor | None = None,
                     std: torch.Tensor | None = None, dtype: torch.dtype = torch.float32,
-                    memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
+                    memory_format: torch.memory_format = torch.contiguous_format,
+                    noise: str = "gaussian") -> torch.Tensor:
     """One model batch: rows ``start .. start + count`` of the flattened (input, sample) grid.
 
     Row p belongs to input p // n and is its sample p % n. Each row is
-    (x + sigma * z - mean) / std, computed in float32 and stored in ``dtype``.
+    (x + scale * z - mean) / std, z the standard noise and scale = ``noise_scale(noise, sigma)``,
+    computed in float32 and stored in ``dtype``.
 
     Args:
         xs: [M, *shape] float32 inputs in pixel space; shape[0] is the channel axis for mean/std.
         streams: [M] int64 stream index of each input.
         start: first global row. count: rows in this batch. n: samples per input in this phase.
-        sigma: noise level. seed: 64-bit seed. phase: PHASE_* constant.
+        sigma: the noise's standard deviation. seed: 64-bit seed. phase: PHASE_* constant.
         mean, std: optional [shape[0]] float32 per-channel normalization.
         dtype: output dtype. memory_format: output memory format (channels_last for 4-D batches).
+        noise: one of ``contract.NOISES``.
 
     Returns:
         [count, *shape] tensor in ``dtype`` and ``memory_format``.
@@ -176,8 +240,8 @@ def noise_normalize(xs: torch.Tensor, streams: torch.Tensor, start: int, count: 
     owner = rows // n
     shape = xs.shape[1:]
     numel = shape.numel()
-    z = gaussian_noise(seed, streams[owner], rows % n, phase, numel).view(count, *shape)
-    batch = xs[owner] + sigma * z
+    z = standard_noise(noise, seed, streams[owner], rows % n, phase, numel).view(count, *shape)
+    batch = xs[owner] + noise_scale(noise, sigma) * z
     if mean is not None:
         channel_shape = (1, -1) + (1,) * (len(shape) - 1)
         batch = (batch - mean.view(channel_shape)) / std.view(channel_shape)
