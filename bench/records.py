@@ -54,6 +54,7 @@ REQUIRED_KEYS = ("bench", "device", "commit", "torch", "triton", "model", "input
 # The figures without which a record of that benchmark says nothing.
 FIGURE_KEYS = {
     "noise_normalize": ("speedup", "fused_ms", "unfused_ms", "gb_per_s", "normals_per_s"),
+    "noise_normalize_noise": ("noise", "fused_ms", "relative_to_gaussian", "gb_per_s", "values_per_s"),
     "vote_count": ("speedup", "fused_ms", "bincount_ms"),
     "end_to_end": ("samples_per_s", "baseline_samples_per_s", "plain_bf16_samples_per_s",
                    "s_per_100k_certificate", "derived", "batches_timed"),
@@ -62,6 +63,7 @@ FIGURE_KEYS = {
                        "forward_samples_per_s", "overhead_share", "memory_format", "threads", "cpu"),
     "cpu_scaleout": ("one_rank_wall_s", "two_rank_wall_s", "wall_ratio", "rendezvous_s", "merging_s", "waiting_s",
                      "coordination_share", "inputs", "ranks", "threads", "cpu"),
+    "cpu_noise_each": ("noise", "values_per_s", "relative_to_gaussian", "threads", "cpu"),
     "cpu_noise": ("normals_per_s", "reference_normals_per_s", "randn_normals_per_s", "speedup", "threads", "cpu"),
 }
 

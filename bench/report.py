@@ -105,6 +105,10 @@ def _notes(record: dict) -> str:
                 f"rendezvous {record['rendezvous_s']:.2f} s + merging {record['merging_s']:.2f} s = "
                 f"{100 * record['coordination_share']:.1f}%; waiting for slower ranks {record['waiting_s']:.2f} s; "
                 f"{record['cpu']}")
+    if bench in ("cpu_noise_each", "noise_normalize_noise"):
+        return (f"{record['noise']} noise: {record['values_per_s']:.3g} values/s, "
+                f"{record['relative_to_gaussian']:.2f}x Gaussian's time"
+                + (f"; {_cpu_host(record)}" if bench == "cpu_noise_each" else f"; {record['gb_per_s']:.0f} GB/s written"))
     if bench == "cpu_noise":
         return (f"{record['normals_per_s']:.3g} normals/s vs reference {record['reference_normals_per_s']:.3g}, "
                 f"torch.randn {record['randn_normals_per_s']:.3g}; {_cpu_host(record)}")

@@ -44,7 +44,7 @@ from rsengine import Smooth
 from rsengine.checkpoints import bundled_checkpoint, load_checkpoint
 from rsengine.data import DATASET_STATS, load_dataset
 from rsengine.kernels import reference
-from rsengine.kernels.contract import PHASE_ESTIMATION
+from rsengine.kernels.contract import NOISES, PHASE_ESTIMATION
 from rsengine.kernels.tolerance import noise_mismatch
 from rsengine.models import build_model
 from rsengine.sampler import cpu_batch_size
@@ -195,3 +195,32 @@ def test_cpu_noise_kernel_normals_per_second(benchmark, full_size):
         records.append_records([record], records.results_file(record["device"]))
     assert record["normals_per_s"] > 0
 
+
+
+def test_cpu_noise_kernel_each_noise(benchmark, full_size):
+    # The compiled CPU kernel per noise on one MNIST batch, the noises taken in turn in each
+    # round. Expected: Laplace about as fast as Gaussian (one logarithm per value, as Box-Muller
+    # has one per two values plus a sine and cosine), uniform clearly faster (no logarithm).
+    workload = _workload("mnist", full_size)
+    rows = BATCH if full_size else 100
+    streams = torch.zeros(1, dtype=torch.int64)
+    smooth = Smooth(workload.model, 10, SIGMA, mean=workload.mean, std=workload.std, seed=0)
+    arguments = (workload.x, streams, 0, rows, 100_000, smooth.noise_sigma, 0, PHASE_ESTIMATION, smooth.mean,
+                 smooth.std, torch.float32, torch.contiguous_format)
+    for noise in NOISES:
+        assert noise_mismatch(smooth.backend.noise_normalize(*arguments, noise),
+                              reference.noise_normalize(*arguments, noise)) <= 0
+    rounds = 20 if full_size else 1
+    medians = _alternating_medians({noise: (lambda noise=noise: smooth.backend.noise_normalize(*arguments, noise))
+                                    for noise in NOISES}, rounds)
+    benchmark.pedantic(lambda: smooth.backend.noise_normalize(*arguments, "laplace"), rounds=1)
+    values = rows * workload.x[0].numel()
+    made = [records.make_record(
+        "cpu_noise_each", model=None, input_shape=workload.x.shape[1:], dtype=torch.float32, batch_size=rows,
+        n=rows, backend=smooth.backend.name, noise=noise, values_per_s=values / medians[noise],
+        relative_to_gaussian=medians[noise] / medians["gaussian"], threads=torch.get_num_threads(),
+        cpu=records.cpu_name(), rounds=rounds, seconds=medians[noise]) for noise in NOISES]
+    benchmark.extra_info.update(made[1])
+    if full_size:
+        records.append_records(made, records.results_file(made[0]["device"]))
+    assert all(record["values_per_s"] > 0 for record in made)

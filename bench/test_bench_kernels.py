@@ -15,7 +15,7 @@ import torch
 
 import baseline
 from rsengine.kernels import reference
-from rsengine.kernels.contract import PHASE_ESTIMATION
+from rsengine.kernels.contract import NOISES, PHASE_ESTIMATION
 from rsengine.kernels.tolerance import noise_mismatch
 
 noise = pytest.importorskip("rsengine.kernels.noise")
@@ -97,3 +97,29 @@ def test_vote_count_speedup_over_argmax_bincount(benchmark, scenario, dtype, dev
         rows_per_s=rows / fused_s,
     )
     assert record["speedup"] > 0
+
+
+def test_noise_normalize_each_noise(benchmark, scenario, device, timer, recorder):
+    # Laplace and uniform take one word per element through their inverse CDF where Gaussian
+    # takes a Box-Muller pair: expected no slower than Gaussian (the kernel is bound by the
+    # bytes it writes on a GPU; uniform needs no logarithm at all). Timed back to back in one
+    # run so the ratios compare like with like.
+    rows = scenario.kernel_rows
+    x = torch.rand(scenario.input_shape, generator=torch.Generator().manual_seed(0)).to(device)
+    mean, std = torch.tensor(scenario.mean, device=device), torch.tensor(scenario.std, device=device)
+    streams = torch.zeros(1, dtype=torch.int64, device=device)
+    args = (x[None], streams, 0, rows, rows, SIGMA, SEED, PHASE_ESTIMATION, mean, std, torch.float32,
+            torch.contiguous_format)
+    seconds = {}
+    for kind in NOISES:
+        _assert_noise_matches_reference(noise.noise_normalize(*args, kind),
+                                        reference.noise_normalize(*args, kind), torch.float32)
+        seconds[kind] = timer.kernel_median_s(lambda: noise.noise_normalize(*args, kind))
+    benchmark.pedantic(timer.timed(lambda: noise.noise_normalize(*args, "laplace")), rounds=timer.kernel_rounds)
+    values = rows * x.numel()
+    for kind in NOISES:
+        record = recorder("noise_normalize_noise", model=None, input_shape=scenario.input_shape, dtype=torch.float32,
+                          batch_size=rows, n=rows, memory_format="contiguous", noise=kind,
+                          fused_ms=seconds[kind] * 1e3, relative_to_gaussian=seconds[kind] / seconds["gaussian"],
+                          gb_per_s=values * 4 / seconds[kind] / 1e9, values_per_s=values / seconds[kind])
+        assert record["values_per_s"] > 0

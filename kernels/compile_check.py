@@ -14,13 +14,17 @@ Run it (interpreter off; it refuses otherwise):
 It prints one line per kernel and target and exits 1 if any variant fails to compile or misses
 a goal. ``tests/test_compile_check.py`` runs it in CI.
 
-Coverage: every combination of the options on the data sets' shapes and on the general
-kernel's; on other image shapes (2 channels, H*W not a multiple of 16), each option value at
-least once (see ``COVERING_SHAPES``).
+Coverage: with Gaussian noise, every combination of the options on the data sets' shapes and on
+the general kernel's; on other image shapes (2 channels, H*W not a multiple of 16), each option
+value at least once (see ``COVERING_SHAPES``). Laplace and uniform noise change only the
+transform of each word, so for them every shape compiles in each output dtype, both memory
+formats, raw and normalized (``L1_NOISES``).
 
 Example:
     >>> [case.name for case in engine_cases()][:2]
     ['mnist 1x28x28 float32 contiguous raw seed32', 'mnist 1x28x28 float32 contiguous raw seed64']
+    >>> sorted({case.noise for case in engine_cases()})
+    ['gaussian', 'laplace', 'uniform']
 """
 from __future__ import annotations
 
@@ -56,6 +60,7 @@ COVERING_SHAPES = {"pairs": (2, 16, 16), "unaligned": (3, 30, 30)}
 OUTPUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 SEEDS = {"seed32": 0, "seed64": 2**62 + 12345}
+L1_NOISES = ("laplace", "uniform")
 LOGIT_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 NUM_CLASSES = (2, 10, 16, 1000)
 _SIGMA = 0.25
@@ -76,13 +81,14 @@ class LaunchCase:
     seed: int
     logit_dtype: torch.dtype
     num_classes: int
+    noise: str = "gaussian"
 
 
-def _case(shape_name, shape, dtype, format_name, normalize, seed_name) -> LaunchCase:
+def _case(shape_name, shape, dtype, format_name, normalize, seed_name, noise="gaussian") -> LaunchCase:
     name = (f"{shape_name} {'x'.join(map(str, shape))} {str(dtype).removeprefix('torch.')} {format_name} "
-            f"{'normalized' if normalize else 'raw'} {seed_name}")
-    return LaunchCase(name, shape_name, shape, dtype, MEMORY_FORMATS[format_name], normalize, SEEDS[seed_name],
-                      torch.float32, 10)
+            f"{'normalized' if normalize else 'raw'} {seed_name}" + ("" if noise == "gaussian" else f" {noise}"))
+    return LaunchCase(name, shape_name if noise == "gaussian" else f"{shape_name} {noise}", shape, dtype,
+                      MEMORY_FORMATS[format_name], normalize, SEEDS[seed_name], torch.float32, 10, noise)
 
 
 def engine_cases() -> list[LaunchCase]:
@@ -96,6 +102,11 @@ def engine_cases() -> list[LaunchCase]:
     for (shape_name, shape), dtype in itertools.product(COVERING_SHAPES.items(), OUTPUT_DTYPES):
         cases.append(_case(shape_name, shape, dtype, "channels_last", True, "seed64"))
         cases.append(_case(shape_name, shape, dtype, "contiguous", False, "seed32"))
+    # Each dtype with each format, raw and normalized alternating, on every shape.
+    for noise, (shape_name, shape) in itertools.product(L1_NOISES, {**INPUT_SHAPES, **COVERING_SHAPES}.items()):
+        for i, (dtype, format_name) in enumerate(itertools.product(OUTPUT_DTYPES, MEMORY_FORMATS)):
+            if format_name == "contiguous" or len(shape) == 3:
+                cases.append(_case(shape_name, shape, dtype, format_name, i // 2 % 2 == 1, "seed64", noise))
     for logit_dtype, num_classes in itertools.product(LOGIT_DTYPES, NUM_CLASSES):
         name = f"logits {str(logit_dtype).removeprefix('torch.')} K={num_classes}"
         cases.append(LaunchCase(name, "logits", INPUT_SHAPES["mnist"], torch.float32, torch.contiguous_format, True, 0,
@@ -126,7 +137,7 @@ def launch_case(case: LaunchCase, backend, device: torch.device = torch.device("
     channels = case.shape[0]
     mean = torch.linspace(0.4, 0.5, channels, device=device) if case.normalize else None
     std = torch.linspace(0.2, 0.3, channels, device=device) if case.normalize else None
-    spec = NoiseSpec(_SIGMA, case.seed, mean, std, case.dtype, case.memory_format)
+    spec = NoiseSpec(_SIGMA, case.seed, mean, std, case.dtype, case.memory_format, case.noise)
     xs = torch.rand(2, *case.shape, device=device)
     streams = torch.tensor([7, 2**32 - 1], dtype=torch.int64, device=device)
     model = _ProbeClassifier(case.num_classes, case.logit_dtype).to(device)

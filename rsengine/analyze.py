@@ -214,6 +214,7 @@ def plot_certified_accuracy(
     *,
     max_radius: Optional[float] = None,
     title: Optional[str] = None,
+    norm: str = "l2",
 ) -> None:
     """Plot certified accuracy against radius, one step curve per certify table.
 
@@ -228,6 +229,7 @@ def plot_certified_accuracy(
         max_radius: right end of the x axis; default the largest radius over the tables
             (1.0 if every radius is 0).
         title: optional figure title.
+        norm: the radii's norm, "l2" or "l1", for the x axis's label.
 
     Raises:
         ValueError: an extension other than .png/.pdf, a predict table, no tables, names of
@@ -277,7 +279,7 @@ def plot_certified_accuracy(
         axes.step(grid, certified_accuracy(table, grid), where="pre", label=name)
     axes.set_xlim(0.0, max_radius)
     axes.set_ylim(0.0, 1.0)
-    axes.set_xlabel("radius (l2)")
+    axes.set_xlabel(f"radius ({check_choice('norm', norm, ('l2', 'l1'))})")
     axes.set_ylabel("certified accuracy")
     axes.grid(True, alpha=0.3)
     axes.legend(loc="lower left")  # curves fall from the top left: the lower left stays clear

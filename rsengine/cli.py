@@ -24,6 +24,7 @@ from .backends import BACKENDS
 from .checkpoints import bundled_checkpoint
 from .data import DATASETS, SPLITS
 from .distributed import launched_rank
+from .kernels.contract import NOISES
 from .models import ARCHITECTURES
 from .options import EMBEDDED_DEFAULT, ORIGINAL_DEFAULT, PRECISIONS, RANDOM_SEED, SAMPLING_DEFAULTS
 from .sampler import CPU_BATCH_VALUES, DETERMINISTIC_BATCH_SIZE, cpu_batch_size
@@ -64,7 +65,7 @@ def _sampling_arguments(parser: argparse.ArgumentParser, certify: bool) -> None:
                              "(default: the bundled MNIST CNN)")
     kind = "certify" if certify else "predict"
     parser.add_argument("sigma", nargs="?", type=float, metavar="SIGMA",
-                        help=f"noise level (default: {EMBEDDED_DEFAULT['sigma']})")
+                        help=f"the noise's standard deviation per input value (default: {EMBEDDED_DEFAULT['sigma']})")
     parser.add_argument("outfile", nargs="?", metavar="OUTFILE",
                         help=f"results file, tab-separated (default: ./{EMBEDDED_DEFAULT['outfile'][kind]})")
     parser.add_argument("--batch", type=int, help=f"noisy samples per forward pass ({_either('batch')})")
@@ -78,7 +79,13 @@ def _sampling_arguments(parser: argparse.ArgumentParser, certify: bool) -> None:
     parser.add_argument("--N", type=int,
                         help=f"{'estimation' if certify else 'prediction'} samples ({_either('N')})")
     parser.add_argument("--alpha", type=float, help=f"failure probability (default: {SAMPLING_DEFAULTS['alpha']})")
+    parser.add_argument("--noise", choices=NOISES,
+                        help="smoothing noise, standard deviation SIGMA: gaussian certifies l2 radii, laplace and "
+                             f"uniform l1 radii (default: {SAMPLING_DEFAULTS['noise']})")
     if certify:
+        parser.add_argument("--two-sided", action="store_true",
+                            help="bound the runner-up class from above too (alpha split in half) and certify "
+                                 "Theorem 1's full radius: larger where the other classes share the rest")
         parser.add_argument("--adaptive", action="store_true",
                             help="--N becomes a budget: each input stops as soon as an anytime-valid bound answers "
                                  "(same 1 - alpha guarantee); needs --radius or --tolerance; adds a samples column")
@@ -135,11 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--plot", metavar="PATH",
                          help=f"save certified accuracy vs radius ({' or '.join(PLOT_FORMATS)})")
 
-    train = commands.add_parser("train", help="train a base classifier with Gaussian noise augmentation")
+    train = commands.add_parser("train", help="train a base classifier with noise augmentation")
     train.add_argument("dataset", metavar="DATASET", help=f"{', '.join(DATASETS)} or an ImageFolder directory")
     train.add_argument("arch", metavar="ARCH", help=", ".join(ARCHITECTURES))
     train.add_argument("outfile", metavar="OUTFILE", help="checkpoint to write (.pt)")
-    train.add_argument("--sigma", type=float, required=True, help="training noise level (the certification sigma)")
+    train.add_argument("--sigma", type=float, required=True,
+                       help="training noise's standard deviation (the certification sigma)")
+    train.add_argument("--noise", choices=NOISES, default="gaussian",
+                       help="training noise, the one the classifier will be certified with (default: gaussian)")
     train.add_argument("--epochs", type=int, default=TRAINING_DEFAULTS["epochs"])
     train.add_argument("--batch", type=int, default=TRAINING_DEFAULTS["batch_size"])
     train.add_argument("--lr", type=float, default=TRAINING_DEFAULTS["lr"])

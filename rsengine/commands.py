@@ -20,9 +20,10 @@ import sys
 import time
 from importlib import metadata
 
+import numpy as np
 import torch
 
-from . import __version__, analyze, distributed
+from . import __version__, analyze, certificates, distributed
 from .checkpoints import load_checkpoint, save_checkpoint
 from .data import dataset_num_classes, dataset_stats, load_dataset
 from .lock import ResultsLock
@@ -103,7 +104,7 @@ def _smoothed_model(opts, seed: int | None = None, device_name: str | None = Non
     model = checkpoint.model.to(device=device, dtype=dtype, memory_format=memory_format).eval()
     smooth = Smooth(model, num_classes, sigma, mean=mean, std=std, seed=opts.seed if seed is None else seed,
                     backend=opts.backend, device=device, dtype=dtype, memory_format=memory_format,
-                    deterministic=opts.deterministic)
+                    noise=opts.noise, deterministic=opts.deterministic)
     _check_compatible(smooth, dataset, opts)
     return smooth, dataset
 
@@ -174,6 +175,13 @@ def _run_arguments(opts, kind: str, seed: int, seed_source: str) -> dict:
         arguments["N0"] = opts.N0
     if getattr(opts, "adaptive", False):  # absent from fixed runs' records, which stay as they were
         arguments["adaptive"] = dict(radius=opts.radius, tolerance=opts.tolerance)
+    # Likewise absent for the Gaussian one-sided runs every earlier record holds (l2 radii).
+    if opts.noise != "gaussian":
+        arguments["noise"] = opts.noise
+        if kind == "certify":
+            arguments["radius_norm"] = certificates.NORMS[opts.noise]
+    if getattr(opts, "two_sided", False):
+        arguments["two_sided"] = True
     return arguments
 
 
@@ -350,6 +358,10 @@ def _check_adaptive(opts) -> dict | None:
         raise ValueError("--adaptive needs exactly one of --radius R or --tolerance T")
     if opts.deterministic:
         raise ValueError("--adaptive cannot be --deterministic: its refilled batches mix inputs")
+    if opts.noise != "gaussian":
+        raise ValueError(f"--adaptive needs --noise gaussian (its sequential radii are l2), got --noise {opts.noise}")
+    if opts.two_sided:
+        raise ValueError("--adaptive cannot be --two-sided: its anytime-valid bounds are one-sided")
     if radius is not None:
         return dict(radius=check_non_negative_float("--radius", radius))
     return dict(tolerance=check_positive_float("--tolerance", tolerance))
@@ -362,7 +374,8 @@ def run_certify(opts) -> None:
         _warn_if_nothing_can_be_certified(opts)
 
     def decide(smooth, xs, indices, labels):
-        preds, radii = smooth.certify_batch(xs, opts.N0, opts.N, opts.alpha, opts.batch, streams=indices)
+        preds, radii = smooth.certify_batch(xs, opts.N0, opts.N, opts.alpha, opts.batch, streams=indices,
+                                            two_sided=opts.two_sided)
         return [(int(p), float(r), int(p == label)) for p, r, label in zip(preds, radii, labels)]
 
     def decide_adaptive(smooth, xs, indices, labels):
@@ -382,7 +395,7 @@ def run_certify(opts) -> None:
         finished = _run(opts, "certify", opts.N0 + min(opts.N, ADAPTIVE_CHUNK_SAMPLES), decide_adaptive,
                         samples_column=True)
     if finished:
-        _summarize(opts.outfile, opts.plot, opts.sigma, opts.N, opts.alpha)
+        _summarize(opts.outfile, opts.plot, opts.sigma, opts.N, opts.alpha, opts.noise)
 
 
 def run_predict(opts) -> None:
@@ -419,26 +432,36 @@ def _samples_note(path: str, table) -> str | None:
     return note
 
 
-def _summarize(path: str, plot: str | None, sigma: float, n: int, alpha: float) -> None:
+def radius_norm(path: str) -> str:
+    """The norm of a certify file's radii, from its run record: "l2" unless it names another noise."""
+    record = read_run_record(path) or {}
+    arguments = record.get("arguments") if isinstance(record.get("arguments"), dict) else {}
+    noise = arguments.get("noise", "gaussian")
+    return certificates.NORMS.get(noise, "l2") if isinstance(noise, str) else "l2"
+
+
+def _summarize(path: str, plot: str | None, sigma: float, n: int, alpha: float, noise: str) -> None:
     table = read_results(path)
     if not len(table):
         return
-    # Columns stop at the largest radius n and alpha allow: beyond it every value is 0 by design.
-    ceiling = max_radius(sigma, n, alpha)
+    # Columns stop at the largest radius n and alpha allow (n votes of n): beyond it every value
+    # is 0 by design.
+    ceiling = float(certificates.certify_one_sided([0], [n], n, alpha, float(np.float32(sigma)), noise)[1][0])
+    norm = certificates.NORMS[noise]
     radii = [r for r in analyze.default_radii() if r <= ceiling] or [0.0]
     target = _recorded_question(path).get("radius")
     if isinstance(target, (int, float)) and target not in radii:
         radii = sorted([*radii, target])
     limit = (f"no certificate can exceed {floor_significant(ceiling)}" if ceiling > 0 else
              "no input can be certified")
-    print(f"\ncertified accuracy (fraction of inputs certified correct at radius >= r); "
+    print(f"\ncertified accuracy (fraction of inputs certified correct at {norm} radius >= r, {noise} noise); "
           f"{limit} at sigma = {sigma}, N = {n}, alpha = {alpha}\n")
     print(analyze.format_table([path], analyze.certified_accuracy(table, radii)[None], radii))
     note = _samples_note(os.path.basename(path), table)
     if note:
         print(note)
     if plot:
-        analyze.plot_certified_accuracy([table], plot, names=[os.path.basename(path)])
+        analyze.plot_certified_accuracy([table], plot, names=[os.path.basename(path)], norm=norm)
         print(f"plot saved to {os.path.abspath(plot)}")
 
 
@@ -460,6 +483,13 @@ def run_analyze(opts) -> None:
         if not len(table):
             raise ValueError(f"{path}: no rows yet (a run stopped before its first input)")
     kinds = {table.kind for table in tables}
+    norms = {radius_norm(path) for path, table in zip(opts.files, tables) if table.kind == "certify"}
+    if len(norms) > 1:
+        raise ValueError(f"the files' radii are in different norms ({' and '.join(sorted(norms))}): analyze them "
+                         "separately")
+    norm = norms.pop() if norms else "l2"
+    if norm != "l2":
+        print(f"radii are {norm} radii (from the files' run records)", file=sys.stderr)
     if opts.plot and kinds != {"certify"}:
         raise ValueError("--plot needs certify results files (predict files have no radii)")
     radii = opts.radii
@@ -473,12 +503,12 @@ def run_analyze(opts) -> None:
         if note:
             print(note, file=sys.stdout if opts.format == "markdown" else sys.stderr)  # LaTeX stays clean
     if opts.plot:
-        analyze.plot_certified_accuracy(tables, opts.plot, names=opts.files)
+        analyze.plot_certified_accuracy(tables, opts.plot, names=opts.files, norm=norm)
         print(f"plot saved to {os.path.abspath(opts.plot)}")
 
 
 def run_train(opts) -> None:
-    """Train an architecture with Gaussian noise augmentation and save a checkpoint."""
+    """Train an architecture with noise augmentation (--noise) and save a checkpoint."""
     device = resolve_device(opts.device)
     num_classes = dataset_num_classes(opts.dataset)
     torch.manual_seed(opts.seed)  # the initial weights too, so the command reproduces a checkpoint
@@ -486,6 +516,9 @@ def run_train(opts) -> None:
     dataset = load_dataset(opts.dataset, "train", opts.data_dir)
     mean, std = dataset_stats(opts.dataset)
     train_model(model, dataset, sigma=opts.sigma, epochs=opts.epochs, batch_size=opts.batch, lr=opts.lr,
-                lr_schedule=opts.lr_schedule, mean=mean, std=std, seed=opts.seed, device=device, log=print)
-    save_checkpoint(opts.outfile, model.cpu(), opts.arch, sigma=opts.sigma, mean=mean, std=std)
-    print(f"saved {opts.arch} trained at sigma={opts.sigma} to {os.path.abspath(opts.outfile)}")
+                lr_schedule=opts.lr_schedule, mean=mean, std=std, seed=opts.seed, device=device, log=print,
+                noise=opts.noise)
+    # The checkpoint format records a Gaussian sigma; another training noise goes in `extra`.
+    extra = None if opts.noise == "gaussian" else {"noise": opts.noise}
+    save_checkpoint(opts.outfile, model.cpu(), opts.arch, sigma=opts.sigma, mean=mean, std=std, extra=extra)
+    print(f"saved {opts.arch} trained with {opts.noise} noise at sigma={opts.sigma} to {os.path.abspath(opts.outfile)}")

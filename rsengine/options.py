@@ -23,7 +23,7 @@ PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float
 RANDOM_SEED = "random"  # --seed random: a secret seed from the operating system
 
 # certify/predict options whose default is the same in every run.
-SAMPLING_DEFAULTS = dict(split="test", N0=100, alpha=0.001, seed=0, backend="auto", precision="fp32")
+SAMPLING_DEFAULTS = dict(split="test", N0=100, alpha=0.001, seed=0, backend="auto", precision="fp32", noise="gaussian")
 
 # The original scripts' defaults, for runs that name their data set (batch None: from free memory).
 ORIGINAL_DEFAULT = dict(skip=1, N=100_000, batch=None, channels_last=False)

@@ -197,7 +197,7 @@ def _forward(sampler: Sampler, xs, streams, segments, phase_rows) -> torch.Tenso
     spec = sampler.spec
     parts = [sampler.backend.noise_normalize(xs[i:i + 1], streams[i:i + 1], start, take, phase_rows[phase],
                                              spec.sigma, spec.seed, phase, spec.mean, spec.std, spec.dtype,
-                                             spec.memory_format)
+                                             spec.memory_format, spec.noise)
              for i, phase, start, take in segments]
     batch = parts[0] if len(parts) == 1 else torch.cat(parts).contiguous(memory_format=spec.memory_format)
     logits = sampler.model(batch)

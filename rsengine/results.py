@@ -9,7 +9,11 @@ One row per input, written as soon as that input is done::
     0	3	3	0.378	1	0:00:15.400000
     20	7	-1	0.0	0	0:00:15.600000
 
-- ``predict`` is the smoothed prediction or -1 for an abstention (radius 0.0, correct 0).
+- ``predict`` is the smoothed prediction or -1 for an abstention (radius 0.0, correct 0). A
+  top-k certify file (``rsengine certify --top-k K``) holds the K certified labels there, most
+  likely first, comma-separated (``3,5,8``); its ``radius`` is the l2 radius within which the
+  true class, if among them, stays in the smoothed top K, and ``correct`` is 1 where the label is
+  among them.
 - ``radius`` has 3 significant digits like the original's ``'{:.3}'``, but rounded *down*:
   rounding 0.4568 up to 0.457 would claim more than was certified.
 - ``time`` is ``str(datetime.timedelta(seconds=...))`` (``H:MM:SS.ffffff``); files from older
@@ -91,12 +95,13 @@ class ResultsTable:
         kind: ``"certify"`` or ``"predict"``.
         idx: int64 [N], dataset index of each input.
         label: int64 [N], true class.
-        predict: int64 [N], smoothed prediction, -1 for an abstention.
-        radius: float64 [N] certified l2 radius (0.0 on abstention), or None for a predict file.
-        correct: int64 [N], 1 where ``predict == label`` else 0.
+        predict: int64 [N], smoothed prediction (a top-k file's first label), -1 for an abstention.
+        radius: float64 [N] certified radius (0.0 on abstention), or None for a predict file.
+        correct: int64 [N], 1 where ``predict == label`` (top-k: the label is among ``labels``).
         time_seconds: float64 [N], wall time spent on each input.
         path: the file the table was read from, or None.
         samples: int64 [N] samples each input used (adaptive certify files), else None.
+        labels: int64 [N, k] labels of a top-k certify file (-1 on abstentions), else None.
 
     Example:
         >>> import numpy as np
@@ -115,6 +120,7 @@ class ResultsTable:
     time_seconds: np.ndarray
     path: Optional[str] = None
     samples: Optional[np.ndarray] = None
+    labels: Optional[np.ndarray] = None
 
     def __post_init__(self):
         check_choice("kind", self.kind, KINDS)
@@ -130,6 +136,9 @@ class ResultsTable:
         lengths = {np.shape(column) for column in columns}
         if len(lengths) != 1 or len(next(iter(lengths))) != 1:
             raise ValueError(f"Expected `columns` to be 1-D arrays of one length, got shapes {sorted(lengths)}")
+        if self.labels is not None and (self.kind != "certify" or np.ndim(self.labels) != 2
+                                        or len(self.labels) != len(self.idx)):
+            raise ValueError(f"Expected `labels` [N, k] only in a certify table, got shape {np.shape(self.labels)}")
 
     def __len__(self) -> int:
         return len(self.idx)
@@ -200,9 +209,11 @@ class ResultsWriter:
                                                                           (self.kind, self.samples)))
                 raise ResultsFormatError(f"{self.path}: holds {have} results, cannot append {want} rows")
             self._written_idx = set(existing.idx.tolist())
+            self._labels_per_row = None if existing.labels is None else existing.labels.shape[1]
             self._file = open(self.path, "a", encoding="utf-8", newline="\n")
         else:
             self._written_idx = set()
+            self._labels_per_row = None  # a top-k file's k, fixed by its first certified row
             self._file = open(self.path, "w", encoding="utf-8", newline="\n")
             self._write_line("\t".join(self.columns))
 
@@ -226,7 +237,9 @@ class ResultsWriter:
         Args:
             idx: dataset index, integer >= 0.
             label: true class, integer >= 0.
-            predict: smoothed prediction, integer >= 0, or -1 (ABSTAIN).
+            predict: smoothed prediction, integer >= 0, or -1 (ABSTAIN); in a certify file also
+                a top-k certificate's k >= 2 distinct labels (a sequence, most likely first),
+                the same k in every row.
             *fields: ``radius`` (certify only: finite >= 0, written rounded down to 3
                 significant digits, 0 when abstaining), ``correct`` (0/1 or bool, must equal
                 ``predict == label``), ``seconds`` (finite >= 0) and ``samples`` (integer >= 1).
@@ -249,10 +262,10 @@ class ResultsWriter:
             # read_results rejects a repeated idx: it would count one input twice.
             raise ValueError(f"Expected `idx` not yet written to {self.path}, got {idx!r}")
         label = check_int_at_least("label", label, 0)
-        predict = check_int_at_least("predict", predict, -1)
+        predict = self._check_predict(predict)
         values = dict(zip(names, fields))
         correct = _check_correct(values["correct"], label, predict)
-        cells = [str(idx), str(label), str(predict)]
+        cells = [str(idx), str(label), ",".join(map(str, predict)) if isinstance(predict, tuple) else str(predict)]
         if self.kind == "certify":
             radius = check_non_negative_float("radius", values["radius"])
             if predict == -1 and radius != 0.0:
@@ -263,6 +276,19 @@ class ResultsWriter:
             cells.append(str(check_int_at_least("samples", values["samples"], 1)))
         self._write_line("\t".join(cells))
         self._written_idx.add(idx)
+
+    def _check_predict(self, predict):
+        """An int >= -1, or (certify files) a tuple of k >= 2 distinct labels, k as in earlier rows."""
+        if isinstance(predict, (int, np.integer)) or self.kind != "certify":
+            return check_int_at_least("predict", predict, -1)
+        labels = tuple(check_int_at_least("predict", label, 0) for label in predict)
+        if len(labels) < 2 or len(set(labels)) != len(labels):
+            raise ValueError(f"Expected `predict` to be a class or k >= 2 distinct top-k labels, got {predict!r}")
+        if self._labels_per_row not in (None, len(labels)):
+            raise ValueError(f"Expected {self._labels_per_row} top-k labels in `predict` as in the file's other rows, "
+                             f"got {len(labels)}")
+        self._labels_per_row = len(labels)
+        return labels
 
     def close(self) -> None:
         """Close the file; calling it again does nothing."""
@@ -332,6 +358,7 @@ def read_results(path) -> ResultsTable:
     columns = _COLUMNS[kind] + (("samples",) if has_samples else ())
 
     parsed = {name: [] for name in columns}
+    top_k = None  # labels per row of a top-k file
     first_line_of_idx = {}
     for number, line in enumerate(lines[1:], start=2):
         cells = line.split("\t")
@@ -345,19 +372,30 @@ def read_results(path) -> ResultsTable:
         if row["idx"] in first_line_of_idx:
             raise _format_error(where, number, f"idx {row['idx']} repeated (first on line {first_line_of_idx[row['idx']]})")
         first_line_of_idx[row["idx"]] = number
+        if isinstance(row["predict"], tuple):
+            if kind != "certify" or top_k not in (None, len(row["predict"])):
+                expected = "one class" if kind != "certify" else f"{top_k} top-k labels as on earlier lines"
+                raise _format_error(where, number, f"column `predict`: expected {expected}, got {len(row['predict'])}")
+            top_k = len(row["predict"])
         for name in columns:
             parsed[name].append(row[name])
 
+    if top_k is not None and any(not isinstance(p, tuple) and p != -1 for p in parsed["predict"]):
+        number = next(i for i, p in enumerate(parsed["predict"], start=2) if not isinstance(p, tuple) and p != -1)
+        raise _format_error(where, number, f"column `predict`: expected {top_k} top-k labels or -1, got one class")
+    labels = None if top_k is None else np.array([p if isinstance(p, tuple) else (-1,) * top_k
+                                                  for p in parsed["predict"]], dtype=np.int64).reshape(-1, top_k)
     return ResultsTable(
         kind=kind,
         idx=np.array(parsed["idx"], dtype=np.int64),
         label=np.array(parsed["label"], dtype=np.int64),
-        predict=np.array(parsed["predict"], dtype=np.int64),
+        predict=np.array([p[0] if isinstance(p, tuple) else p for p in parsed["predict"]], dtype=np.int64),
         radius=np.array(parsed["radius"], dtype=np.float64) if kind == "certify" else None,
         correct=np.array(parsed["correct"], dtype=np.int64),
         time_seconds=np.array(parsed["time"], dtype=np.float64),
         path=where,
         samples=np.array(parsed["samples"], dtype=np.int64) if has_samples else None,
+        labels=labels,
     )
 
 
@@ -366,15 +404,16 @@ def _parse_row(cells: dict) -> dict:
     row = {
         "idx": _parse_integer("idx", cells["idx"], 0),
         "label": _parse_integer("label", cells["label"], 0),
-        "predict": _parse_integer("predict", cells["predict"], -1),
+        "predict": _parse_predict(cells["predict"]),
     }
     if cells["correct"] not in ("0", "1"):
         raise ValueError(f"column `correct`: expected 0 or 1, got {_quote(cells['correct'])}")
     row["correct"] = int(cells["correct"])
-    if row["correct"] != int(row["predict"] == row["label"]):
+    agree = _agrees(row["predict"], row["label"])
+    if row["correct"] != int(agree):
         raise ValueError(
-            f"column `correct`: is {row['correct']} but predict {row['predict']} and label {row['label']} "
-            f"{'agree' if row['predict'] == row['label'] else 'differ'}"
+            f"column `correct`: is {row['correct']} but predict {_quote(cells['predict'])} and label {row['label']} "
+            f"{'agree' if agree else 'differ'}"
         )
     if "radius" in cells:
         row["radius"] = _parse_radius(cells["radius"])
@@ -384,6 +423,20 @@ def _parse_row(cells: dict) -> dict:
     if "samples" in cells:
         row["samples"] = _parse_integer("samples", cells["samples"], 1)
     return row
+
+
+def _parse_predict(text: str):
+    """A class >= -1, or a top-k file's comma-separated distinct labels >= 0 (a tuple)."""
+    if "," not in text:
+        return _parse_integer("predict", text, -1)
+    labels = tuple(_parse_integer("predict", part, 0) for part in text.split(","))
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"column `predict`: top-k labels repeat in {_quote(text)}")
+    return labels
+
+
+def _agrees(predict, label: int) -> bool:
+    return label in predict if isinstance(predict, tuple) else predict == label
 
 
 def _parse_integer(name: str, text: str, minimum: int) -> int:
@@ -418,7 +471,7 @@ def _check_correct(correct, label: int, predict: int) -> int:
     if isinstance(correct, (bool, np.bool_)):
         correct = int(correct)
     correct = check_int_at_least("correct", correct, 0)
-    expected = int(predict == label)
+    expected = int(_agrees(predict, label))
     if correct != expected:
         raise ValueError(f"Expected `correct` to be {expected} for label {label} and predict {predict}, got {correct!r}")
     return correct

@@ -51,11 +51,12 @@ class NoiseSpec:
     """What the noise kernel needs besides the inputs.
 
     Attributes:
-        sigma: noise level in input (pixel) units.
+        sigma: the noise's standard deviation per coordinate, in input (pixel) units.
         seed: 64-bit seed of the Philox stream.
         mean, std: optional [C] float32 per-channel normalization, on the sampling device.
         dtype: dtype of the model's input batch.
         memory_format: memory format of the model's input batch.
+        noise: one of ``rsengine.kernels.contract.NOISES``.
     """
 
     sigma: float
@@ -64,6 +65,7 @@ class NoiseSpec:
     std: torch.Tensor | None = None
     dtype: torch.dtype = torch.float32
     memory_format: torch.memory_format = torch.contiguous_format
+    noise: str = "gaussian"
 
 
 def reachable_modules(classifier) -> list[torch.nn.Module]:
@@ -228,7 +230,7 @@ def auto_batch_size(model, xs: torch.Tensor, spec: NoiseSpec, backend: Backend) 
     with torch.inference_mode(), eval_mode(model):
         batch = backend.noise_normalize(xs, torch.zeros(xs.shape[0], dtype=torch.int64, device=device), 0,
                                         _PROBE_ROWS, _PROBE_ROWS, spec.sigma, spec.seed, 0, spec.mean, spec.std,
-                                        spec.dtype, spec.memory_format)
+                                        spec.dtype, spec.memory_format, spec.noise)
         model(batch)
     per_row = max(1.0, (torch.cuda.max_memory_allocated(device) - before) / _PROBE_ROWS)
     free, _ = torch.cuda.mem_get_info(device)
@@ -282,7 +284,7 @@ def count_votes(model, xs: torch.Tensor, streams: torch.Tensor, n: int, phase: i
             rows = min(batch_size, total - start, n - start % n if deterministic else total)
             try:
                 batch = backend.noise_normalize(xs, streams, start, rows, n, spec.sigma, spec.seed, phase,
-                                                spec.mean, spec.std, spec.dtype, spec.memory_format)
+                                                spec.mean, spec.std, spec.dtype, spec.memory_format, spec.noise)
                 if deterministic and rows < forward_rows:
                     padding = batch[-1:].expand(forward_rows - rows, *batch.shape[1:])
                     batch = torch.cat([batch, padding]).contiguous(memory_format=spec.memory_format)

@@ -1,9 +1,12 @@
 """The smoothed classifier: the paper's PREDICT and CERTIFY, drop-in for the original ``core.Smooth``.
 
-g(x) = argmax_c P(f(x + e) = c), e ~ N(0, sigma^2 I), with e added in input (pixel) space before
-normalization. ``certify`` returns a class and an l2 radius such that, with probability at least
-1 - alpha over the sampling, g predicts that class everywhere within the radius; ``predict``
-returns g's class or abstains, being wrong with probability at most alpha.
+g(x) = argmax_c P(f(x + e) = c), e Gaussian N(0, sigma^2 I) (or Laplace, or uniform, with
+standard deviation sigma per coordinate), added in input (pixel) space before normalization.
+``certify`` returns a class and a radius (l2 for Gaussian noise, l1 for the others: ``norm``)
+such that, with probability at least 1 - alpha over the sampling, g predicts that class
+everywhere within the radius; ``predict`` returns g's class or abstains, being wrong with
+probability at most alpha. ``certify(..., two_sided=True)`` also bounds the runner-up class
+(Theorem 1's full radius); ``certify_topk`` certifies the k most likely classes (Jia et al.).
 
 Example:
     >>> import torch
@@ -16,6 +19,12 @@ Example:
     >>> preds, radii = smooth.certify_batch(torch.rand(5, 4), 100, 1000, 0.001, batch_size=500)
     >>> preds.shape, radii.dtype
     ((5,), dtype('float64'))
+    >>> laplace = Smooth(model, num_classes=3, sigma=0.25, noise="laplace")
+    >>> laplace.norm
+    'l1'
+    >>> labels, radius = smooth.certify_topk(torch.rand(4), k=2, n0=100, n=1000, alpha=0.001)
+    >>> len(labels)
+    2
 """
 from __future__ import annotations
 
@@ -24,10 +33,10 @@ import secrets
 import numpy as np
 import torch
 
-from . import sequential, stats
+from . import certificates, sequential, stats
 from .stats import ABSTAIN
 from .backends import resolve_backend
-from .kernels.contract import PHASE_ESTIMATION, PHASE_PREDICTION, PHASE_SELECTION, PHASES
+from .kernels.contract import PHASE_ESTIMATION, PHASE_PREDICTION, PHASE_SELECTION, PHASES, check_noise
 from .refill import certify_adaptive
 from .sampler import NoiseSpec, Sampler, reachable_modules
 from .sequential import Schedule
@@ -49,14 +58,16 @@ def _model_device_and_dtype(model) -> tuple[torch.device, torch.dtype]:
 
 
 class Smooth:
-    """A smoothed classifier around ``base_classifier`` with Gaussian noise of level ``sigma``.
+    """A smoothed classifier around ``base_classifier`` with noise of standard deviation ``sigma``.
 
     Args:
         base_classifier: maps a normalized batch [B, *shape] to logits [B, num_classes].
         num_classes: number of classes (>= 2).
-        sigma: noise level in input units (> 0, finite). The noise kernels apply the float32
-            nearest to it (0.12 becomes 0.11999999731779099), and radii are computed for that
-            value, ``noise_sigma``, so they are never larger than the applied noise supports.
+        sigma: the noise's standard deviation per coordinate in input units (> 0, finite). The
+            noise kernels apply the float32 nearest to it (0.12 becomes 0.11999999731779099),
+            ``noise_sigma``, times the noise's scale rounded to float32 (see
+            rsengine.kernels.contract.noise_scale), and radii are computed for that value, so
+            they are never larger than the applied noise supports.
         mean, std: optional per-channel normalization applied after the noise, inside the fused
             kernel; pass them instead of a normalize layer in the classifier, so the noise is
             added in pixel space where the certified radius is measured.
@@ -69,6 +80,9 @@ class Smooth:
         dtype: the classifier's input dtype (float32, bfloat16, float16); default: the dtype of
             its first floating parameter, else float32.
         memory_format: torch.contiguous_format (default) or torch.channels_last for image batches.
+        noise: "gaussian" (l2 radii, the paper's), "laplace" (l1 radii, -b ln(2(1 - pA)) with
+            b = sigma / sqrt(2); Teng et al. 2020) or "uniform" on [-lambda, lambda] (l1 radii,
+            2 lambda (pA - 1/2) with lambda = sigma sqrt(3); Yang et al. 2020).
         deterministic: bit-reproducible logits (see ``rsengine.sampler.count_votes``): every
             forward pass has exactly ``batch_size`` rows (1000 when None, whatever the free
             memory) of a single input, deterministic algorithms, no TF32, no cuDNN autotuning,
@@ -76,13 +90,14 @@ class Smooth:
 
     Attributes:
         ABSTAIN: -1, the class returned when the smoothed classifier abstains.
+        norm: "l2" or "l1", the norm every radius of this Smooth is measured in.
     """
 
     ABSTAIN = ABSTAIN
 
     def __init__(self, base_classifier, num_classes: int, sigma: float, *, mean=None, std=None,
                  seed: int | None = 0, backend: str = "auto", device=None, dtype=None, memory_format=None,
-                 deterministic: bool = False):
+                 noise: str = "gaussian", deterministic: bool = False):
         if not callable(base_classifier):
             raise TypeError(f"Expected `base_classifier` to be callable, got {base_classifier!r}")
         self.base_classifier = base_classifier
@@ -91,6 +106,8 @@ class Smooth:
         self.noise_sigma = float(np.float32(self.sigma))
         if not 0.0 < self.noise_sigma < float("inf"):
             raise ValueError(f"Expected `sigma` within float32 range (1.4e-45 to 3.4e38), got {sigma!r}")
+        self.noise = check_noise(noise)
+        self.norm = certificates.NORMS[self.noise]
         self.seed = secrets.randbits(63) if seed is None else check_int_at_least("seed", seed, 0)
         if self.seed >= 2**63:
             raise ValueError(f"Expected `seed` to be an integer in [0, 2**63), got {seed!r}")
@@ -109,20 +126,20 @@ class Smooth:
         self.deterministic = deterministic
         self._next_stream = 0
         self._explicit_streams: set[int] = set()  # never handed out by the default counter
-        spec = NoiseSpec(self.noise_sigma, self.seed, self.mean, self.std, self.dtype, self.memory_format)
+        spec = NoiseSpec(self.noise_sigma, self.seed, self.mean, self.std, self.dtype, self.memory_format, self.noise)
         self._sampler = Sampler(base_classifier, self.num_classes, spec, self.backend, deterministic)
 
     def __repr__(self) -> str:
-        return (f"Smooth(num_classes={self.num_classes}, sigma={self.sigma}, seed={self.seed}, "
+        return (f"Smooth(num_classes={self.num_classes}, sigma={self.sigma}, noise={self.noise!r}, seed={self.seed}, "
                 f"backend={self.backend.name!r}, device={str(self.device)!r}, "
                 f"dtype={_DTYPES[self.dtype]})")
 
     # -- the paper's algorithms, one input ---------------------------------------------------
 
     def certify(self, x: torch.Tensor, n0: int, n: int, alpha: float, batch_size: int | None = None, *,
-                adaptive: bool = False, radius: float | None = None,
+                two_sided: bool = False, adaptive: bool = False, radius: float | None = None,
                 tolerance: float | None = None) -> tuple[int, float]:
-        """CERTIFY: a class and a certified l2 radius for one input, or (ABSTAIN, 0.0).
+        """CERTIFY: a class and a certified radius (in ``self.norm``) for one input, or (ABSTAIN, 0.0).
 
         Args:
             x: one input without batch dimension, e.g. [C, H, W], pixel space.
@@ -132,6 +149,10 @@ class Smooth:
                 (rsengine.sampler.cpu_batch_size: 334 MNIST rows). If the device runs out of
                 memory the batch is halved until it fits and the run goes on (one
                 BatchSizeReduced warning); results do not depend on the batch size.
+            two_sided: bound pA from below and the runner-up's pB from above at once (alpha/2
+                and alpha/(2(K-1)) each: rsengine.certificates.certify_two_sided) and use the
+                radius of both, larger than the one-sided radius where pB is well below 1 - pA
+                (many classes share the rest), smaller (alpha/2) where it is not.
 
             adaptive: n becomes a budget: sampling stops at the first checkpoint where an
                 anytime-valid bound answers the question asked (rsengine.sequential), with the
@@ -145,8 +166,8 @@ class Smooth:
             (class, radius); (ABSTAIN, 0.0) unless the lower bound on pA is above 1/2.
             :meth:`certify_batch` also returns the samples an adaptive certificate used.
         """
-        preds, radii, *_ = self.certify_batch(self._as_batch(x), n0, n, alpha, batch_size, adaptive=adaptive,
-                                              radius=radius, tolerance=tolerance)
+        preds, radii, *_ = self.certify_batch(self._as_batch(x), n0, n, alpha, batch_size, two_sided=two_sided,
+                                              adaptive=adaptive, radius=radius, tolerance=tolerance)
         return int(preds[0]), float(radii[0])
 
     def predict(self, x: torch.Tensor, n: int, alpha: float, batch_size: int | None = None) -> int:
@@ -161,8 +182,8 @@ class Smooth:
     # -- many inputs, samples packed into shared batches -------------------------------------
 
     def certify_batch(self, xs, n0: int, n: int, alpha: float, batch_size: int | None = None,
-                      streams=None, *, adaptive: bool = False, radius: float | None = None,
-                      tolerance: float | None = None):
+                      streams=None, *, two_sided: bool = False, adaptive: bool = False,
+                      radius: float | None = None, tolerance: float | None = None):
         """CERTIFY for M inputs at once, their samples packed into shared batches.
 
         Args:
@@ -172,8 +193,8 @@ class Smooth:
                 making each certificate a function of (seed, stream) alone; default: the next M
                 fresh streams of this Smooth, never one passed here before.
 
-            adaptive, radius, tolerance: as in :meth:`certify`. The inputs' rows are packed
-                into batches refilled as inputs finish (rsengine.refill).
+            two_sided, adaptive, radius, tolerance: as in :meth:`certify`. The inputs' rows are
+                packed into batches refilled as inputs finish (rsengine.refill) when adaptive.
 
         Returns:
             (predictions int64 [M], radii float64 [M]); ABSTAIN and 0.0 where abstaining.
@@ -185,7 +206,11 @@ class Smooth:
         n = self._check_samples("n", n)
         alpha = check_probability("alpha", alpha)
         batch_size = self._check_batch_size(batch_size)
+        if not isinstance(two_sided, bool):
+            raise TypeError(f"Expected `two_sided` to be True or False, got {two_sided!r}")
         decide = self._adaptive_rule(adaptive, radius, tolerance, n, alpha)
+        if decide is not None and two_sided:
+            raise ValueError("Expected two_sided=False with adaptive=True: the adaptive bounds are one-sided")
         xs, stream_ids = self._prepare(xs, streams)
         if decide is not None:
             schedule = (Schedule.for_budget if radius is not None else Schedule.for_tolerance)(n, alpha)
@@ -194,8 +219,52 @@ class Smooth:
             return result.predictions, result.radii, result.samples
         guess = self._counts(xs, stream_ids, n0, PHASE_SELECTION, batch_size).argmax(axis=1)
         counts = self._counts(xs, stream_ids, n, PHASE_ESTIMATION, batch_size)
+        if two_sided:
+            return certificates.certify_two_sided(guess, counts, n, alpha, self.noise_sigma, self.noise)
         n_a = counts[np.arange(len(guess)), guess]
-        return stats.certify_from_counts(guess, n_a, n, alpha, self.noise_sigma)
+        return certificates.certify_one_sided(guess, n_a, n, alpha, self.noise_sigma, self.noise)
+
+    def certify_topk(self, x: torch.Tensor, k: int, n0: int, n: int, alpha: float,
+                     batch_size: int | None = None) -> tuple[list[int], float]:
+        """Top-k CERTIFY (Jia et al., ICLR 2020; Gaussian noise): k classes and an l2 radius.
+
+        Args:
+            x: one input without batch dimension, pixel space. k: classes to certify, in
+                [1, num_classes). n0, n, alpha, batch_size: as in :meth:`certify`.
+
+        Returns:
+            (labels, radius): the k classes with the most selection votes (most first), and a
+            radius within which the smoothed top k keeps the true class if it is among them,
+            with probability >= 1 - alpha: the smallest of the labels' radii, 0.0 where one of
+            them is not certified. :meth:`certify_topk_batch` gives each label's own radius.
+        """
+        labels, radii = self.certify_topk_batch(self._as_batch(x), k, n0, n, alpha, batch_size)
+        return labels[0].tolist(), float(radii[0].min())
+
+    def certify_topk_batch(self, xs, k: int, n0: int, n: int, alpha: float, batch_size: int | None = None,
+                           streams=None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k CERTIFY for M inputs. Arguments as in :meth:`certify_topk` and :meth:`certify_batch`.
+
+        Returns:
+            (labels int64 [M, k], radii float64 [M, k]): label j of input i stays in the
+            smoothed top k within l2 radius radii[i, j] (0.0: not certified), all at once with
+            probability >= 1 - alpha (rsengine.certificates.certify_top_k). The certified top-k
+            accuracy at r counts inputs whose true class is a label with radius >= r.
+        """
+        if self.noise != "gaussian":
+            raise ValueError(f"Expected noise='gaussian' for top-k certificates (Jia et al.'s theorem is "
+                             f"Gaussian), this Smooth has noise={self.noise!r}")
+        k = check_int_at_least("k", k, 1)
+        if k >= self.num_classes:
+            raise ValueError(f"Expected `k` < num_classes = {self.num_classes}, got {k}")
+        n0 = self._check_samples("n0", n0)
+        n = self._check_samples("n", n)
+        alpha = check_probability("alpha", alpha)
+        batch_size = self._check_batch_size(batch_size)
+        xs, stream_ids = self._prepare(xs, streams)
+        selection = self._counts(xs, stream_ids, n0, PHASE_SELECTION, batch_size)
+        counts = self._counts(xs, stream_ids, n, PHASE_ESTIMATION, batch_size)
+        return certificates.certify_top_k(selection, counts, k, n, alpha, self.noise_sigma)
 
     def predict_batch(self, xs, n: int, alpha: float, batch_size: int | None = None, streams=None) -> np.ndarray:
         """PREDICT for M inputs at once. Arguments as in :meth:`certify_batch`.
@@ -236,6 +305,9 @@ class Smooth:
         if self.deterministic:
             raise ValueError("Expected deterministic=False with adaptive=True: refilled batches mix inputs, "
                              "which deterministic mode forbids")
+        if self.noise != "gaussian":
+            raise ValueError(f"Expected noise='gaussian' with adaptive=True (its sequential radii are l2 "
+                             f"radii), this Smooth has noise={self.noise!r}")
         sigma = self.noise_sigma
         if radius is not None:
             target = check_non_negative_float("radius", radius)

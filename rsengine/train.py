@@ -1,6 +1,7 @@
-"""Gaussian noise augmentation training, the recipe of Cohen et al. (2019).
+"""Noise augmentation training, the recipe of Cohen et al. (2019).
 
-Every training batch is perturbed in pixel space, ``x + sigma * N(0, I)``, then normalized,
+Every training batch is perturbed in pixel space, ``x + sigma * N(0, I)`` (or Laplace or uniform
+noise of standard deviation sigma per value, ``noise=``, for the l1 certificates), then normalized,
 ``(x_noisy - mean) / std``, then fed to the model: the order rsengine's certification uses, so a
 model trained at ``sigma`` is accurate on exactly the inputs its smoothed classifier sees.
 Optimizer: SGD with momentum and weight decay; learning rate annealed by a cosine (per step)
@@ -43,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from rsengine.kernels.contract import check_noise, noise_scale
 from rsengine.validation import (check_choice, check_mean_std, check_non_negative_float, check_positive_float,
                                  check_positive_int)
 
@@ -60,7 +62,20 @@ def _learning_rate(schedule: str, base_lr: float, step: int, total_steps: int, e
     return base_lr * 0.1 ** (epoch // max(1, math.ceil(epochs / 3)))
 
 
-def _train_epoch(model, loader, optimizer, step: int, step_lr, sigma: float, noise_gen, mean_t, std_t):
+def _training_noise(noise: str, sigma: float, shape, generator: torch.Generator) -> torch.Tensor:
+    """Noise of standard deviation sigma per value, the distribution certification samples."""
+    device = generator.device
+    if noise == "gaussian":
+        return sigma * torch.randn(shape, generator=generator, device=device)
+    scale = noise_scale(noise, sigma)
+    if noise == "laplace":  # b * Exp(1) with a random sign
+        magnitude = torch.empty(shape, device=device).exponential_(generator=generator)
+        sign = torch.rand(shape, generator=generator, device=device) < 0.5
+        return scale * torch.where(sign, -magnitude, magnitude)
+    return scale * (2.0 * torch.rand(shape, generator=generator, device=device) - 1.0)  # U(-lambda, lambda)
+
+
+def _train_epoch(model, loader, optimizer, step: int, step_lr, sigma: float, noise: str, noise_gen, mean_t, std_t):
     """One pass over ``loader``; returns (summed loss, correct count) on the device and the next step."""
     device = noise_gen.device
     # Summed on the device and read once per epoch: no host sync per step.
@@ -70,7 +85,7 @@ def _train_epoch(model, loader, optimizer, step: int, step_lr, sigma: float, noi
         for group in optimizer.param_groups:
             group["lr"] = step_lr(step)
         x, y = x.to(device), y.to(device)  # x: [B, C, H, W] pixels
-        x = x + sigma * torch.randn(x.shape, generator=noise_gen, device=device)
+        x = x + _training_noise(noise, sigma, x.shape, noise_gen)
         if mean_t is not None:
             x = (x - mean_t) / std_t
         logits = model(x)
@@ -100,8 +115,9 @@ def train_model(
     seed: int = 0,
     device: str | torch.device = "cpu",
     log: Callable[[str], None] | None = None,
+    noise: str = "gaussian",
 ) -> list[dict]:
-    """Train ``model`` in place with Gaussian noise augmentation; return per-epoch records.
+    """Train ``model`` in place with noise augmentation; return per-epoch records.
 
     Args:
         model: takes the normalized batch ``[B, C, H, W]`` and returns logits ``[B, K]``.
@@ -118,6 +134,8 @@ def train_model(
         seed: seeds the shuffling, the noise and the global torch RNG during training.
         device: where to train; the model is moved there.
         log: called once per epoch with a one-line summary (e.g. ``print``).
+        noise: "gaussian", "laplace" or "uniform" (rsengine.kernels.contract.NOISES), of
+            standard deviation ``sigma`` per value: the noise the model will be certified with.
 
     Returns:
         One dict per epoch: ``epoch`` (1-based), ``lr`` (at the epoch's start), ``loss`` (mean
@@ -137,6 +155,7 @@ def train_model(
         2
     """
     sigma = check_non_negative_float("sigma", sigma)
+    noise = check_noise(noise)
     epochs = check_positive_int("epochs", epochs)
     batch_size = check_positive_int("batch_size", batch_size)
     lr = check_positive_float("lr", lr)
@@ -175,7 +194,7 @@ def train_model(
             def step_lr(step: int) -> float:
                 return _learning_rate(lr_schedule, lr, step, total_steps, epoch, epochs)
 
-            loss_sum, correct, step = _train_epoch(model, loader, optimizer, step, step_lr, sigma, noise_gen,
+            loss_sum, correct, step = _train_epoch(model, loader, optimizer, step, step_lr, sigma, noise, noise_gen,
                                                    mean_t, std_t)
             seen = len(loader.dataset)
             record = {"epoch": epoch + 1, "lr": epoch_lr, "loss": loss_sum.item() / seen,

@@ -28,11 +28,12 @@ TESTS = Path(__file__).parent
 # pins when a change improves them.
 PINNED_TRITON = "3.9.0"
 PINNED_MAX_REGISTERS = {
-    ("_noise_image_kernel", 80): 72, ("_noise_image_kernel", 90): 64, ("_noise_image_kernel", 100): 63,
+    # The image kernel's maxima are its Laplace variants' (2026-12-07; Gaussian's stay 72/64/63).
+    ("_noise_image_kernel", 80): 72, ("_noise_image_kernel", 90): 72, ("_noise_image_kernel", 100): 74,
     ("_noise_rows_kernel", 80): 64, ("_noise_rows_kernel", 90): 70, ("_noise_rows_kernel", 100): 70,
     ("_vote_kernel", 80): 48, ("_vote_kernel", 90): 48, ("_vote_kernel", 100): 48,
 }
-PINNED_VARIANTS = {"_noise_image_kernel": 30, "_noise_rows_kernel": 6, "_vote_kernel": 4}
+PINNED_VARIANTS = {"_noise_image_kernel": 72, "_noise_rows_kernel": 12, "_vote_kernel": 4}  # 3 noises
 
 
 def _compiler_env() -> dict:
