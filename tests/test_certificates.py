@@ -189,6 +189,19 @@ def test_one_sided_is_the_exact_radius_rounded_down(noise, alpha):
         assert pred[0] == (3 if rad[0] > 0 else ABSTAIN)
 
 
+def test_uniform_radii_round_down_where_the_margin_is_below_an_ulp():
+    # q ~ 1e-12 to 1e-15: the margin moves lam (1 - 2q) by ~1e-24, far below an ulp of lam, so
+    # only rounding each operation down keeps the radius at or below the exact one.
+    for n in (10**12, 3 * 10**12, 10**13, 10**14, 10**15):
+        for n_a in (n, n - 1, n - 2):
+            for sigma in (0.12, 0.25, 0.37, 0.5, 1.0):
+                scale = noise_scale("uniform", sigma)
+                rad = certify_one_sided([0], [n_a], n, 0.001, sigma, "uniform")[1][0]
+                q = _exact_complement(n_a, n, 0.001)
+                _assert_rounded_down(rad, _exact_radius("uniform", scale, q, q),
+                                     _exact_radius("uniform", scale, q, q, WIDENING), scale)
+
+
 def test_one_sided_closed_forms_at_all_votes():
     # n_a = n: pA = alpha^(1/n) exactly; the radii in closed form, float64.
     n, alpha, sigma = 100, 0.001, 0.5
