@@ -85,6 +85,7 @@ from .stats import (
     ABSTAIN,
     _as_counts,
     _as_vector,
+    _certify_arguments,
     _check_trials,
     _complement_bound,
     _widened,
@@ -186,13 +187,7 @@ def certify_one_sided(c_hat, n_a, n, alpha, sigma, noise="gaussian"):
     noise = check_noise(noise)
     if noise == "gaussian":
         return certify_from_counts(c_hat, n_a, n, alpha, sigma)
-    n, a, s = _check_common(n, alpha, sigma)
-    classes = _as_vector("c_hat", _as_counts("c_hat", c_hat, 0))
-    votes = _as_counts("n_a", n_a, 0)
-    if votes.shape != classes.shape:
-        reject("n_a", f"to have the shape of `c_hat` {classes.shape}", f"{votes.shape}")
-    if (votes > n).any():
-        reject("n_a", f"<= `n` = {n}", repr(votes[votes > n][0].item()))
+    n, a, s, classes, votes = _certify_arguments(c_hat, n_a, n, alpha, sigma)
     q_a = _lower_complement(votes, n, a)
     return _decide(classes, _radius(noise, _scale(noise, s), q_a, q_a))
 

@@ -46,8 +46,8 @@ import numpy as np
 import torch
 
 from .kernels.reference import philox4x32_10
-from .stats import ABSTAIN, _complement_bound, _widened
-from .validation import check_int_at_least, check_positive_float, check_probability, reject
+from .stats import ABSTAIN, _certify_arguments, _complement_bound, _widened
+from .validation import check_int_at_least, check_positive_float, reject
 
 __all__ = [
     "GRID",
@@ -479,30 +479,9 @@ def certify_sound_from_counts(c_hat, n_a, n, alpha, sigma):
         >>> pred.tolist(), [round(float(r), 4) for r in rad]
         ([2, -1], [0.7502, 0.0])
     """
-    n = check_int_at_least("n", n, 1)
-    if n > 2**53:
-        reject("n", "<= 2**53", repr(n))
-    a = check_probability("alpha", alpha)
-    s = check_positive_float("sigma", sigma)
-    classes = _as_int_vector("c_hat", c_hat)
-    votes = _as_int_vector("n_a", n_a)
-    if votes.shape != classes.shape:
-        reject("n_a", f"to have the shape of `c_hat` {classes.shape}", f"{votes.shape}")
-    if (votes > n).any():
-        reject("n_a", f"<= `n` = {n}", repr(votes[votes > n][0].item()))
+    n, a, s, classes, votes = _certify_arguments(c_hat, n_a, n, alpha, sigma)
     complement = _widened(_complement_bound(votes, np.int64(n), np.float64(a)))
     certified = complement < 0.5
     pred = np.where(certified, classes, ABSTAIN).astype(np.int64)
     rad = np.array([_isf_down(q, s) if c else 0.0 for q, c in zip(complement, certified)], dtype=np.float64)
     return pred, rad
-
-
-def _as_int_vector(name: str, value) -> np.ndarray:
-    array = np.asarray(value)
-    if array.ndim != 1:
-        reject(name, "to be a 1-D array [M] of integers >= 0", f"shape {array.shape}")
-    if array.size and array.dtype.kind not in "iu":
-        reject(name, "to be integers >= 0", f"dtype {array.dtype}", TypeError)
-    if (array < 0).any():
-        reject(name, "to be integers >= 0", repr(array[array < 0][0].item()))
-    return array.astype(np.int64)

@@ -153,6 +153,22 @@ def _as_vector(name: str, array: np.ndarray) -> np.ndarray:
     return array
 
 
+def _certify_arguments(c_hat, n_a, n, alpha, sigma) -> tuple[int, float, float, np.ndarray, np.ndarray]:
+    """CERTIFY's checked arguments: (n, alpha, sigma, classes int64 [M], votes int64 [M])."""
+    n = check_positive_int("n", n)
+    _check_trials("n", n)
+    a = check_probability("alpha", alpha)
+    s = check_positive_float("sigma", sigma)
+    classes = _as_vector("c_hat", _as_counts("c_hat", c_hat, 0))
+    votes = _as_counts("n_a", n_a, 0)
+    if votes.shape != classes.shape:
+        reject("n_a", f"to have the shape of `c_hat` {classes.shape}", f"{votes.shape}")
+    over = votes > n
+    if over.any():
+        reject("n_a", f"<= `n` = {n}", repr(votes[over][0].item()))
+    return n, a, s, classes, votes
+
+
 def _scalar_or_array(result: np.ndarray):
     return float(result) if result.ndim == 0 else result
 
@@ -434,17 +450,7 @@ def certify_from_counts(c_hat, n_a, n, alpha, sigma):
         >>> pred.tolist(), [floor_significant(r) for r in rad]
         ([2, -1], [0.75, 0.0])
     """
-    n = check_positive_int("n", n)
-    _check_trials("n", n)
-    a = check_probability("alpha", alpha)
-    s = check_positive_float("sigma", sigma)
-    classes = _as_vector("c_hat", _as_counts("c_hat", c_hat, 0))
-    votes = _as_counts("n_a", n_a, 0)
-    if votes.shape != classes.shape:
-        reject("n_a", f"to have the shape of `c_hat` {classes.shape}", f"{votes.shape}")
-    over = votes > n
-    if over.any():
-        reject("n_a", f"<= `n` = {n}", repr(votes[over][0].item()))
+    n, a, s, classes, votes = _certify_arguments(c_hat, n_a, n, alpha, sigma)
     complement = _widened(_complement_bound(votes, np.int64(n), np.float64(a)))
     certified = complement < 0.5
     pred = np.where(certified, classes, ABSTAIN).astype(np.int64)
