@@ -37,9 +37,9 @@ def driver_occupancy_blocks(function_handle: int, threads_per_block: int, dynami
 def measure() -> list[dict]:
     """Run every compile-check case on the GPU; each distinct loaded kernel's real figures."""
     from rsengine.backends import Backend
-    from rsengine.kernels import compile_check, noise, votes
+    from rsengine.kernels import compile_check, noise, sound_noise, votes
 
-    backend = Backend("triton", noise.noise_normalize, votes.vote_count)
+    backend = Backend("triton", noise.noise_normalize, votes.vote_count, sound_noise.sound_noise_normalize)
     device = torch.device("cuda")
     for case in compile_check.engine_cases():
         compile_check.launch_case(case, backend, device)

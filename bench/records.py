@@ -65,6 +65,10 @@ FIGURE_KEYS = {
                      "coordination_share", "inputs", "ranks", "threads", "cpu"),
     "cpu_noise_each": ("noise", "values_per_s", "relative_to_gaussian", "threads", "cpu"),
     "cpu_noise": ("normals_per_s", "reference_normals_per_s", "randn_normals_per_s", "speedup", "threads", "cpu"),
+    "sound_noise_normalize": ("sound_ms", "gaussian_ms", "relative_to_gaussian", "values_per_s"),
+    "end_to_end_sound": ("samples_per_s", "float_samples_per_s", "relative_to_float"),
+    "cpu_sound": ("kernel_values_per_s", "kernel_relative_to_gaussian", "samples_per_s", "float_samples_per_s",
+                  "relative_to_float", "threads", "cpu"),
 }
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

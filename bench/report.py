@@ -47,6 +47,7 @@ def _number(value, digits: int = 3) -> str:
 _CPU_SPEEDUP_GOALS = {"mnist_cnn": 1.2, "cifar_resnet20": 1.0}
 _CPU_OVERHEAD_GOAL = 0.25
 _CPU_NOISE_GOAL = 1e8
+_SOUND_SLOWDOWN_GOAL = 1.10  # issue 12: sound mode at most 10% slower than float mode, end to end
 # Issue 10's: 2 ranks at most 0.6x one rank's wall time, coordination under 2% of it.
 _SCALEOUT_RATIO_GOAL = 0.6
 _SCALEOUT_COORDINATION_GOAL = 0.02
@@ -75,6 +76,8 @@ def _goal(record: dict) -> str:
                 f"< {_SCALEOUT_COORDINATION_GOAL:.0%} coordination)")
     if bench == "cpu_noise":
         return f"{'met' if record['normals_per_s'] >= _CPU_NOISE_GOAL else 'missed'} (>= 1e+08 normals/s)"
+    if bench in ("end_to_end_sound", "cpu_sound"):  # issue 12: sound mode at most 10% slower than float mode
+        return f"{'met' if record['relative_to_float'] <= _SOUND_SLOWDOWN_GOAL else 'missed'} (<= 1.1x float's time)"
     return ""
 
 
@@ -112,6 +115,16 @@ def _notes(record: dict) -> str:
     if bench == "cpu_noise":
         return (f"{record['normals_per_s']:.3g} normals/s vs reference {record['reference_normals_per_s']:.3g}, "
                 f"torch.randn {record['randn_normals_per_s']:.3g}; {_cpu_host(record)}")
+    if bench == "sound_noise_normalize":
+        return (f"sound kernel {record['sound_ms']:.3g} ms vs Gaussian {record['gaussian_ms']:.3g} ms "
+                f"({record['relative_to_gaussian']:.2f}x); {record['values_per_s']:.3g} values/s")
+    if bench == "end_to_end_sound":
+        return (f"sound {_number(record['samples_per_s'])}/s vs float {_number(record['float_samples_per_s'])}/s "
+                f"({record['relative_to_float']:.3f}x float's time)")
+    if bench == "cpu_sound":
+        return (f"sound {_number(record['samples_per_s'])}/s vs float {_number(record['float_samples_per_s'])}/s "
+                f"({record['relative_to_float']:.3f}x); kernel {record['kernel_values_per_s']:.3g} values/s, "
+                f"{record['kernel_relative_to_gaussian']:.2f}x Gaussian's time; {_cpu_host(record)}")
     return (f"overhead {100 * record['overhead_share']:.1f}% of wall time; forward alone "
             f"{_number(record['forward_samples_per_s'])}/s")
 
@@ -122,7 +135,8 @@ def _row(record: dict) -> tuple[str, ...]:
     return (
         record["device"], bench, record["model"] or "—", "x".join(map(str, record["input_shape"])),
         record["dtype"], str(record["batch_size"]),
-        _number(per_second) if bench in ("end_to_end", "engine_overhead", "cpu_end_to_end") else "—",
+        _number(per_second) if bench in ("end_to_end", "engine_overhead", "cpu_end_to_end", "end_to_end_sound",
+                                         "cpu_sound") else "—",
         _number(record.get("baseline_samples_per_s")),
         f"{record['speedup']:.2f}x" if "speedup" in record else "—",
         _number(record.get("s_per_100k_certificate")),

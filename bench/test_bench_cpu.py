@@ -224,3 +224,51 @@ def test_cpu_noise_kernel_each_noise(benchmark, full_size):
     if full_size:
         records.append_records(made, records.results_file(made[0]["device"]))
     assert all(record["values_per_s"] > 0 for record in made)
+
+
+def test_cpu_sound_mode_against_float_mode(benchmark, full_size):
+    # Sound mode on the bundled MNIST CNN against float mode, in turn each round: the compiled
+    # kernels alone on one batch, and Smooth.sample_counts end to end (the goal: at most
+    # 10% slower). Expected: the sound kernel about as fast as Box-Muller per value (one Philox
+    # block per two values and an 11-step search where Gaussian has a logarithm, a square root,
+    # sine and cosine per two), so end to end within a few percent.
+    from rsengine import sound
+
+    workload = _workload("mnist", full_size)
+    rows = BATCH if full_size else 100
+    streams = torch.zeros(1, dtype=torch.int64)
+    engines = {mode: Smooth(workload.model, 10, SIGMA, mean=workload.mean, std=workload.std, seed=0,
+                            sound=mode == "sound") for mode in ("float", "sound")}
+    float_engine = engines["float"]
+    pixels = sound.to_grid(workload.x)
+    table = sound.noise_table(float_engine.noise_sigma)
+    sound_args = (pixels, streams, 0, rows, 100_000, table.signed_thresholds(), table.support, 0, PHASE_ESTIMATION,
+                  float_engine.mean, float_engine.std)
+    got, escaped = float_engine.backend.sound_noise_normalize(*sound_args)
+    want, want_escaped = sound.sound_noise_normalize(*sound_args)
+    assert int(escaped.sum()) == int(want_escaped.sum()) == 0
+    assert (got - want).abs().max() <= 1e-5  # normalized: the kernel's fma against (x - mean) / std
+    float_args = (workload.x, streams, 0, rows, 100_000, float_engine.noise_sigma, 0, PHASE_ESTIMATION,
+                  float_engine.mean, float_engine.std)
+    n = workload.n
+    calls = {
+        "float_kernel": lambda: float_engine.backend.noise_normalize(*float_args),
+        "sound_kernel": lambda: float_engine.backend.sound_noise_normalize(*sound_args),
+        "float_engine": lambda: engines["float"].sample_counts(workload.x, n, batch_size=BATCH, streams=[0]),
+        "sound_engine": lambda: engines["sound"].sample_counts(workload.x, n, batch_size=BATCH, streams=[0]),
+    }
+    assert calls["sound_engine"]().sum() == n and calls["float_engine"]().sum() == n
+    medians = _alternating_medians(calls, 20 if full_size else 1)
+    benchmark.pedantic(calls["sound_engine"], rounds=1)
+    values = rows * workload.x[0].numel()
+    record = records.make_record(
+        "cpu_sound", model=workload.arch, input_shape=workload.x.shape[1:], dtype=torch.float32, batch_size=BATCH,
+        n=n, backend=float_engine.backend.name, kernel_values_per_s=values / medians["sound_kernel"],
+        kernel_relative_to_gaussian=medians["sound_kernel"] / medians["float_kernel"],
+        samples_per_s=n / medians["sound_engine"], float_samples_per_s=n / medians["float_engine"],
+        relative_to_float=medians["sound_engine"] / medians["float_engine"], threads=torch.get_num_threads(),
+        cpu=records.cpu_name(), rounds=20 if full_size else 1, seconds=medians)
+    benchmark.extra_info.update(record)
+    if full_size:
+        records.append_records([record], records.results_file(record["device"]))
+    assert record["samples_per_s"] > 0

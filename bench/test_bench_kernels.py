@@ -123,3 +123,44 @@ def test_noise_normalize_each_noise(benchmark, scenario, device, timer, recorder
                           fused_ms=seconds[kind] * 1e3, relative_to_gaussian=seconds[kind] / seconds["gaussian"],
                           gb_per_s=values * 4 / seconds[kind] / 1e9, values_per_s=values / seconds[kind])
         assert record["values_per_s"] > 0
+
+
+def test_sound_noise_normalize_against_gaussian(benchmark, scenario, device, timer, recorder):
+    # Sound mode's kernel (two Philox words and an 11-step search of a 9 KiB table per element)
+    # against the float Gaussian kernel on the scenario's shape, bf16 channels_last as the engine
+    # runs. Expected: slower as a kernel (about 2x its instructions per element, cubin figures in
+    # bench/README.md), which is a small share of a certificate's time; end to end (the
+    # end-to-end benchmark's sound record) within the 10%.
+    from rsengine import sound
+    from rsengine.kernels import sound_noise
+
+    rows = scenario.kernel_rows
+    pixels = torch.randint(0, 256, (1, *scenario.input_shape), dtype=torch.int32,
+                           generator=torch.Generator().manual_seed(0)).to(device)
+    x = pixels.float() / 255
+    mean, std = torch.tensor(scenario.mean, device=device), torch.tensor(scenario.std, device=device)
+    streams = torch.zeros(1, dtype=torch.int64, device=device)
+    table = sound.noise_table(SIGMA)
+    thresholds = table.signed_thresholds(device)
+    sound_args = (pixels, streams, 0, rows, rows, thresholds, table.support, SEED, PHASE_ESTIMATION)
+    got, escaped = sound_noise.sound_noise_normalize(*sound_args)
+    # The reference's int64 words cost ~100 bytes per element: its first 8 rows (of the same grid).
+    checked = min(8, rows)
+    check = (pixels.cpu(), streams.cpu(), 0, checked, rows, thresholds.cpu(), table.support, SEED, PHASE_ESTIMATION)
+    want, want_escaped = sound.sound_noise_normalize(*check)
+    assert torch.equal(got[:checked].cpu(), want) and torch.equal(escaped[:checked].cpu(), want_escaped), \
+        "sound kernel differs from the reference: no timing reported"
+    fmt = (mean, std, torch.bfloat16, torch.channels_last)
+    seconds = {
+        "gaussian": timer.kernel_median_s(lambda: noise.noise_normalize(
+            x, streams, 0, rows, rows, SIGMA, SEED, PHASE_ESTIMATION, *fmt)),
+        "sound": timer.kernel_median_s(lambda: sound_noise.sound_noise_normalize(*sound_args, *fmt)),
+    }
+    benchmark.pedantic(timer.timed(lambda: sound_noise.sound_noise_normalize(*sound_args, *fmt)),
+                       rounds=timer.kernel_rounds)
+    values = rows * x.numel()
+    record = recorder("sound_noise_normalize", model=None, input_shape=scenario.input_shape, dtype=torch.bfloat16,
+                      batch_size=rows, n=rows, memory_format="channels_last", sound_ms=seconds["sound"] * 1e3,
+                      gaussian_ms=seconds["gaussian"] * 1e3, relative_to_gaussian=seconds["sound"] / seconds["gaussian"],
+                      values_per_s=values / seconds["sound"])
+    assert record["values_per_s"] > 0

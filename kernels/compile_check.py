@@ -18,13 +18,17 @@ Coverage: with Gaussian noise, every combination of the options on the data sets
 the general kernel's; on other image shapes (2 channels, H*W not a multiple of 16), each option
 value at least once (see ``COVERING_SHAPES``). Laplace and uniform noise change only the
 transform of each word, so for them every shape compiles in each output dtype, both memory
-formats, raw and normalized (``L1_NOISES``).
+formats, raw and normalized (``L1_NOISES``). Sound mode (its own kernel, ``sound_noise.py``):
+every shape, dtype, format and normalization at sigma 0.25, and ``SOUND_SIGMAS``' others (deeper
+binary searches) on one shape.
 
 Example:
     >>> [case.name for case in engine_cases()][:2]
     ['mnist 1x28x28 float32 contiguous raw seed32', 'mnist 1x28x28 float32 contiguous raw seed64']
     >>> sorted({case.noise for case in engine_cases()})
     ['gaussian', 'laplace', 'uniform']
+    >>> sorted({case.sound_sigma for case in engine_cases() if case.sound_sigma})
+    [0.25, 1.0, 4.0]
 """
 from __future__ import annotations
 
@@ -61,6 +65,8 @@ OUTPUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 SEEDS = {"seed32": 0, "seed64": 2**62 + 12345}
 L1_NOISES = ("laplace", "uniform")
+# Sound mode's sigmas: 11, 13 and 15 halvings of the threshold search (1,131 to 17,275 thresholds).
+SOUND_SIGMAS = (0.25, 1.0, 4.0)
 LOGIT_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 NUM_CLASSES = (2, 10, 16, 1000)
 _SIGMA = 0.25
@@ -82,13 +88,16 @@ class LaunchCase:
     logit_dtype: torch.dtype
     num_classes: int
     noise: str = "gaussian"
+    sound_sigma: float | None = None  # sound mode at this sigma (rounded Gaussian on the grid)
 
 
-def _case(shape_name, shape, dtype, format_name, normalize, seed_name, noise="gaussian") -> LaunchCase:
+def _case(shape_name, shape, dtype, format_name, normalize, seed_name, noise="gaussian",
+          sound_sigma=None) -> LaunchCase:
+    kind = f"sound {sound_sigma}" if sound_sigma else ("" if noise == "gaussian" else noise)
     name = (f"{shape_name} {'x'.join(map(str, shape))} {str(dtype).removeprefix('torch.')} {format_name} "
-            f"{'normalized' if normalize else 'raw'} {seed_name}" + ("" if noise == "gaussian" else f" {noise}"))
-    return LaunchCase(name, shape_name if noise == "gaussian" else f"{shape_name} {noise}", shape, dtype,
-                      MEMORY_FORMATS[format_name], normalize, SEEDS[seed_name], torch.float32, 10, noise)
+            f"{'normalized' if normalize else 'raw'} {seed_name}" + (f" {kind}" if kind else ""))
+    return LaunchCase(name, f"{shape_name} {kind}" if kind else shape_name, shape, dtype,
+                      MEMORY_FORMATS[format_name], normalize, SEEDS[seed_name], torch.float32, 10, noise, sound_sigma)
 
 
 def engine_cases() -> list[LaunchCase]:
@@ -103,10 +112,19 @@ def engine_cases() -> list[LaunchCase]:
         cases.append(_case(shape_name, shape, dtype, "channels_last", True, "seed64"))
         cases.append(_case(shape_name, shape, dtype, "contiguous", False, "seed32"))
     # Each dtype with each format, raw and normalized alternating, on every shape.
-    for noise, (shape_name, shape) in itertools.product(L1_NOISES, {**INPUT_SHAPES, **COVERING_SHAPES}.items()):
+    all_shapes = {**INPUT_SHAPES, **COVERING_SHAPES}
+    for noise, (shape_name, shape) in itertools.product(L1_NOISES, all_shapes.items()):
         for i, (dtype, format_name) in enumerate(itertools.product(OUTPUT_DTYPES, MEMORY_FORMATS)):
             if format_name == "contiguous" or len(shape) == 3:
                 cases.append(_case(shape_name, shape, dtype, format_name, i // 2 % 2 == 1, "seed64", noise))
+    # Sound mode's kernel: every dtype, format and normalization on every shape.
+    for (shape_name, shape), dtype, format_name, normalize in itertools.product(
+            all_shapes.items(), OUTPUT_DTYPES, MEMORY_FORMATS, (False, True)):
+        if format_name == "contiguous" or len(shape) == 3:
+            cases.append(_case(shape_name, shape, dtype, format_name, normalize, "seed64", sound_sigma=SOUND_SIGMAS[0]))
+    for sound_sigma, normalize in itertools.product(SOUND_SIGMAS[1:], (False, True)):
+        cases.append(_case("cifar10", INPUT_SHAPES["cifar10"], torch.bfloat16, "channels_last", normalize, "seed32",
+                           sound_sigma=sound_sigma))
     for logit_dtype, num_classes in itertools.product(LOGIT_DTYPES, NUM_CLASSES):
         name = f"logits {str(logit_dtype).removeprefix('torch.')} K={num_classes}"
         cases.append(LaunchCase(name, "logits", INPUT_SHAPES["mnist"], torch.float32, torch.contiguous_format, True, 0,
@@ -133,12 +151,19 @@ def launch_case(case: LaunchCase, backend, device: torch.device = torch.device("
     """
     from rsengine.kernels.contract import PHASE_ESTIMATION, PHASE_PREDICTION, PHASE_SELECTION
     from rsengine.sampler import NoiseSpec, count_votes
+    from rsengine.sound import noise_table
 
     channels = case.shape[0]
     mean = torch.linspace(0.4, 0.5, channels, device=device) if case.normalize else None
     std = torch.linspace(0.2, 0.3, channels, device=device) if case.normalize else None
-    spec = NoiseSpec(_SIGMA, case.seed, mean, std, case.dtype, case.memory_format, case.noise)
-    xs = torch.rand(2, *case.shape, device=device)
+    if case.sound_sigma:
+        table = noise_table(case.sound_sigma)
+        spec = NoiseSpec(case.sound_sigma, case.seed, mean, std, case.dtype, case.memory_format,
+                         sound_thresholds=table.signed_thresholds(device), sound_support=table.support)
+        xs = torch.randint(0, 256, (2, *case.shape), dtype=torch.int32, device=device)
+    else:
+        spec = NoiseSpec(_SIGMA, case.seed, mean, std, case.dtype, case.memory_format, case.noise)
+        xs = torch.rand(2, *case.shape, device=device)
     streams = torch.tensor([7, 2**32 - 1], dtype=torch.int64, device=device)
     model = _ProbeClassifier(case.num_classes, case.logit_dtype).to(device)
     for phase, n in ((PHASE_SELECTION, _SAMPLES[0]), (PHASE_ESTIMATION, _SAMPLES[1]), (PHASE_PREDICTION, _SAMPLES[1])):
@@ -151,9 +176,9 @@ def _launched_kernel_names() -> set[str]:
     # launcher the cases above do not reach.
     from triton.runtime.jit import JITFunction
 
-    from rsengine.kernels import noise, votes
+    from rsengine.kernels import noise, sound_noise, votes
 
-    return {name for module in (noise, votes) for name, value in vars(module).items()
+    return {name for module in (noise, sound_noise, votes) for name, value in vars(module).items()
             if isinstance(value, JITFunction) and name.endswith("_kernel")}
 
 
@@ -180,10 +205,10 @@ def compile_group(arch: int, group: str) -> dict:
     from triton.backends.compiler import GPUTarget
 
     from rsengine.backends import Backend
-    from rsengine.kernels import noise, votes
+    from rsengine.kernels import noise, sound_noise, votes
     from rsengine.kernels.compile_only import compile_only
 
-    backend = Backend("triton", noise.noise_normalize, votes.vote_count)
+    backend = Backend("triton", noise.noise_normalize, votes.vote_count, sound_noise.sound_noise_normalize)
     variants: dict[str, dict] = {}
     failures = []
     for case in (case for case in engine_cases() if case.group == group):

@@ -55,7 +55,7 @@ import numpy as np
 import torch
 
 __all__ = ["NOISES", "NOISE_CODES", "noise_scale", "check_noise", "PHASE_SELECTION", "PHASE_ESTIMATION", "PHASE_PREDICTION", "PHASES", "PHILOX_ROUND_MULTIPLIERS",
-           "PHILOX_KEY_INCREMENTS", "check_fused_launch"]
+           "PHILOX_KEY_INCREMENTS", "check_fused_launch", "check_sound_launch", "search_steps"]
 
 # Phases of a certificate: the proof needs the n0 selection draws and the n estimation draws to be
 # independent, so each phase has its own counter space.
@@ -114,6 +114,11 @@ def check_fused_launch(xs: torch.Tensor, start: int, count: int, n: int, seed: i
     """
     if xs.dtype != torch.float32 or not xs.is_contiguous():
         raise ValueError(f"Expected `xs` float32 and contiguous, got {xs.dtype}, contiguous={xs.is_contiguous()}")
+    _check_rows(xs, start, count, n, seed)
+
+
+def _check_rows(xs: torch.Tensor, start: int, count: int, n: int, seed: int) -> None:
+    # The launch arguments every fused noise kernel shares (32-bit offsets, 64-bit seed, row range).
     numel = xs.shape[1:].numel()
     if numel >= 2**31:
         raise ValueError(f"Expected inputs of fewer than 2**31 elements, got {numel}")
@@ -123,3 +128,41 @@ def check_fused_launch(xs: torch.Tensor, start: int, count: int, n: int, seed: i
         raise ValueError(f"Expected `seed` in [0, 2**63), got {seed}")
     if start + count > xs.shape[0] * n:
         raise ValueError(f"Expected rows start + count <= M * n = {xs.shape[0] * n}, got {start + count}")
+
+
+def search_steps(thresholds: int) -> int:
+    """Halvings of the sound kernels' binary search over ``thresholds`` thresholds: its bit length
+    (so 2**steps > thresholds, and every count 0 .. thresholds is reachable).
+
+    Example:
+        >>> search_steps(1131), search_steps(4441)
+        (11, 13)
+    """
+    return int(thresholds).bit_length()
+
+
+def check_sound_launch(pixels: torch.Tensor, start: int, count: int, n: int, seed: int,
+                       thresholds: torch.Tensor, support: int) -> None:
+    """What the sound-mode kernels accept (``sound_noise.py``, the CPU kernel), checked alike.
+
+    Args:
+        pixels: [M, *shape] int32 contiguous grid pixels (their range, [0, 255], is the caller's
+            to check once: ``rsengine.sound.to_grid``; a per-batch check would sync the device).
+        start, count, n, seed: as in :func:`check_fused_launch`.
+        thresholds: [2 * support + 1] int64 contiguous, on the device of ``pixels``.
+        support: the noise table's largest offset, >= 0.
+
+    Raises:
+        ValueError: naming the first argument out of range.
+    """
+    if pixels.dtype != torch.int32 or not pixels.is_contiguous():
+        raise ValueError(f"Expected `pixels` int32 and contiguous, got {pixels.dtype}, "
+                         f"contiguous={pixels.is_contiguous()}")
+    if thresholds.dtype != torch.int64 or thresholds.ndim != 1 or not thresholds.is_contiguous() \
+            or thresholds.device != pixels.device:
+        raise ValueError(f"Expected `thresholds` a contiguous 1-D int64 tensor on {pixels.device}, got "
+                         f"{thresholds.dtype} {list(thresholds.shape)} on {thresholds.device}")
+    if isinstance(support, bool) or not isinstance(support, int) or support < 0 \
+            or thresholds.numel() != 2 * support + 1:
+        raise ValueError(f"Expected `support` S >= 0 with 2 S + 1 = {thresholds.numel()} thresholds, got {support!r}")
+    _check_rows(pixels, start, count, n, seed)

@@ -115,9 +115,9 @@ static inline void box_muller(uint32_t w0, uint32_t w1, float *z_cos, float *z_s
     *z_sin = (quadrant & 2u) ? -rs : rs;
 }
 
-/* Standard noise of blocks q0 .. q0 + count - 1 of (stream, phase): lane k of block q0 + j in zk[j]. */
-static void make_blocks(int noise, uint64_t q0, int count, uint32_t stream, uint32_t phase, uint32_t key0,
-                        uint32_t key1, float *z0, float *z1, float *z2, float *z3) {
+/* Philox4x32-10 words of blocks q0 .. q0 + count - 1 of (stream, phase): word k of block q0 + j in wk[j]. */
+static void philox_words(uint64_t q0, int count, uint32_t stream, uint32_t phase, uint32_t key0, uint32_t key1,
+                         uint32_t *w0, uint32_t *w1, uint32_t *w2, uint32_t *w3) {
     for (int j = 0; j < count; j++) {
         uint64_t q = q0 + (uint64_t)j;
         uint32_t c0 = (uint32_t)q, c1 = (uint32_t)(q >> 32), c2 = stream, c3 = phase;
@@ -134,14 +134,27 @@ static void make_blocks(int noise, uint64_t q0, int count, uint32_t stream, uint
             k0 += PHILOX_W0;
             k1 += PHILOX_W1;
         }
+        w0[j] = c0;
+        w1[j] = c1;
+        w2[j] = c2;
+        w3[j] = c3;
+    }
+}
+
+/* Standard noise of blocks q0 .. q0 + count - 1 of (stream, phase): lane k of block q0 + j in zk[j]. */
+static void make_blocks(int noise, uint64_t q0, int count, uint32_t stream, uint32_t phase, uint32_t key0,
+                        uint32_t key1, float *z0, float *z1, float *z2, float *z3) {
+    uint32_t w0[CHUNK_BLOCKS], w1[CHUNK_BLOCKS], w2[CHUNK_BLOCKS], w3[CHUNK_BLOCKS];
+    philox_words(q0, count, stream, phase, key0, key1, w0, w1, w2, w3);
+    for (int j = 0; j < count; j++) {
         if (noise == NOISE_GAUSSIAN) {
-            box_muller(c0, c1, &z0[j], &z1[j]);
-            box_muller(c2, c3, &z2[j], &z3[j]);
+            box_muller(w0[j], w1[j], &z0[j], &z1[j]);
+            box_muller(w2[j], w3[j], &z2[j], &z3[j]);
         } else {
-            z0[j] = inverse_cdf(noise, c0);
-            z1[j] = inverse_cdf(noise, c1);
-            z2[j] = inverse_cdf(noise, c2);
-            z3[j] = inverse_cdf(noise, c3);
+            z0[j] = inverse_cdf(noise, w0[j]);
+            z1[j] = inverse_cdf(noise, w1[j]);
+            z2[j] = inverse_cdf(noise, w2[j]);
+            z3[j] = inverse_cdf(noise, w3[j]);
         }
     }
 }
@@ -207,4 +220,75 @@ void rsengine_box_muller(const uint32_t *w0, const uint32_t *w1, int64_t count, 
 /* The Laplace or uniform value of count words (for tests against the Triton kernel's arithmetic). */
 void rsengine_inverse_cdf(int noise, const uint32_t *w, int64_t count, float *out) {
     for (int64_t i = 0; i < count; i++) out[i] = inverse_cdf(noise, w[i]);
+}
+
+/* Sound mode (kernels/sound_noise.py, rsengine/sound.py): elements [first_element, last_element)
+ * of a batch of rows, as rsengine_noise_normalize lays them out. Element e = sample * numel + d
+ * takes Philox block e / 2, words (c0, c1) for even e and (c2, c3) for odd, u = w_hi 2^32 + w_lo
+ * read as int64 u - 2^63; k = -support + #{j : thresholds[j] <= u - 2^63} by the same `steps`
+ * halvings as the Triton kernel; u past the last threshold escapes (k taken as 0, escaped[r] = 1).
+ * The value is float32(i + k) / 255 (IEEE division), then fma(x, x_scale[c], x_shift[c]) when
+ * has_norm (x_scale = 1 / std, x_shift = -mean * x_scale, as the Triton kernel computes them).
+ * Each step is a loop over a chunk of elements (arrays, selects, gathers), for the vectorizer. */
+static inline int64_t signed_uniform(uint32_t hi, uint32_t lo) {
+    uint64_t u = (((uint64_t)(hi ^ 0x80000000u)) << 32) | lo;
+    int64_t v;
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
+void rsengine_sound_noise_normalize(const int32_t *pixels, const int64_t *streams, const int64_t *thresholds,
+                                    int32_t length, int32_t support, int steps, float *out, int32_t *escaped,
+                                    int64_t start_owner, int64_t start_sample, int64_t n, int64_t numel, int64_t hw,
+                                    int has_norm, const float *x_scale, const float *x_shift, uint32_t key0,
+                                    uint32_t key1, uint32_t phase, int64_t first_element, int64_t last_element) {
+    uint32_t w0[CHUNK_BLOCKS], w1[CHUNK_BLOCKS], w2[CHUNK_BLOCKS], w3[CHUNK_BLOCKS];
+    int64_t v[2 * CHUNK_BLOCKS];
+    int32_t count[2 * CHUNK_BLOCKS];
+    for (int64_t r = first_element / numel; r * numel < last_element; r++) {
+        int64_t global = start_sample + r;
+        int64_t owner = start_owner + global / n;
+        uint64_t first = (uint64_t)(global % n) * (uint64_t)numel;
+        uint32_t stream = (uint32_t)streams[owner];
+        const int32_t *x = pixels + owner * numel;
+        float *y = out + r * numel;
+        int64_t d_end = last_element - r * numel < numel ? last_element - r * numel : numel;
+        int64_t d0 = first_element > r * numel ? first_element - r * numel : 0;
+        int row_escaped = 0;
+        while (d0 < d_end) {
+            uint64_t e0 = first + (uint64_t)d0;
+            int offset = (int)(e0 & 1u); /* lane of element d0 in its Philox block */
+            int64_t d1 = d0 + 2 * CHUNK_BLOCKS - offset < d_end ? d0 + 2 * CHUNK_BLOCKS - offset : d_end;
+            int blocks = (int)((offset + (d1 - d0) + 1) / 2);
+            int elements = 2 * blocks;
+            philox_words(e0 >> 1, blocks, stream, phase, key0, key1, w0, w1, w2, w3);
+            for (int j = 0; j < blocks; j++) {
+                v[2 * j] = signed_uniform(w0[j], w1[j]);
+                v[2 * j + 1] = signed_uniform(w2[j], w3[j]);
+            }
+            for (int i = 0; i < elements; i++) count[i] = 0;
+            for (int level = steps - 1; level >= 0; level--) { /* count = #{j : T_j <= v}, branch-free */
+                for (int i = 0; i < elements; i++) {
+                    int32_t candidate = count[i] + (1 << level);
+                    int inside = candidate <= length;
+                    int64_t t = thresholds[inside ? candidate - 1 : 0];
+                    count[i] = (inside & (t <= v[i])) ? candidate : count[i];
+                }
+            }
+            const int32_t *cd = count + offset - d0; /* cd[d]: the count of element d */
+            for (int64_t d = d0; d < d1; d++) row_escaped |= cd[d] == length;
+            for (int64_t a = d0; a < d1;) { /* one run of a channel at a time */
+                int64_t c = a / hw;
+                int64_t b = (c + 1) * hw < d1 ? (c + 1) * hw : d1;
+                float xsc = x_scale[c], xsh = x_shift[c];
+                for (int64_t d = a; d < b; d++) {
+                    float value = (float)(x[d] + (cd[d] == length ? 0 : cd[d] - support)) / 255.0f;
+                    y[d] = has_norm ? fmaf(value, xsc, xsh) : value;
+                }
+                a = b;
+            }
+            d0 = d1;
+        }
+        if (row_escaped) escaped[r] = 1; /* threads sharing a row write the same value */
+    }
 }

@@ -27,10 +27,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from .contract import NOISE_CODES, check_fused_launch, check_noise, noise_scale
+from .contract import NOISE_CODES, check_fused_launch, check_noise, check_sound_launch, noise_scale, search_steps
 from .cpu_build import load_library
 
-__all__ = ["MIN_ELEMENTS_PER_THREAD", "noise_normalize", "box_muller_pairs", "inverse_cdf_values", "threads_for"]
+__all__ = ["MIN_ELEMENTS_PER_THREAD", "noise_normalize", "sound_noise_normalize", "box_muller_pairs",
+           "inverse_cdf_values", "threads_for"]
 
 # A thread's share of a batch is worth the pool's hand-off (~20 µs) from ~64k elements on
 # (~0.15 ms of work at the ~420 million normals per second one core makes here).
@@ -39,6 +40,10 @@ MIN_ELEMENTS_PER_THREAD = 1 << 16
 _NOISE_ARGTYPES = (ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
                    ctypes.c_int64, ctypes.c_int64, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
                    ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_int64, ctypes.c_int64)
+_SOUND_ARGTYPES = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32, ctypes.c_int,
+                   ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
+                   ctypes.c_int64, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32,
+                   ctypes.c_uint32, ctypes.c_int64, ctypes.c_int64)
 _WORDS_ARGTYPES = (ctypes.c_int, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p)
 _PAIR_ARGTYPES = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p)
 
@@ -90,12 +95,7 @@ def noise_normalize(xs: torch.Tensor, streams: torch.Tensor, start: int, count: 
     """:func:`rsengine.kernels.reference.noise_normalize` (same arguments and result) in the
     Triton kernel's bits; ``xs`` float32, contiguous and on the CPU, ``streams`` on the CPU."""
     check_fused_launch(xs, start, count, n, seed)
-    if xs.device.type != "cpu":
-        raise ValueError(f"Expected `xs` on the CPU for the compiled CPU kernel, got device {str(xs.device)!r}")
-    kernel = _function("rsengine_noise_normalize", _NOISE_ARGTYPES)
-    shape = xs.shape[1:]
-    numel, channels = shape.numel(), shape[0]
-    streams = streams.to(torch.int64).contiguous()
+    kernel, shape, numel, channels, streams = _prepare("rsengine_noise_normalize", _NOISE_ARGTYPES, "xs", xs, streams)
     # The per-channel constants as the Triton kernel computes them, in float32.
     scale32 = torch.tensor(noise_scale(noise, sigma), dtype=torch.float32)
     if mean is not None:
@@ -104,8 +104,7 @@ def noise_normalize(xs: torch.Tensor, streams: torch.Tensor, start: int, count: 
     else:
         z_scale, x_scale, x_shift = scale32.expand(channels), torch.ones(channels), torch.zeros(channels)
     z_scale, x_scale, x_shift = (t.contiguous() for t in (z_scale, x_scale, x_shift))
-    out = torch.empty((count, *shape), dtype=dtype, memory_format=memory_format)
-    target = out if dtype == torch.float32 and out.is_contiguous() else torch.empty((count, *shape))
+    out, target = _batch_and_target(count, shape, dtype, memory_format)
 
     def call(first: int, last: int) -> None:
         kernel(NOISE_CODES[noise], xs.data_ptr(), streams.data_ptr(), target.data_ptr(), start // n, start % n, n, numel,
@@ -116,6 +115,61 @@ def noise_normalize(xs: torch.Tensor, streams: torch.Tensor, start: int, count: 
     if target is not out:
         out.copy_(target)
     return out
+
+
+def _prepare(function: str, argtypes: tuple, name: str, inputs: torch.Tensor, streams: torch.Tensor):
+    """(kernel, input shape, numel, channels, int64 streams) of a launch on CPU ``inputs``."""
+    if inputs.device.type != "cpu":
+        raise ValueError(f"Expected `{name}` on the CPU for the compiled CPU kernel, got device {str(inputs.device)!r}")
+    shape = inputs.shape[1:]
+    return _function(function, argtypes), shape, shape.numel(), shape[0], streams.to(torch.int64).contiguous()
+
+
+def _batch_and_target(count: int, shape: torch.Size, dtype: torch.dtype, memory_format: torch.memory_format):
+    # The model's batch, and the contiguous float32 one the C kernel writes (the same tensor
+    # when the model takes contiguous float32; otherwise copied over in one copy_).
+    out = torch.empty((count, *shape), dtype=dtype, memory_format=memory_format)
+    return out, out if dtype == torch.float32 and out.is_contiguous() else torch.empty((count, *shape))
+
+
+def sound_noise_normalize(pixels: torch.Tensor, streams: torch.Tensor, start: int, count: int, n: int,
+                          thresholds: torch.Tensor, support: int, seed: int, phase: int,
+                          mean: torch.Tensor | None = None, std: torch.Tensor | None = None,
+                          dtype: torch.dtype = torch.float32,
+                          memory_format: torch.memory_format = torch.contiguous_format):
+    """:func:`rsengine.kernels.sound_noise.sound_noise_normalize` (same arguments and result) in
+    the Triton kernel's bits, on CPU tensors.
+
+    Example:
+        >>> from rsengine.sound import noise_table
+        >>> table = noise_table(0.25)
+        >>> batch, escaped = sound_noise_normalize(torch.zeros(1, 3, 2, 2, dtype=torch.int32), torch.tensor([0]),
+        ...                                        0, 5, 5, table.signed_thresholds(), table.support, 0, 1)
+        >>> batch.shape, int(escaped.sum())
+        (torch.Size([5, 3, 2, 2]), 0)
+    """
+    check_sound_launch(pixels, start, count, n, seed, thresholds, support)
+    kernel, shape, numel, channels, streams = _prepare("rsengine_sound_noise_normalize", _SOUND_ARGTYPES, "pixels",
+                                                       pixels, streams)
+    if mean is not None:
+        x_scale = (1.0 / std.to(torch.float32)).contiguous()
+        x_shift = (-mean.to(torch.float32) * x_scale).contiguous()
+    else:
+        x_scale, x_shift = torch.ones(channels), torch.zeros(channels)
+    out, target = _batch_and_target(count, shape, dtype, memory_format)
+    escaped = torch.zeros(count, dtype=torch.int32)
+    length = thresholds.numel()
+
+    def call(first: int, last: int) -> None:
+        kernel(pixels.data_ptr(), streams.data_ptr(), thresholds.data_ptr(), length, support, search_steps(length),
+               target.data_ptr(), escaped.data_ptr(), start // n, start % n, n, numel, numel // channels,
+               int(mean is not None), x_scale.data_ptr(), x_shift.data_ptr(), seed & 0xFFFFFFFF, seed >> 32, phase,
+               first, last)
+
+    _run_split(call, count * numel)
+    if target is not out:
+        out.copy_(target)
+    return out, escaped
 
 
 def box_muller_pairs(w0: torch.Tensor, w1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -249,21 +249,24 @@ def noise_normalize(xs: torch.Tensor, streams: torch.Tensor, start: int, count: 
 
 
 def vote_count(logits: torch.Tensor, start: int, n: int, counts: torch.Tensor,
-               nonfinite: torch.Tensor) -> None:
+               nonfinite: torch.Tensor, skip: torch.Tensor | None = None) -> None:
     """Add each row's argmax to ``counts[(start + row) // n]``; count rows with non-finite logits.
 
     Ties go to the lowest class index, as torch.argmax. Rows with any NaN or +-inf logit are not
     counted: ``nonfinite`` (a [1] int32 device counter) grows instead and the sampler raises at
-    the end of the phase, so no host sync happens per batch.
+    the end of the phase, so no host sync happens per batch. Rows flagged in ``skip`` (sound
+    mode's escaped rows) vote for no class and are not checked.
 
     Args:
         logits: [B, K] any float dtype; rows are global rows start .. start + B - 1.
         start: first global row. n: samples per input in this phase.
         counts: [M, K] int32, updated in place. nonfinite: [1] int32, updated in place.
+        skip: optional [B] int32, non-zero for rows that must not vote.
     """
     rows = start + torch.arange(logits.shape[0], device=logits.device, dtype=torch.int64)
     finite = torch.isfinite(logits).all(dim=1)  # [B]
-    nonfinite.add_((~finite).sum().to(nonfinite.dtype))
+    voting = torch.ones_like(finite) if skip is None else skip == 0
+    nonfinite.add_((voting & ~finite).sum().to(nonfinite.dtype))
     # Weighted index_add instead of boolean indexing: masking would force a host sync.
     flat = (rows // n) * counts.shape[1] + logits.argmax(dim=1)
-    counts.view(-1).index_add_(0, flat, finite.to(counts.dtype))
+    counts.view(-1).index_add_(0, flat, (voting & finite).to(counts.dtype))

@@ -35,10 +35,12 @@ NUM_WARPS = 4
 # would recompile in the middle of a run. The class count and row stride gain nothing from it
 # (one class per lane, scalar loads): one variant per logit dtype.
 @triton.jit(do_not_specialize=["rows", "start_owner", "start_sample", "n", "num_classes", "stride_row"])
-def _vote_kernel(logits_ptr, counts_ptr, nonfinite_ptr, rows, start_owner, start_sample, n, num_classes,
-                 stride_row, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr):
+def _vote_kernel(logits_ptr, counts_ptr, nonfinite_ptr, skip_ptr, rows, start_owner, start_sample, n, num_classes,
+                 stride_row, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, HAS_SKIP: tl.constexpr):
     row = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)  # [BLOCK_B] int32: rows < 2**31
     row_ok = row < rows
+    if HAS_SKIP:  # sound mode's escaped rows vote for no class
+        row_ok = row_ok & (tl.load(skip_ptr + row, mask=row_ok, other=1) == 0)
     # bf16/fp16 logits compare exactly in fp32; fp64 logits stay fp64 (rounding could tie them).
     compute_ty = tl.float64 if logits_ptr.dtype.element_ty == tl.float64 else tl.float32
     slot = tl.arange(0, BLOCK_K)
@@ -70,7 +72,7 @@ def _vote_kernel(logits_ptr, counts_ptr, nonfinite_ptr, rows, start_owner, start
 
 
 def vote_count(logits: torch.Tensor, start: int, n: int, counts: torch.Tensor,
-               nonfinite: torch.Tensor) -> None:
+               nonfinite: torch.Tensor, skip: torch.Tensor | None = None) -> None:
     """Triton version of :func:`rsengine.kernels.reference.vote_count` (same arguments).
 
     Args:
@@ -78,6 +80,7 @@ def vote_count(logits: torch.Tensor, start: int, n: int, counts: torch.Tensor,
         start: first global row. n: samples per input in this phase.
         counts: [M, K] int32 device counts, updated in place.
         nonfinite: [1] int32 device counter of rows with non-finite logits, updated in place.
+        skip: optional [B] int32 device flags: non-zero rows neither vote nor are checked.
     """
     if logits.stride(1) != 1:
         logits = logits.contiguous()
@@ -85,5 +88,6 @@ def vote_count(logits: torch.Tensor, start: int, n: int, counts: torch.Tensor,
     if not 1 <= n < 2**31 or rows >= 2**31:
         raise ValueError(f"Expected 1 <= n < 2**31 and fewer than 2**31 rows, got n={n}, rows={rows}")
     grid = (triton.cdiv(rows, BLOCK_B),)
-    _vote_kernel[grid](logits, counts, nonfinite, rows, start // n, start % n, n, num_classes, logits.stride(0),
-                       BLOCK_B=BLOCK_B, BLOCK_K=BLOCK_K, num_warps=NUM_WARPS, enable_fp_fusion=False)
+    _vote_kernel[grid](logits, counts, nonfinite, counts if skip is None else skip, rows, start // n, start % n, n,
+                       num_classes, logits.stride(0), BLOCK_B=BLOCK_B, BLOCK_K=BLOCK_K, HAS_SKIP=skip is not None,
+                       num_warps=NUM_WARPS, enable_fp_fusion=False)

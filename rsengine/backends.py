@@ -38,25 +38,28 @@ BACKENDS = ("auto", "triton", "cpu", "torch")
 
 @dataclass(frozen=True)
 class Backend:
-    """The kernel pair a sampler runs: ``noise_normalize`` and ``vote_count``."""
+    """The kernels a sampler runs: ``noise_normalize``, ``vote_count`` and sound mode's
+    ``sound_noise_normalize`` (``rsengine.kernels.sound_noise``'s signature)."""
 
     name: str
     noise_normalize: Callable
     vote_count: Callable
+    sound_noise_normalize: Callable
 
 
 def _torch_backend() -> Backend:
+    from . import sound
     from .kernels import reference
 
-    return Backend("torch", reference.noise_normalize, reference.vote_count)
+    return Backend("torch", reference.noise_normalize, reference.vote_count, sound.sound_noise_normalize)
 
 
 def _triton_backend() -> Backend:
     try:
-        from .kernels import noise, votes
+        from .kernels import noise, sound_noise, votes
     except ImportError as error:  # a broken triton install: say so in one line
         raise ValueError(f"backend='triton' cannot run here: triton failed to import ({error})") from None
-    return Backend("triton", noise.noise_normalize, votes.vote_count)
+    return Backend("triton", noise.noise_normalize, votes.vote_count, sound_noise.sound_noise_normalize)
 
 
 def _cpu_backend(device: torch.device) -> tuple[Backend | None, str | None]:
@@ -69,7 +72,7 @@ def _cpu_backend(device: torch.device) -> tuple[Backend | None, str | None]:
         cpu_build.load_library()
     except cpu_build.CpuKernelUnavailable as error:
         return None, str(error)
-    return Backend("cpu", cpu_noise.noise_normalize, reference.vote_count), None
+    return Backend("cpu", cpu_noise.noise_normalize, reference.vote_count, cpu_noise.sound_noise_normalize), None
 
 
 def _triton_unavailable_reason(device: torch.device) -> str | None:

@@ -39,7 +39,7 @@ from torch.nn.modules.module import register_module_forward_pre_hook
 from .backends import Backend
 
 __all__ = ["BatchSizeReduced", "NoiseSpec", "NonFiniteLogitsError", "Sampler", "auto_batch_size", "count_votes",
-           "cpu_batch_size", "deterministic_algorithms", "eval_mode", "reachable_modules"]
+           "cpu_batch_size", "deterministic_algorithms", "eval_mode", "noisy_batch", "reachable_modules"]
 
 
 class NonFiniteLogitsError(FloatingPointError):
@@ -57,6 +57,10 @@ class NoiseSpec:
         dtype: dtype of the model's input batch.
         memory_format: memory format of the model's input batch.
         noise: one of ``rsengine.kernels.contract.NOISES``.
+        sound_thresholds: sound mode (``rsengine.sound``) when given: the [2 S + 1] int64
+            ``NoiseTable.signed_thresholds()`` on the sampling device; the inputs are then int32
+            grid pixels and ``noise`` is "gaussian" (the rounded Gaussian of sigma).
+        sound_support: the table's S.
     """
 
     sigma: float
@@ -66,6 +70,22 @@ class NoiseSpec:
     dtype: torch.dtype = torch.float32
     memory_format: torch.memory_format = torch.contiguous_format
     noise: str = "gaussian"
+    sound_thresholds: torch.Tensor | None = None
+    sound_support: int = 0
+
+
+def noisy_batch(backend: Backend, spec: NoiseSpec, xs: torch.Tensor, streams: torch.Tensor, start: int, rows: int,
+                n: int, phase: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The model's batch of rows ``start .. start + rows - 1``, and the rows that must not vote.
+
+    Returns:
+        (batch [rows, *shape], None), or in sound mode (batch, [rows] int32 escape flags).
+    """
+    if spec.sound_thresholds is not None:
+        return backend.sound_noise_normalize(xs, streams, start, rows, n, spec.sound_thresholds, spec.sound_support,
+                                             spec.seed, phase, spec.mean, spec.std, spec.dtype, spec.memory_format)
+    return backend.noise_normalize(xs, streams, start, rows, n, spec.sigma, spec.seed, phase, spec.mean, spec.std,
+                                   spec.dtype, spec.memory_format, spec.noise), None
 
 
 def reachable_modules(classifier) -> list[torch.nn.Module]:
@@ -228,9 +248,8 @@ def auto_batch_size(model, xs: torch.Tensor, spec: NoiseSpec, backend: Backend) 
     torch.cuda.reset_peak_memory_stats(device)
     before = torch.cuda.memory_allocated(device)
     with torch.inference_mode(), eval_mode(model):
-        batch = backend.noise_normalize(xs, torch.zeros(xs.shape[0], dtype=torch.int64, device=device), 0,
-                                        _PROBE_ROWS, _PROBE_ROWS, spec.sigma, spec.seed, 0, spec.mean, spec.std,
-                                        spec.dtype, spec.memory_format, spec.noise)
+        batch, _ = noisy_batch(backend, spec, xs, torch.zeros(xs.shape[0], dtype=torch.int64, device=device), 0,
+                               _PROBE_ROWS, _PROBE_ROWS, 0)
         model(batch)
     per_row = max(1.0, (torch.cuda.max_memory_allocated(device) - before) / _PROBE_ROWS)
     free, _ = torch.cuda.mem_get_info(device)
@@ -283,8 +302,7 @@ def count_votes(model, xs: torch.Tensor, streams: torch.Tensor, n: int, phase: i
             # Deterministic batches never cross from one input into the next.
             rows = min(batch_size, total - start, n - start % n if deterministic else total)
             try:
-                batch = backend.noise_normalize(xs, streams, start, rows, n, spec.sigma, spec.seed, phase,
-                                                spec.mean, spec.std, spec.dtype, spec.memory_format, spec.noise)
+                batch, skip = noisy_batch(backend, spec, xs, streams, start, rows, n, phase)
                 if deterministic and rows < forward_rows:
                     padding = batch[-1:].expand(forward_rows - rows, *batch.shape[1:])
                     batch = torch.cat([batch, padding]).contiguous(memory_format=spec.memory_format)
@@ -301,7 +319,7 @@ def count_votes(model, xs: torch.Tensor, streams: torch.Tensor, n: int, phase: i
             if logits.ndim != 2 or logits.shape != (batch.shape[0], num_classes):
                 raise ValueError(f"Expected the classifier's output to be [batch, num_classes] = "
                                  f"[{batch.shape[0]}, {num_classes}], got {list(logits.shape)}")
-            backend.vote_count(logits[:rows], start, n, counts, nonfinite)
+            backend.vote_count(logits[:rows], start, n, counts, nonfinite, skip)
             start += rows
     if first_failure is not None:  # said once, with the size that finally fit
         warnings.warn(BatchSizeReduced(f"out of memory at {first_failure} rows per batch; continued with "

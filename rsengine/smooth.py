@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from . import certificates, sequential, stats
+from . import sound as sound_mode  # the module; `sound` is Smooth's flag
 from .stats import ABSTAIN
 from .backends import resolve_backend
 from .kernels.contract import PHASE_ESTIMATION, PHASE_PREDICTION, PHASE_SELECTION, PHASES, check_noise
@@ -83,6 +84,12 @@ class Smooth:
         noise: "gaussian" (l2 radii, the paper's), "laplace" (l1 radii, -b ln(2(1 - pA)) with
             b = sigma / sqrt(2); Teng et al. 2020) or "uniform" on [-lambda, lambda] (l1 radii,
             2 lambda (pA - 1/2) with lambda = sigma sqrt(3); Yang et al. 2020).
+        sound: floating-point-sound mode (Voracek & Hein 2023; rsengine.sound, docs/sound_mode.md):
+            inputs must be 8-bit images (uint8, or float32 values exactly i / 255), the noise is
+            the Gaussian of ``sigma`` rounded to the 1/255 grid, drawn in integers from 64
+            Philox bits per element, the classifier sees float32(i + k) / 255, and radii are
+            l2 radii for perturbations on the grid, computed in high precision and rounded
+            down. Gaussian noise only, sigma <= 10; no two-sided, top-k or adaptive certificates.
         deterministic: bit-reproducible logits (see ``rsengine.sampler.count_votes``): every
             forward pass has exactly ``batch_size`` rows (1000 when None, whatever the free
             memory) of a single input, deterministic algorithms, no TF32, no cuDNN autotuning,
@@ -97,7 +104,7 @@ class Smooth:
 
     def __init__(self, base_classifier, num_classes: int, sigma: float, *, mean=None, std=None,
                  seed: int | None = 0, backend: str = "auto", device=None, dtype=None, memory_format=None,
-                 noise: str = "gaussian", deterministic: bool = False):
+                 noise: str = "gaussian", sound: bool = False, deterministic: bool = False):
         if not callable(base_classifier):
             raise TypeError(f"Expected `base_classifier` to be callable, got {base_classifier!r}")
         self.base_classifier = base_classifier
@@ -124,13 +131,27 @@ class Smooth:
         if not isinstance(deterministic, bool):
             raise TypeError(f"Expected `deterministic` to be True or False, got {deterministic!r}")
         self.deterministic = deterministic
+        self.sound = self._check_sound(sound)
         self._next_stream = 0
         self._explicit_streams: set[int] = set()  # never handed out by the default counter
-        spec = NoiseSpec(self.noise_sigma, self.seed, self.mean, self.std, self.dtype, self.memory_format, self.noise)
+        table = sound_mode.noise_table(self.noise_sigma) if self.sound else None
+        spec = NoiseSpec(self.noise_sigma, self.seed, self.mean, self.std, self.dtype, self.memory_format, self.noise,
+                         table.signed_thresholds(self.device) if table else None, table.support if table else 0)
         self._sampler = Sampler(base_classifier, self.num_classes, spec, self.backend, deterministic)
 
+    def _check_sound(self, sound) -> bool:
+        if not isinstance(sound, bool):
+            raise TypeError(f"Expected `sound` to be True or False, got {sound!r}")
+        if sound and self.noise != "gaussian":
+            raise ValueError(f"Expected noise='gaussian' with sound=True (the rounded Gaussian on the grid), "
+                             f"got noise={self.noise!r}")
+        if sound and self.noise_sigma > sound_mode.MAX_SIGMA:
+            raise ValueError(f"Expected `sigma` <= {sound_mode.MAX_SIGMA} with sound=True, got {self.sigma!r}")
+        return sound
+
     def __repr__(self) -> str:
-        return (f"Smooth(num_classes={self.num_classes}, sigma={self.sigma}, noise={self.noise!r}, seed={self.seed}, "
+        return (f"Smooth(num_classes={self.num_classes}, sigma={self.sigma}, noise={self.noise!r}, "
+                f"{'sound=True, ' if self.sound else ''}seed={self.seed}, "
                 f"backend={self.backend.name!r}, device={str(self.device)!r}, "
                 f"dtype={_DTYPES[self.dtype]})")
 
@@ -150,9 +171,9 @@ class Smooth:
                 memory the batch is halved until it fits and the run goes on (one
                 BatchSizeReduced warning); results do not depend on the batch size.
             two_sided: bound pA from below and the runner-up's pB from above at once (alpha/2
-                and alpha/(2(K-1)) each: rsengine.certificates.certify_two_sided) and use the
-                radius of both, larger than the one-sided radius where pB is well below 1 - pA
-                (many classes share the rest), smaller (alpha/2) where it is not.
+                each, no split over the other classes: rsengine.certificates.certify_two_sided)
+                and use the radius of both, larger than the one-sided radius where pB is well
+                below 1 - pA (many classes share the rest), smaller (alpha/2) where it is not.
 
             adaptive: n becomes a budget: sampling stops at the first checkpoint where an
                 anytime-valid bound answers the question asked (rsengine.sequential), with the
@@ -211,6 +232,9 @@ class Smooth:
         decide = self._adaptive_rule(adaptive, radius, tolerance, n, alpha)
         if decide is not None and two_sided:
             raise ValueError("Expected two_sided=False with adaptive=True: the adaptive bounds are one-sided")
+        if self.sound and (two_sided or decide is not None):
+            raise ValueError("Expected two_sided=False and adaptive=False with sound=True: sound mode's "
+                             "certificate is the one-sided CERTIFY")
         xs, stream_ids = self._prepare(xs, streams)
         if decide is not None:
             schedule = (Schedule.for_budget if radius is not None else Schedule.for_tolerance)(n, alpha)
@@ -222,6 +246,8 @@ class Smooth:
         if two_sided:
             return certificates.certify_two_sided(guess, counts, n, alpha, self.noise_sigma, self.noise)
         n_a = counts[np.arange(len(guess)), guess]
+        if self.sound:
+            return sound_mode.certify_sound_from_counts(guess, n_a, n, alpha, self.noise_sigma)
         return certificates.certify_one_sided(guess, n_a, n, alpha, self.noise_sigma, self.noise)
 
     def certify_topk(self, x: torch.Tensor, k: int, n0: int, n: int, alpha: float,
@@ -251,9 +277,10 @@ class Smooth:
             probability >= 1 - alpha (rsengine.certificates.certify_top_k). The certified top-k
             accuracy at r counts inputs whose true class is a label with radius >= r.
         """
-        if self.noise != "gaussian":
-            raise ValueError(f"Expected noise='gaussian' for top-k certificates (Jia et al.'s theorem is "
-                             f"Gaussian), this Smooth has noise={self.noise!r}")
+        if self.noise != "gaussian" or self.sound:
+            raise ValueError(f"Expected noise='gaussian' and sound=False for top-k certificates (Jia et al.'s "
+                             f"theorem is for float Gaussian noise), this Smooth has noise={self.noise!r}, "
+                             f"sound={self.sound}")
         k = check_int_at_least("k", k, 1)
         if k >= self.num_classes:
             raise ValueError(f"Expected `k` < num_classes = {self.num_classes}, got {k}")
@@ -347,11 +374,14 @@ class Smooth:
             raise TypeError(f"Expected `xs` to be a torch.Tensor, got {type(xs).__name__}")
         if xs.ndim < 2 or xs.shape[0] == 0 or xs.shape[1:].numel() == 0:
             raise ValueError(f"Expected `xs` of shape [M >= 1, *input_shape], got {list(xs.shape)}")
-        if not xs.is_floating_point():
+        if self.sound:  # integer pixels: uint8, or float32 exactly i / 255 (anything else is refused)
+            xs = sound_mode.to_grid(xs.to(self.device)).contiguous()
+        elif not xs.is_floating_point():
             raise TypeError(f"Expected `x` to be a floating-point tensor, got dtype {xs.dtype}")
-        xs = xs.to(device=self.device, dtype=torch.float32).contiguous()
-        if not bool(torch.isfinite(xs).all()):
-            raise ValueError("Expected `x` to be finite, got NaN or infinite entries")
+        else:
+            xs = xs.to(device=self.device, dtype=torch.float32).contiguous()
+            if not bool(torch.isfinite(xs).all()):
+                raise ValueError("Expected `x` to be finite, got NaN or infinite entries")
         if self.mean is not None and self.mean.numel() != xs.shape[1]:
             raise ValueError(f"Expected `mean`/`std` with one value per channel (x.shape[0] = "
                              f"{xs.shape[1]}), got {self.mean.numel()}")

@@ -45,6 +45,7 @@ import mpmath
 import numpy as np
 import torch
 
+from .kernels.contract import check_sound_launch
 from .kernels.reference import philox4x32_10
 from .stats import ABSTAIN, _certify_arguments, _complement_bound, _widened
 from .validation import check_int_at_least, check_positive_float, reject
@@ -58,6 +59,7 @@ __all__ = [
     "noise_table",
     "rounded_gaussian_pmf",
     "discrete_noise",
+    "sound_noise_normalize",
     "escaped_rows",
     "to_grid",
     "sound_inputs",
@@ -257,6 +259,17 @@ def discrete_noise(seed: int, streams: torch.Tensor, samples: torch.Tensor, phas
         reject("samples", "to be >= 0", repr(int(samples.min())))
     if streams.shape != samples.shape:
         reject("samples", f"to have the shape of `streams` {tuple(streams.shape)}", f"{tuple(samples.shape)}")
+    return _offsets(_signed_uniforms(seed, streams, samples, phase, numel), table)
+
+
+def _offsets(u_signed: torch.Tensor, table: NoiseTable) -> torch.Tensor:
+    # k = -support + #{j : thresholds[j] <= u}, ESCAPE past the last threshold; u - 2^63 in int64.
+    count = _threshold_counts(u_signed, table.signed_thresholds(u_signed.device))
+    return torch.where(count == len(table.thresholds), ESCAPE, count - table.support).to(torch.int32)
+
+
+def _signed_uniforms(seed: int, streams: torch.Tensor, samples: torch.Tensor, phase: int, numel: int) -> torch.Tensor:
+    # [B, numel] int64 u - 2^63 of each row's elements (the words of :func:`discrete_noise`).
     device = streams.device
     first = samples * numel  # [B] element index e of each row's first element
     n_blocks = (numel + 1) // 2 + 1  # one spare block: an odd first element starts mid-block
@@ -265,15 +278,58 @@ def discrete_noise(seed: int, streams: torch.Tensor, samples: torch.Tensor, phas
     w0, w1, w2, w3 = philox4x32_10(counter, (seed & _MASK32, (seed >> 32) & _MASK32))
     lanes = torch.stack([_uniform64_signed(w0, w1), _uniform64_signed(w2, w3)], dim=-1)
     lanes = lanes.reshape(len(samples), 2 * n_blocks)  # element e at 2 * (q - q0) + e % 2
-    u = torch.gather(lanes, 1, (first % 2)[:, None] + torch.arange(numel, device=device))
-    return _offsets(u, table)
+    return torch.gather(lanes, 1, (first % 2)[:, None] + torch.arange(numel, device=device))
 
 
-def _offsets(u_signed: torch.Tensor, table: NoiseTable) -> torch.Tensor:
-    # k = -support + #{j : thresholds[j] <= u}, ESCAPE past the last threshold; u - 2^63 in int64.
-    count = torch.searchsorted(table.signed_thresholds(u_signed.device), u_signed, right=True)
-    k = count - table.support
-    return torch.where(count == len(table.thresholds), ESCAPE, k).to(torch.int32)
+def _threshold_counts(u_signed: torch.Tensor, signed_thresholds: torch.Tensor) -> torch.Tensor:
+    # #{j : thresholds[j] <= u}, in int64 u - 2^63 and T - 2^63: the offset is this minus the
+    # support, and a count equal to the table's length escapes.
+    return torch.searchsorted(signed_thresholds, u_signed, right=True)
+
+
+def sound_noise_normalize(pixels: torch.Tensor, streams: torch.Tensor, start: int, count: int, n: int,
+                          thresholds: torch.Tensor, support: int, seed: int, phase: int,
+                          mean: torch.Tensor | None = None, std: torch.Tensor | None = None,
+                          dtype: torch.dtype = torch.float32,
+                          memory_format: torch.memory_format = torch.contiguous_format):
+    """The PyTorch reference of the sound-mode fused kernel (``rsengine.kernels.sound_noise``).
+
+    Rows ``start .. start + count - 1`` of the (input, sample) grid (row p is sample p % n of
+    input p // n), each ``sound_inputs`` of its pixels and :func:`discrete_noise` offsets, except
+    that an escaped element is written as its clean pixel (``k = 0``) and its row is flagged;
+    then ``(x - mean) / std`` per channel (the kernels' ``fma(x, 1 / std, -mean / std)`` may
+    differ from it in the last bit), in ``dtype`` and ``memory_format``.
+
+    Args:
+        pixels: [M, *shape] int32 grid pixels in [0, 255] (:func:`to_grid`). streams: [M] int64.
+        start, count, n, seed, phase: as in ``rsengine.kernels.reference.noise_normalize``.
+        thresholds: [2 * support + 1] int64 ``NoiseTable.signed_thresholds()``; support: its S.
+        mean, std: optional [shape[0]] float32 normalization. dtype, memory_format: of the batch.
+
+    Returns:
+        (batch [count, *shape], escaped [count] int32: 1 where the row must vote for no class).
+
+    Example:
+        >>> table = noise_table(0.25)
+        >>> batch, escaped = sound_noise_normalize(torch.full((1, 1, 2, 2), 7, dtype=torch.int32),
+        ...                                        torch.tensor([0]), 0, 3, 3, table.signed_thresholds(),
+        ...                                        table.support, 0, 1)
+        >>> bool(((batch * 255).round() == batch * 255).all()), escaped.tolist()
+        (True, [0, 0, 0])
+    """
+    check_sound_launch(pixels, start, count, n, seed, thresholds, support)
+    shape = pixels.shape[1:]
+    rows = start + torch.arange(count, device=pixels.device)
+    owner = rows // n
+    hits = _threshold_counts(_signed_uniforms(seed, streams[owner], rows % n, phase, shape.numel()), thresholds)
+    escape = hits == thresholds.numel()
+    total = pixels.reshape(pixels.shape[0], -1)[owner] + torch.where(escape, 0, hits - support).to(torch.int32)
+    batch = (total.to(torch.float32) / GRID).reshape(count, *shape)
+    if mean is not None:
+        channel_shape = (1, -1) + (1,) * (len(shape) - 1)
+        batch = (batch - mean.view(channel_shape)) / std.view(channel_shape)
+    batch = batch.to(dtype).contiguous(memory_format=memory_format)
+    return batch, escape.any(dim=1).to(torch.int32)
 
 
 def escaped_rows(k: torch.Tensor) -> torch.Tensor:
