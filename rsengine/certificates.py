@@ -18,11 +18,18 @@ The one-sided column is the two-sided one at ``pB = 1 - pA`` (for Laplace the se
 the larger there, as ``4 q (1 - q) <= 1``), and that is how it is computed here. A certificate
 is issued only where the radius is > 0; otherwise the class is ``ABSTAIN`` and the radius 0.0.
 
-Two-sided bounds (:func:`certify_two_sided`), Bonferroni: the Clopper-Pearson lower bound on
-``pA`` at ``alpha/2`` and an upper bound on each of the ``K - 1`` other classes at
-``alpha/(2(K-1))``, so all hold together with probability >= 1 - alpha. ``pB`` is their
-largest, capped at ``1 - pA``: probabilities sum to at most 1, so the cap holds whenever the
-lower bound does, and it makes the radius never below the one-sided radius at ``alpha/2``.
+Two-sided bounds (:func:`certify_two_sided`): the Clopper-Pearson lower bound on ``pA`` at
+``alpha/2`` and the upper bound of the largest other count at ``alpha/2``, with no split over
+the ``K - 1`` other classes. The theorems need ``pB >= p_c`` for every ``c != A``, that is
+``pB >= p_c*``, ``c* = argmax_{c != A} p_c``: a class fixed by the true probabilities and by
+``A``, which the independent selection phase chose, not by these counts. With ``U_c`` each
+class's upper bound at ``alpha/2``, ``pB = max_c U_c`` (the bound grows with the count: the
+runner-up's), and ``max_c U_c < p_c*`` implies ``U_c* < p_c*``, of probability <= ``alpha/2``;
+the union with ``pA``'s ``alpha/2`` fails with probability <= alpha. ``pB`` is capped at
+``1 - pA``: where the lower bound holds (``pA <= p_A``, the true probability), ``p_c* <= 1 -
+p_A <= 1 - pA``, so the capped bound holds on the same event; it keeps the radius at or above
+the one-sided radius at ``alpha/2``. Every radius of the table grows with ``pA`` and falls with
+``pB``, so bounds that hold give at most the radius of the true probabilities.
 
 Top-k (:func:`certify_top_k`, Gaussian only): Jia, Cao, Wang & Gong, ICLR 2020, Theorem 1. For a
 label ``l`` with lower bound ``p_l`` and the other labels' upper bounds sorted
@@ -35,11 +42,12 @@ label ``l`` with lower bound ``p_l`` and the other labels' upper bounds sorted
 / 2``). This is the authors' code (github.com/jjy1994/Certify_Topk, ``topk.py``, which finds each
 ``t_u`` by bisection); the closed form ``(PhiInv(p_l) - PhiInv(S_u / u)) / 2`` is smaller for
 ``u >= 2`` (``x -> Phi(PhiInv(x) + t)`` is concave, so ``Phi(PhiInv(S/u) + t) >= Phi(PhiInv(S) +
-t) / u``). Bounds: k lower bounds (the labels) at ``alpha/(2k)`` and upper bounds on every class
-(each label is an "other" class for the others; for k = 1 the K - 1 others) sharing the other
-``alpha/2``; every upper bound and every ``S_u`` is capped at ``1 - p_l``. With k = 1 this is
-exactly the Gaussian two-sided certificate. "Certified top-k at radius r": the true class is
-among the labels and its radius is >= r.
+t) / u``). Bounds: k lower bounds (the labels) at ``alpha/(2k)``; for k >= 2 upper bounds on
+every class (each label is an "other" class for the others) sharing the other ``alpha/2``, for
+k = 1 the largest other count's alone at ``alpha/2``, by the two-sided argument above; every
+upper bound and every ``S_u`` is capped at ``1 - p_l``. With k = 1 this is exactly the Gaussian
+two-sided certificate. "Certified top-k at radius r": the true class is among the labels and its
+radius is >= r.
 
 Floating point. As in :mod:`rsengine.stats`, the lower bound is held as its complement
 ``q = 1 - pA`` (``_complement_bound``, relative error <= 2.7e-11) widened by the relative margin
@@ -68,7 +76,7 @@ Example:
     >>> counts = np.array([[60_000] + [4_444] * 8 + [4_448], [99_990, 10] + [0] * 8])
     >>> pred, rad = certify_two_sided([0, 0], counts, 100_000, 0.001, 0.25)
     >>> pred.tolist(), rad.round(4).tolist()
-    ([0, 0], [0.2393, 0.8695])
+    ([0, 0], [0.2398, 0.8695])
     >>> certify_one_sided([0, 0], counts[:, 0], 100_000, 0.001, 0.25)[1].round(4).tolist()
     [0.0602, 0.8726]
     >>> certify_one_sided([0, 0], counts[:, 0], 100_000, 0.001, 0.25, "uniform")[1].round(4).tolist()
@@ -199,15 +207,15 @@ def _two_sided_bounds(classes: np.ndarray, votes: np.ndarray, n: int, alpha: flo
     others[rows, classes] = -1
     # The Clopper-Pearson upper bound grows with the count: the largest is the runner-up's.
     q_a = _lower_complement(votes[rows, classes], n, alpha / 2)
-    p_b = _upper(others.max(axis=1), n, alpha / (2 * (votes.shape[1] - 1)))
+    p_b = _upper(others.max(axis=1), n, alpha / 2)  # no split over the K - 1: module docstring
     return q_a, np.minimum(p_b, q_a)
 
 
 def certify_two_sided(c_hat, counts, n, alpha, sigma, noise="gaussian"):
     """CERTIFY with a lower bound on ``pA`` and an upper bound on the runner-up ``pB`` at once.
 
-    Bounds as in the module docstring (``alpha/2`` for ``pA``, ``alpha/(2(K-1))`` for each other
-    class, ``pB`` capped at ``1 - pA``), so the certificate holds with probability >= 1 - alpha
+    Bounds as in the module docstring (``alpha/2`` for ``pA``, ``alpha/2`` for the largest other
+    count, ``pB`` capped at ``1 - pA``), so the certificate holds with probability >= 1 - alpha
     overall. Never below :func:`certify_one_sided` at ``alpha/2``, equal to it where the cap
     binds (always for K = 2); larger where the rest of the mass is spread over many classes,
     and it may certify a ``pA`` below 1/2.
@@ -227,7 +235,7 @@ def certify_two_sided(c_hat, counts, n, alpha, sigma, noise="gaussian"):
     Example:
         >>> pred, rad = certify_two_sided([0, 1], [[450, 30, 20], [250, 250, 0]], 500, 0.001, 0.5)
         >>> pred.tolist(), rad.round(4).tolist()
-        ([0, -1], [0.5702, 0.0])
+        ([0, -1], [0.574, 0.0])
     """
     noise = check_noise(noise)
     n, a, s = _check_common(n, alpha, sigma)
@@ -300,7 +308,8 @@ def certify_top_k(selection_counts, counts, k, n, alpha, sigma):
     if k >= num_classes:
         reject("k", f"< the number of classes K = {num_classes}", repr(k))
     labels = np.argsort(-selection, axis=1, kind="stable")[:, :k]  # [M, k]
-    num_uppers = num_classes if k > 1 else num_classes - 1
+    # k = 1 needs only the runner-up's bound, at alpha/2 (the two-sided argument, module docstring).
+    num_uppers = num_classes if k > 1 else 1
     q_l = _lower_complement(np.take_along_axis(votes, labels, axis=1), n, a / (2 * k))  # [M, k]
     uppers = np.minimum(_upper(votes, n, a / (2 * num_uppers))[:, None, :], q_l[:, :, None])
     # A label's own bound is set to 0, below every upper bound (>= 1 - alpha^(1/n) > 0), so it

@@ -107,9 +107,12 @@ def _exact_radius(noise, scale, q_a, p_b, widen=0.0):
 
 
 def _exact_top_k_radius(votes, label, k, n, alpha, sigma, widen=0.0):
-    """Jia et al.'s R_l from the exact bounds (widened by widen), with the module's Bonferroni split."""
+    """Jia et al.'s R_l from the exact bounds (widened by widen), with the module's Bonferroni split.
+
+    k = 1 bounds only the runner-up, at alpha/2, as the two-sided certificate does.
+    """
     num_classes = len(votes)
-    uppers_budget = num_classes if k > 1 else num_classes - 1
+    uppers_budget = num_classes if k > 1 else 1
     with mpmath.workdps(60):
         grow = 1 + mpmath.mpf(widen)
         q_l = _exact_complement(votes[label], n, alpha / (2 * k)) * grow
@@ -240,7 +243,7 @@ def test_two_sided_is_the_exact_radius_rounded_down(noise):
     for n, n_a, n_b, num_classes in TWO_SIDED_GRID:
         pred, rad = certify_two_sided([0], [_row(n, n_a, n_b, num_classes)], n, alpha, sigma, noise)
         q_a = _exact_complement(n_a, n, alpha / 2)
-        p_b = min(_exact_complement(n - n_b, n, alpha / (2 * (num_classes - 1))), q_a)
+        p_b = min(_exact_complement(n - n_b, n, alpha / 2), q_a)  # the runner-up's, at alpha/2
         _assert_rounded_down(rad[0], _exact_radius(noise, scale, q_a, p_b),
                              _exact_radius(noise, scale, q_a, p_b, WIDENING), scale)
         assert pred[0] == (0 if rad[0] > 0 else ABSTAIN)
@@ -257,18 +260,18 @@ def test_two_sided_with_the_cap_binding_is_one_sided_at_half_alpha(noise):
     np.testing.assert_array_equal(two_pred, one_pred)
     assert two_rad.tobytes() == one_rad.tobytes()
     assert (one_pred == ABSTAIN).any() and (one_pred == 1).any()
-    # Rows [1, n_a, n - n_a - 1]: where the third class's upper bound at alpha/4 (statsmodels)
-    # clearly exceeds 1 - pA's lower bound at alpha/2, the cap gives pB = 1 - pA again.
-    inner = n_a[1:-1]
+    # At one level the cap is the bound of n - n_a votes, so it binds where the runner-up holds
+    # every other vote, whatever K: rows [0, n_a, n - n_a] are the one-sided rule at alpha/2 again.
+    pred, rad = certify_two_sided(classes, np.c_[np.zeros_like(n_a), n_a, n - n_a], n, alpha, sigma, noise)
+    np.testing.assert_array_equal(pred, one_pred)
+    assert rad.tobytes() == one_rad.tobytes()
+    # Rows [1, n_a, n - n_a - 1]: the runner-up's bound is a vote below the cap, the radius above.
+    inner = n_a[1:-2]
     rows = np.c_[np.ones_like(inner), inner, n - inner - 1]
     pred, rad = certify_two_sided(np.ones_like(inner), rows, n, alpha, sigma, noise)
-    one_pred, one_rad = certify_one_sided(np.ones_like(inner), inner, n, alpha / 2, sigma, noise)
-    third_upper = proportion_confint(n - inner - 1, n, alpha=alpha / 2, method="beta")[1]
-    complement = 1 - proportion_confint(inner, n, alpha=alpha, method="beta")[0]
-    capped = third_upper > complement * (1 + 1e-6)
-    assert capped.sum() > 900
-    np.testing.assert_array_equal(pred[capped], one_pred[capped])
-    assert rad[capped].tobytes() == one_rad[capped].tobytes()
+    certified = one_pred[1:-2] == 1
+    assert (rad >= one_rad[1:-2]).all() and (rad[certified] > one_rad[1:-2][certified]).all()
+    assert (pred[certified] == 1).all()
 
 
 @pytest.mark.parametrize("noise", NOISES)
@@ -295,11 +298,74 @@ def test_two_sided_certifies_exactly_where_the_bounds_separate(noise):
     assert (pred[one_pred != ABSTAIN] == classes[one_pred != ABSTAIN]).all()
     p_lower = proportion_confint(counts.max(axis=1), n, alpha=alpha, method="beta")[0]
     runner_up = np.sort(counts, axis=1)[:, -2]
-    p_upper = proportion_confint(runner_up, n, alpha=alpha / (num_classes - 1), method="beta")[1]
+    p_upper = proportion_confint(runner_up, n, alpha=alpha, method="beta")[1]
     p_upper = np.minimum(p_upper, 1 - p_lower)
     clear = np.abs(p_lower - p_upper) > 1e-6  # away from the decision's float boundary
     np.testing.assert_array_equal((pred != ABSTAIN)[clear], (p_lower > p_upper)[clear])
     assert ((pred != ABSTAIN) & (one_pred == ABSTAIN)).any(), "some pA below 1/2 is certified"
+
+
+@pytest.mark.parametrize("n, num_classes", [(1000, 2), (1000, 10), (100_000, 10), (100_000, 1000), (10**6, 100)],
+                         ids=lambda v: str(v))
+def test_two_sided_bounds_are_statsmodels_at_half_alpha_for_the_runner_up(n, num_classes):
+    # pA's lower bound and the largest other count's upper bound, both at alpha/2 (statsmodels'
+    # alpha is two-sided: its upper end at alpha is a one-sided bound at alpha/2), pB capped at
+    # 1 - pA; each widened by the margin: 1e-9 up to statsmodels' float error (< 1e-12 here).
+    rng = np.random.default_rng(num_classes)
+    alpha = 0.001
+    counts = np.array([rng.multinomial(n, rng.dirichlet(np.full(num_classes, 0.3))) for _ in range(2000)])
+    classes = counts.argmax(axis=1)
+    rows = np.arange(len(classes))
+    q_a, p_b = rsengine.certificates._two_sided_bounds(classes, counts, n, alpha)
+    others = counts.copy()
+    others[rows, classes] = -1
+    # 1 - pA's lower bound is the failures' upper bound, never formed as 1 minus a number near 1.
+    complement = proportion_confint(n - counts[rows, classes], n, alpha=alpha, method="beta")[1]
+    runner_up = proportion_confint(others.max(axis=1), n, alpha=alpha, method="beta")[1]
+    capped = np.minimum(runner_up, complement)
+    for got, oracle in ((q_a, complement), (p_b, capped)):
+        assert (got >= oracle * (1 + 0.999e-9)).all() and (got <= oracle * (1 + WIDENING)).all()
+    # At one level the cap is the bound of n - n_A votes: it binds only where the runner-up holds
+    # every other vote (always for K = 2).
+    assert (runner_up <= complement).all()
+    np.testing.assert_array_equal(runner_up == complement, others.max(axis=1) == n - counts[rows, classes])
+    assert (runner_up == complement).all() == (num_classes == 2)
+
+
+def _bonferroni_radius(classes, counts, n, alpha, sigma, noise):
+    """The former certificate: every other class's upper bound at alpha/(2(K-1)), the largest capped."""
+    rows = np.arange(len(classes))
+    others = counts.copy()
+    others[rows, classes] = -1
+    q_a = rsengine.certificates._lower_complement(counts[rows, classes], n, alpha / 2)
+    p_b = rsengine.certificates._upper(others.max(axis=1), n, alpha / (2 * (counts.shape[1] - 1)))
+    radius = rsengine.certificates._radius(noise, _scale(noise, sigma), q_a, np.minimum(p_b, q_a))
+    return np.where(radius > 0, radius, 0.0)
+
+
+@pytest.mark.parametrize("noise", NOISES)
+@pytest.mark.parametrize("num_classes", [2, 3, 10, 1000])
+def test_two_sided_is_never_below_the_bonferroni_split(noise, num_classes):
+    # alpha/2 instead of alpha/(2(K-1)) for the runner-up: a lower pB, so a radius no smaller,
+    # and larger wherever the new bound is below the cap.
+    rng = np.random.default_rng(num_classes)
+    n, alpha, sigma = 10_000, 0.001, 0.5
+    # Class 0 holds a weight in [0.2, 0.9] more than a Dirichlet draw gives it: most rows certify.
+    weight = rng.uniform(0.2, 0.9, size=(2000, 1))
+    probs = weight * np.eye(num_classes)[0] + (1 - weight) * rng.dirichlet(np.full(num_classes, 0.2), size=2000)
+    counts = np.array([rng.multinomial(n, p) for p in probs])
+    classes = counts.argmax(axis=1)
+    _, rad = certify_two_sided(classes, counts, n, alpha, sigma, noise)
+    old = _bonferroni_radius(classes, counts, n, alpha, sigma, noise)
+    assert (rad >= old).all()
+    # Equal where the runner-up holds every other vote (both at the cap; all rows for K = 2).
+    rows = np.arange(len(classes))
+    alone = np.sort(counts, axis=1)[:, -2] == n - counts[rows, classes]
+    assert rad[alone].tobytes() == old[alone].tobytes() and alone.all() == (num_classes == 2)
+    certified = (old > 0) & ~alone
+    assert (rad[certified] > old[certified]).all()
+    if num_classes > 2:
+        assert certified.sum() > 1000
 
 
 def test_two_sided_bounds_cover_at_level_alpha():
@@ -328,6 +394,38 @@ def test_two_sided_certificates_exceed_the_true_radius_at_most_at_rate_alpha(noi
     assert (rad > true_radius).sum() <= _allowed_failures(trials, alpha)
 
 
+def _shared_middle(num_classes, p_b, sigma):
+    """Intervals at x_0 = 0: class 0 below 0 (pA = 1/2), class K-1 above PhiInv(1 - p_b), the K - 2
+    between sharing 1/2 - p_b evenly: Cohen et al.'s worst case (half-spaces for A and B), so g's
+    l2 radius at 0 is sigma/2 (PhiInv(1/2) - PhiInv(p_b)) exactly while the middle stays small."""
+    return Intervals(np.r_[0.0, norm.isf(np.linspace(0.5, p_b, num_classes - 1)[1:])], sigma)
+
+
+@pytest.mark.parametrize("noise", NOISES)
+def test_two_sided_false_certificates_with_many_classes_at_most_at_rate_alpha(noise):
+    # K = 20: pA = 0.5, pB = 0.2 and 18 classes of 0.3 / 18 each, where the old split mattered
+    # (the runner-up's bound at alpha/38). A Gaussian certificate above the truth is false; for
+    # the l1 noises the bound is the radius of the exact probabilities (at most their truth).
+    num_classes, sigma = 20, 1.0
+    classifier = _shared_middle(num_classes, 0.2, sigma)
+    probs = classifier.probabilities(0.0)[0]
+    np.testing.assert_allclose(probs[[0, -1]], [0.5, 0.2], rtol=1e-12)
+    assert probs[1:-1].max() < 0.02
+    bound = _exact_radius(noise, _scale(noise, sigma), 1 - probs[0], probs[-1])
+    if noise == "gaussian":
+        assert bound == pytest.approx(classifier.true_radius(0.0, 0, 1), rel=1e-12)
+    rng = np.random.default_rng(40 + list(NOISES).index(noise))
+    trials, n, alpha = 20_000, 1000, 0.05
+    counts = rng.multinomial(n, probs, size=trials)
+    pred, rad = certify_two_sided(np.zeros(trials, dtype=np.int64), counts, n, alpha, sigma, noise)
+    assert (pred == 0).all()
+    assert (rad > bound).sum() <= _allowed_failures(trials, alpha)
+    # The runner-up's bound spends its alpha/2, no longer alpha/38: its misses alone are below
+    # that rate, and well above alpha/8 (what any split over 4 or more classes would allow).
+    q_a, p_b = rsengine.certificates._two_sided_bounds(np.zeros(trials, dtype=np.int64), counts, n, alpha)
+    assert _allowed_failures(trials, alpha / 8) < (p_b < probs[-1]).sum() <= _allowed_failures(trials, alpha / 2)
+
+
 # --- top-k -------------------------------------------------------------------------------------
 
 
@@ -342,12 +440,12 @@ def test_top_k_with_one_label_is_two_sided_and_the_hand_formula():
     np.testing.assert_array_equal(labels[:, 0], selection.argmax(axis=1))
     pred, rad = certify_two_sided(labels[:, 0], counts, n, alpha, sigma)
     assert radii[:, 0].tobytes() == rad.tobytes()
-    # By hand: pl at alpha/2, the others at alpha/(2(K-1)), the largest capped at 1 - pl.
+    # By hand: pl at alpha/2, the runner-up at alpha/2 (no split over the others), capped at 1 - pl.
     rows = np.arange(400)
     p_l = proportion_confint(counts[rows, labels[:, 0]], n, alpha=alpha, method="beta")[0]
     others = counts.copy()
     others[rows, labels[:, 0]] = -1
-    p_bar = proportion_confint(others.max(axis=1), n, alpha=alpha / (num_classes - 1), method="beta")[1]
+    p_bar = proportion_confint(others.max(axis=1), n, alpha=alpha, method="beta")[1]
     hand = sigma / 2 * (norm.ppf(p_l) - norm.ppf(np.minimum(p_bar, 1 - p_l)))
     certified = hand > 1e-6
     assert certified.sum() > 100 and (radii[~certified, 0] < 1e-6).all()
