@@ -82,10 +82,20 @@ def _sampling_arguments(parser: argparse.ArgumentParser, certify: bool) -> None:
     parser.add_argument("--noise", choices=NOISES,
                         help="smoothing noise, standard deviation SIGMA: gaussian certifies l2 radii, laplace and "
                              f"uniform l1 radii (default: {SAMPLING_DEFAULTS['noise']})")
+    parser.add_argument("--sound", action="store_true",
+                        help="floating-point-sound mode (Voracek & Hein 2023, docs/sound_mode.md): the Gaussian "
+                             "rounded to the 1/255 grid, drawn in integers, so results hold even for a classifier "
+                             "that reads float rounding; inputs must be 8-bit images"
+                             + (", radii are l2 radii for perturbations on the grid" if certify else "")
+                             + "; gaussian noise, SIGMA <= 10" + (", no --two-sided, --top-k or --adaptive" if certify else ""))
     if certify:
         parser.add_argument("--two-sided", action="store_true",
                             help="bound the runner-up class from above too (alpha split in half) and certify "
                                  "Theorem 1's full radius: larger where the other classes share the rest")
+        parser.add_argument("--top-k", type=int, metavar="K",
+                            help="certify the K classes of most selection votes (Jia et al. 2020, Gaussian): predict "
+                                 "lists them and radius is the true class's l2 radius within the smoothed top K, "
+                                 "-1 and 0.0 where that class is not certified among them")
         parser.add_argument("--adaptive", action="store_true",
                             help="--N becomes a budget: each input stops as soon as an anytime-valid bound answers "
                                  "(same 1 - alpha guarantee); needs --radius or --tolerance; adds a samples column")

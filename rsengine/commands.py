@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from . import __version__, analyze, certificates, distributed
+from . import sound as sound_mode  # the module; `opts.sound` is the flag
 from .checkpoints import load_checkpoint, save_checkpoint
 from .data import dataset_num_classes, dataset_stats, load_dataset
 from .lock import ResultsLock
@@ -97,6 +98,9 @@ def _smoothed_model(opts, seed: int | None = None, device_name: str | None = Non
     if checkpoint.num_classes != num_classes:
         raise ValueError(f"Checkpoint {opts.base_classifier} has {checkpoint.num_classes} classes but data set "
                          f"{opts.dataset!r} has {num_classes}")
+    top_k = getattr(opts, "top_k", None)
+    if top_k is not None and top_k >= num_classes:  # every class is always in a top K of K
+        raise ValueError(f"Expected `--top-k` < the number of classes of {opts.dataset!r} ({num_classes}), got {top_k}")
     # The checkpoint says how its classifier normalizes (original checkpoints get their data
     # set's statistics when loaded); None means it takes pixels as they are.
     mean, std = checkpoint.mean, checkpoint.std
@@ -104,7 +108,7 @@ def _smoothed_model(opts, seed: int | None = None, device_name: str | None = Non
     model = checkpoint.model.to(device=device, dtype=dtype, memory_format=memory_format).eval()
     smooth = Smooth(model, num_classes, sigma, mean=mean, std=std, seed=opts.seed if seed is None else seed,
                     backend=opts.backend, device=device, dtype=dtype, memory_format=memory_format,
-                    noise=opts.noise, deterministic=opts.deterministic)
+                    noise=opts.noise, sound=getattr(opts, "sound", False), deterministic=opts.deterministic)
     _check_compatible(smooth, dataset, opts)
     return smooth, dataset
 
@@ -115,11 +119,23 @@ def _check_compatible(smooth: Smooth, dataset, opts) -> None:
     if not len(dataset):
         raise ValueError(f"Data set {opts.dataset!r} ({opts.split} split) is empty")
     x, _ = dataset[0]
+    if smooth.sound:  # before the results file: a data set that is not 8-bit fails here, not at its first row
+        _check_on_grid(x[None], [0], opts)
     try:
         smooth.sample_counts(x[None], 1, streams=[0])
     except RuntimeError as error:
         raise ValueError(f"The classifier in {opts.base_classifier} cannot take inputs of data set "
                          f"{opts.dataset!r} (shape {list(x.shape)}): {error}") from None
+
+
+def _check_on_grid(xs, indices, opts) -> None:
+    """Refuse, naming the input, a sound run's input that is not an 8-bit image (``sound.to_grid``)."""
+    for x, index in zip(xs, indices):
+        try:
+            sound_mode.to_grid(x)
+        except (ValueError, TypeError) as error:  # TypeError: not float32 or integer pixels
+            raise ValueError(f"--sound needs 8-bit images (float32 values i / 255): input {index} of data set "
+                             f"{opts.dataset!r} is off the 1/255 grid ({error})") from None
 
 
 def _progress(total: int, desc: str):
@@ -182,6 +198,10 @@ def _run_arguments(opts, kind: str, seed: int, seed_source: str) -> dict:
             arguments["radius_norm"] = certificates.NORMS[opts.noise]
     if getattr(opts, "two_sided", False):
         arguments["two_sided"] = True
+    if getattr(opts, "top_k", None) is not None:
+        arguments["top_k"] = opts.top_k
+    if getattr(opts, "sound", False):  # absent from float-mode records, which stay as they were
+        arguments["sound"] = True
     return arguments
 
 
@@ -336,14 +356,25 @@ def _report_coordination(group: distributed.Group, waited: float, total: float) 
           f"waiting for slower ranks {waited:.3f} s, run {total:.3f} s", file=sys.stderr)
 
 
-def _warn_if_nothing_can_be_certified(opts) -> None:
+def _warn_if_nothing_can_be_certified(opts, top_k: int | None = None) -> None:
     # With alpha ** (1/N) <= 1/2 even N votes out of N give a bound of at most 1/2: every row
     # abstains. Said before the work, not discovered after it.
-    if max_radius(check_positive_float("SIGMA", opts.sigma), check_positive_int("--N", opts.N),
-                  check_probability("--alpha", opts.alpha)) <= 0:
-        print(f"warning: at N = {opts.N} and alpha = {opts.alpha} no input can be certified (even N of N "
-              f"votes bound pA by alpha ** (1/N) = {opts.alpha ** (1 / opts.N):.3g}, not above 1/2): every row will "
-              "abstain; raise --N or --alpha", file=sys.stderr)
+    sigma, n = check_positive_float("SIGMA", opts.sigma), check_positive_int("--N", opts.N)
+    alpha = check_probability("--alpha", opts.alpha)
+    if top_k is None:
+        if max_radius(sigma, n, alpha) <= 0:
+            print(f"warning: at N = {n} and alpha = {alpha} no input can be certified (even N of N votes bound pA "
+                  f"by alpha ** (1/N) = {alpha ** (1 / n):.3g}, not above 1/2): every row will abstain; raise --N or "
+                  "--alpha", file=sys.stderr)
+        return
+    # Staying among K needs no majority, so the one-sided limit does not apply: ask the top-k rule.
+    try:
+        num_classes = dataset_num_classes(opts.dataset)
+    except (ValueError, OSError):  # the run itself says what is wrong with the data set
+        return
+    if top_k < num_classes and _largest_radius(sigma, n, alpha, "gaussian", top_k, num_classes) <= 0:
+        print(f"warning: at N = {n} and alpha = {alpha} no top-{top_k} certificate can be issued (even N of N votes "
+              "give radius 0): every row will abstain; raise --N or --alpha", file=sys.stderr)
 
 
 def _check_adaptive(opts) -> dict | None:
@@ -367,13 +398,65 @@ def _check_adaptive(opts) -> dict | None:
     return dict(tolerance=check_positive_float("--tolerance", tolerance))
 
 
+def _check_sound(opts) -> bool:
+    """Whether a run is ``--sound``; refuses what sound mode cannot certify, before any work."""
+    if not getattr(opts, "sound", False):
+        return False
+    if opts.noise != "gaussian":
+        raise ValueError(f"--sound needs --noise gaussian (the rounded Gaussian on the 1/255 grid), got --noise "
+                         f"{opts.noise}")
+    given = [name for name, used in (("--two-sided", getattr(opts, "two_sided", False)),
+                                     ("--top-k", getattr(opts, "top_k", None) is not None),
+                                     ("--adaptive", getattr(opts, "adaptive", False))) if used]
+    if given:
+        raise ValueError(f"--sound cannot be {given[0]}: sound mode's certificate is the one-sided CERTIFY")
+    sigma = check_positive_float("SIGMA", opts.sigma)
+    if float(np.float32(sigma)) > sound_mode.MAX_SIGMA:  # Smooth's test: the float32 sigma the noise uses
+        raise ValueError(f"--sound needs SIGMA <= {sound_mode.MAX_SIGMA:g} (its noise table is tested that far), "
+                         f"got {opts.sigma}")
+    return True
+
+
+def _check_top_k(opts) -> int | None:
+    """The K of a ``--top-k`` run, None for a run without it (K < the classes: ``_smoothed_model``)."""
+    k = getattr(opts, "top_k", None)
+    if k is None:
+        return None
+    k = check_positive_int("--top-k", k)
+    if opts.noise != "gaussian":
+        raise ValueError(f"--top-k needs --noise gaussian (Jia et al.'s theorem is Gaussian, l2), got --noise {opts.noise}")
+    if opts.two_sided:
+        raise ValueError("--top-k cannot be --two-sided: its bounds are two-sided already (--top-k 1 is the "
+                         "two-sided certificate)")
+    if getattr(opts, "adaptive", False):
+        raise ValueError("--top-k cannot be --adaptive: the anytime-valid bounds certify one class")
+    return k
+
+
+def _top_k_row(labels, radii, label: int) -> tuple:
+    """One row of a top-k run: the labels, the true class's radius and correct, or an abstention.
+
+    A row is about the true class, as Jia et al.'s certified top-k accuracy is: it holds the K
+    labels and the true class's own radius (the others' radii need not be positive: the runners-up
+    of a confident input never are) where that class is among them and certified, else -1, 0.0.
+    """
+    position = np.flatnonzero(labels == label)
+    if not len(position) or radii[position[0]] <= 0:
+        return -1, 0.0, 0
+    return (tuple(map(int, labels)) if len(labels) > 1 else int(labels[0])), float(radii[position[0]]), 1
+
+
 def run_certify(opts) -> None:
     """CERTIFY every selected input of a data set; one results row per input."""
+    sound = _check_sound(opts)
+    top_k = _check_top_k(opts)
     question = _check_adaptive(opts)
     if distributed.launched_rank() == 0:  # once per job, not once per rank
-        _warn_if_nothing_can_be_certified(opts)
+        _warn_if_nothing_can_be_certified(opts, top_k)
 
     def decide(smooth, xs, indices, labels):
+        if sound:
+            _check_on_grid(xs, indices, opts)
         preds, radii = smooth.certify_batch(xs, opts.N0, opts.N, opts.alpha, opts.batch, streams=indices,
                                             two_sided=opts.two_sided)
         return [(int(p), float(r), int(p == label)) for p, r, label in zip(preds, radii, labels)]
@@ -389,18 +472,27 @@ def run_certify(opts) -> None:
             raise ChunkInterrupted(rows, [j for j in rows if r.stopped_early[j]]) from None
         return [(int(p), float(r), int(p == label), int(s)) for p, r, label, s in zip(preds, radii, labels, samples)]
 
-    if question is None:
-        finished = _run(opts, "certify", opts.N0 + opts.N, decide)
-    else:
+    def decide_top_k(smooth, xs, indices, labels):
+        sets, radii = smooth.certify_topk_batch(xs, top_k, opts.N0, opts.N, opts.alpha, opts.batch, streams=indices)
+        return [_top_k_row(s, r, label) for s, r, label in zip(sets, radii, labels)]
+
+    if question is not None:
         finished = _run(opts, "certify", opts.N0 + min(opts.N, ADAPTIVE_CHUNK_SAMPLES), decide_adaptive,
                         samples_column=True)
+    else:
+        finished = _run(opts, "certify", opts.N0 + opts.N, decide if top_k is None else decide_top_k)
     if finished:
-        _summarize(opts.outfile, opts.plot, opts.sigma, opts.N, opts.alpha, opts.noise)
+        _summarize(opts.outfile, opts.plot, opts.sigma, opts.N, opts.alpha, opts.noise,
+                   top_k=top_k, num_classes=dataset_num_classes(opts.dataset), sound=sound)
 
 
 def run_predict(opts) -> None:
     """PREDICT every selected input of a data set; one results row per input."""
+    sound = _check_sound(opts)
+
     def decide(smooth, xs, indices, labels):
+        if sound:
+            _check_on_grid(xs, indices, opts)
         preds = smooth.predict_batch(xs, opts.N, opts.alpha, opts.batch, streams=indices)
         return [(int(p), int(p == label)) for p, label in zip(preds, labels)]
 
@@ -408,7 +500,7 @@ def run_predict(opts) -> None:
         return
     table = read_results(opts.outfile)
     if len(table):
-        print(f"smoothed accuracy {table.correct.mean():.3f} ({len(table)} inputs)")
+        print(f"smoothed accuracy {table.correct.mean():.3f} ({len(table)} inputs{', sound mode' * sound})")
 
 
 def _recorded_question(path: str) -> dict:
@@ -440,13 +532,43 @@ def radius_norm(path: str) -> str:
     return certificates.NORMS.get(noise, "l2") if isinstance(noise, str) else "l2"
 
 
-def _summarize(path: str, plot: str | None, sigma: float, n: int, alpha: float, noise: str) -> None:
+def _recorded_top_k(path: str) -> int | None:
+    """The K of a top-k certify file, from its run record; None for any other file."""
+    record = read_run_record(path) or {}
+    arguments = record.get("arguments") if isinstance(record.get("arguments"), dict) else {}
+    k = arguments.get("top_k")
+    return k if type(k) is int else None
+
+
+def _recorded_sound(path: str) -> bool:
+    """Whether a results file is of a ``--sound`` run, from its run record."""
+    record = read_run_record(path) or {}
+    arguments = record.get("arguments") if isinstance(record.get("arguments"), dict) else {}
+    return arguments.get("sound") is True
+
+
+def _largest_radius(sigma: float, n: int, alpha: float, noise: str, top_k: int | None, num_classes: int,
+                    sound: bool = False) -> float:
+    """The radius of n votes of n, the largest any certificate of the run can reach."""
+    sigma = float(np.float32(sigma))  # the noise the kernels draw
+    if sound:  # the same formula in high precision, rounded down: up to 1.3e-9 sigma above the float one
+        return float(sound_mode.certify_sound_from_counts([0], [n], n, alpha, sigma)[1][0])
+    if top_k is None:
+        return float(certificates.certify_one_sided([0], [n], n, alpha, sigma, noise)[1][0])
+    # A top-k radius can pass the one-sided one (staying among K is easier to keep than first place).
+    votes = np.zeros((1, num_classes), dtype=np.int64)
+    votes[0, 0] = n
+    return float(certificates.certify_top_k(votes, votes, top_k, n, alpha, sigma)[1][0, 0])
+
+
+def _summarize(path: str, plot: str | None, sigma: float, n: int, alpha: float, noise: str, *,
+               top_k: int | None = None, num_classes: int = 0, sound: bool = False) -> None:
     table = read_results(path)
     if not len(table):
         return
     # Columns stop at the largest radius n and alpha allow (n votes of n): beyond it every value
     # is 0 by design.
-    ceiling = float(certificates.certify_one_sided([0], [n], n, alpha, float(np.float32(sigma)), noise)[1][0])
+    ceiling = _largest_radius(sigma, n, alpha, noise, top_k, num_classes, sound)
     norm = certificates.NORMS[noise]
     radii = [r for r in analyze.default_radii() if r <= ceiling] or [0.0]
     target = _recorded_question(path).get("radius")
@@ -454,8 +576,11 @@ def _summarize(path: str, plot: str | None, sigma: float, n: int, alpha: float, 
         radii = sorted([*radii, target])
     limit = (f"no certificate can exceed {floor_significant(ceiling)}" if ceiling > 0 else
              "no input can be certified")
-    print(f"\ncertified accuracy (fraction of inputs certified correct at {norm} radius >= r, {noise} noise); "
-          f"{limit} at sigma = {sigma}, N = {n}, alpha = {alpha}\n")
+    what = ("certified accuracy (fraction of inputs certified correct" if top_k is None else
+            f"certified top-{top_k} accuracy (fraction of inputs whose class is certified among the top {top_k}")
+    mode = "; sound mode: radii for perturbations on the 1/255 grid" if sound else ""
+    print(f"\n{what} at {norm} radius >= r, {noise} noise{mode}); {limit} at sigma = {sigma}, N = {n}, "
+          f"alpha = {alpha}\n")
     print(analyze.format_table([path], analyze.certified_accuracy(table, radii)[None], radii))
     note = _samples_note(os.path.basename(path), table)
     if note:
@@ -499,7 +624,13 @@ def run_analyze(opts) -> None:
     accuracies = [analyze.certified_accuracy(table, radii) for table in tables]
     print(analyze.format_table(opts.files, accuracies, radii, fmt=opts.format))
     for path, table in zip(opts.files, tables):
+        k = _recorded_top_k(path)
         note = _samples_note(path, table)
+        if k is not None:  # another question than the other rows': say which
+            print(f"{path}: certified top-{k} accuracy (its true class certified among {k} labels)", file=sys.stderr)
+        if _recorded_sound(path):  # another guarantee: on the grid, against any classifier
+            print(f"{path}: sound mode" + (": radii for perturbations on the 1/255 grid" if table.kind == "certify"
+                                           else " (the smoothed classifier on the 1/255 grid)"), file=sys.stderr)
         if note:
             print(note, file=sys.stdout if opts.format == "markdown" else sys.stderr)  # LaTeX stays clean
     if opts.plot:

@@ -13,7 +13,8 @@ One row per input, written as soon as that input is done::
   top-k certify file (``rsengine certify --top-k K``) holds the K certified labels there, most
   likely first, comma-separated (``3,5,8``); its ``radius`` is the l2 radius within which the
   true class, if among them, stays in the smoothed top K, and ``correct`` is 1 where the label is
-  among them.
+  among them (the command writes a row only where the true class is certified among them, -1
+  elsewhere, as Jia et al.'s certified top-k accuracy counts).
 - ``radius`` has 3 significant digits like the original's ``'{:.3}'``, but rounded *down*:
   rounding 0.4568 up to 0.457 would claim more than was certified.
 - ``time`` is ``str(datetime.timedelta(seconds=...))`` (``H:MM:SS.ffffff``); files from older

@@ -6,7 +6,8 @@ standard deviation sigma per coordinate), added in input (pixel) space before no
 such that, with probability at least 1 - alpha over the sampling, g predicts that class
 everywhere within the radius; ``predict`` returns g's class or abstains, being wrong with
 probability at most alpha. ``certify(..., two_sided=True)`` also bounds the runner-up class
-(Theorem 1's full radius); ``certify_topk`` certifies the k most likely classes (Jia et al.).
+(Theorem 1's full radius); ``certify_topk`` certifies the k most likely classes (Jia et al.);
+``Smooth(..., sound=True)`` certifies soundly in floating point (Voracek & Hein; rsengine.sound).
 
 Example:
     >>> import torch
@@ -25,6 +26,8 @@ Example:
     >>> labels, radius = smooth.certify_topk(torch.rand(4), k=2, n0=100, n=1000, alpha=0.001)
     >>> len(labels)
     2
+    >>> sound = Smooth(model, num_classes=3, sigma=0.25, sound=True)  # 8-bit inputs, integer noise
+    >>> label, radius = sound.certify(torch.tensor([0, 64, 128, 255], dtype=torch.uint8), 100, 1000, 0.001)
 """
 from __future__ import annotations
 
@@ -98,6 +101,7 @@ class Smooth:
     Attributes:
         ABSTAIN: -1, the class returned when the smoothed classifier abstains.
         norm: "l2" or "l1", the norm every radius of this Smooth is measured in.
+        sound: whether this Smooth is in sound mode (radii for perturbations on the 1/255 grid).
     """
 
     ABSTAIN = ABSTAIN
