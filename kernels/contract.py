@@ -55,7 +55,7 @@ import numpy as np
 import torch
 
 __all__ = ["NOISES", "NOISE_CODES", "noise_scale", "check_noise", "PHASE_SELECTION", "PHASE_ESTIMATION", "PHASE_PREDICTION", "PHASES", "PHILOX_ROUND_MULTIPLIERS",
-           "PHILOX_KEY_INCREMENTS", "check_fused_launch", "check_sound_launch", "search_steps"]
+           "PHILOX_KEY_INCREMENTS", "check_fused_launch", "check_sound_launch", "check_skip", "search_steps"]
 
 # Phases of a certificate: the proof needs the n0 selection draws and the n estimation draws to be
 # independent, so each phase has its own counter space.
@@ -166,3 +166,15 @@ def check_sound_launch(pixels: torch.Tensor, start: int, count: int, n: int, see
             or thresholds.numel() != 2 * support + 1:
         raise ValueError(f"Expected `support` S >= 0 with 2 S + 1 = {thresholds.numel()} thresholds, got {support!r}")
     _check_rows(pixels, start, count, n, seed)
+
+
+def check_skip(skip, logits: torch.Tensor) -> None:
+    """``vote_count``'s optional ``skip``: None, or [B] int32 flags on the logits' device.
+
+    Raises:
+        ValueError: naming what is wrong (a bool or uint8 tensor would be read at the wrong width).
+    """
+    if skip is not None and (skip.dtype != torch.int32 or skip.shape != logits.shape[:1]
+                             or skip.device != logits.device):
+        raise ValueError(f"Expected `skip` int32 [{logits.shape[0]}] on {logits.device}, got {skip.dtype} "
+                         f"{list(skip.shape)} on {skip.device}")

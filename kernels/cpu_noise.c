@@ -289,6 +289,6 @@ void rsengine_sound_noise_normalize(const int32_t *pixels, const int64_t *stream
             }
             d0 = d1;
         }
-        if (row_escaped) escaped[r] = 1; /* threads sharing a row write the same value */
+        if (row_escaped) __atomic_store_n(&escaped[r], 1, __ATOMIC_RELAXED); /* threads may share a row */
     }
 }

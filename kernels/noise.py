@@ -321,6 +321,13 @@ def _noise_rows_kernel(
     tl.store(out, y.to(out_ptr.dtype.element_ty), mask=mask)
 
 
+def _check_programs_per_row(programs: int, numel: int) -> None:
+    """A one-line ValueError where a noisy row needs more programs than a grid's second axis holds."""
+    if programs > _MAX_GRID_Y:  # CUDA launches at most 65,535 programs along a grid's second axis
+        raise ValueError(f"Expected inputs of at most {_MAX_GRID_Y} programs per noisy row, got {numel} elements "
+                         f"({programs} programs)")
+
+
 def _as_int32(word: int) -> int:
     # A 32-bit word passed as a signed int32, so Triton types it i32 whatever its value.
     return word - 2**32 if word >= 2**31 else word
@@ -352,9 +359,7 @@ def noise_normalize(xs: torch.Tensor, streams: torch.Tensor, start: int, count: 
     hw = numel // channels
     image = hw % 4 == 0 and channels <= MAX_IMAGE_CHANNELS
     programs = triton.cdiv(hw, 4 * IMAGE_BLOCK_Q * IMAGE_TILES) if image else triton.cdiv(numel // 4 + 2, ROWS_BLOCK_Q)
-    if programs > _MAX_GRID_Y:  # CUDA launches at most 65,535 programs along a grid's second axis
-        raise ValueError(f"Expected inputs of at most {_MAX_GRID_Y} programs per noisy row, got {numel} elements "
-                         f"({programs} programs)")
+    _check_programs_per_row(programs, numel)
     out = torch.empty((count, *shape), dtype=dtype, device=xs.device, memory_format=memory_format)
     channels_last = memory_format == torch.channels_last and channels > 1
     has_norm = mean is not None

@@ -22,7 +22,7 @@ import math
 
 import torch
 
-from .contract import PHILOX_KEY_INCREMENTS, PHILOX_ROUND_MULTIPLIERS, check_noise, noise_scale
+from .contract import PHILOX_KEY_INCREMENTS, PHILOX_ROUND_MULTIPLIERS, check_noise, check_skip, noise_scale
 
 __all__ = [
     "philox4x32_10",
@@ -263,6 +263,7 @@ def vote_count(logits: torch.Tensor, start: int, n: int, counts: torch.Tensor,
         counts: [M, K] int32, updated in place. nonfinite: [1] int32, updated in place.
         skip: optional [B] int32, non-zero for rows that must not vote.
     """
+    check_skip(skip, logits)
     rows = start + torch.arange(logits.shape[0], device=logits.device, dtype=torch.int64)
     finite = torch.isfinite(logits).all(dim=1)  # [B]
     voting = torch.ones_like(finite) if skip is None else skip == 0

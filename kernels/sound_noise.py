@@ -38,7 +38,7 @@ import triton
 import triton.language as tl
 
 from .contract import check_sound_launch, search_steps
-from .noise import _MAX_GRID_Y, _philox4x32_10, _row_origin
+from .noise import _as_int32, _philox4x32_10, _row_origin, _check_programs_per_row
 
 __all__ = ["BLOCK_Q", "NUM_WARPS", "sound_noise_normalize"]
 
@@ -108,10 +108,6 @@ def _sound_rows_kernel(
         tl.store(escaped_ptr + row, 1)
 
 
-def _as_int32(word: int) -> int:
-    return word - 2**32 if word >= 2**31 else word
-
-
 def sound_noise_normalize(pixels: torch.Tensor, streams: torch.Tensor, start: int, count: int, n: int,
                           thresholds: torch.Tensor, support: int, seed: int, phase: int,
                           mean: torch.Tensor | None = None, std: torch.Tensor | None = None,
@@ -138,9 +134,7 @@ def sound_noise_normalize(pixels: torch.Tensor, streams: torch.Tensor, start: in
     channels = shape[0]
     hw = numel // channels
     programs = triton.cdiv(numel // 2 + 2, BLOCK_Q)
-    if programs > _MAX_GRID_Y:
-        raise ValueError(f"Expected inputs of at most {_MAX_GRID_Y} programs per noisy row, got {numel} elements "
-                         f"({programs} programs)")
+    _check_programs_per_row(programs, numel)
     out = torch.empty((count, *shape), dtype=dtype, device=pixels.device, memory_format=memory_format)
     escaped = torch.zeros(count, dtype=torch.int32, device=pixels.device)
     channels_last = memory_format == torch.channels_last and channels > 1

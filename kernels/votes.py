@@ -20,6 +20,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .contract import check_skip
+
 __all__ = ["vote_count"]
 
 # Rows per program and classes per step: a [16, 32] tile puts one class slot on each lane of a
@@ -82,6 +84,7 @@ def vote_count(logits: torch.Tensor, start: int, n: int, counts: torch.Tensor,
         nonfinite: [1] int32 device counter of rows with non-finite logits, updated in place.
         skip: optional [B] int32 device flags: non-zero rows neither vote nor are checked.
     """
+    check_skip(skip, logits)
     if logits.stride(1) != 1:
         logits = logits.contiguous()
     rows, num_classes = logits.shape

@@ -78,6 +78,11 @@ def noisy_batch(backend: Backend, spec: NoiseSpec, xs: torch.Tensor, streams: to
                 n: int, phase: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The model's batch of rows ``start .. start + rows - 1``, and the rows that must not vote.
 
+    Args:
+        backend, spec: the kernels and the noise settings (sound mode when
+            ``spec.sound_thresholds`` is set). xs, streams, start, rows, n, phase: as in
+            :func:`count_votes` (rows = its batch's count).
+
     Returns:
         (batch [rows, *shape], None), or in sound mode (batch, [rows] int32 escape flags).
     """
@@ -267,7 +272,8 @@ def count_votes(model, xs: torch.Tensor, streams: torch.Tensor, n: int, phase: i
 
     Args:
         model: base classifier, [B, *shape] normalized batch -> [B, num_classes] logits.
-        xs: [M, *shape] float32 contiguous inputs on the sampling device, pixel space.
+        xs: [M, *shape] float32 contiguous inputs on the sampling device, pixel space (in sound
+            mode int32 grid pixels, ``rsengine.sound.to_grid``).
         streams: [M] int64 stream index of each input, on the sampling device.
         n: noisy copies per input. phase: PHASE_* constant (selection, estimation, prediction).
         num_classes: expected logit width. spec: noise settings. batch_size: rows per forward.
@@ -280,7 +286,8 @@ def count_votes(model, xs: torch.Tensor, streams: torch.Tensor, n: int, phase: i
             inputs are sampled in the same call: only on (input, sample, batch_size, device).
 
     Returns:
-        ([M, num_classes] int64 vote counts, each row summing to n; the batch size that ran).
+        ([M, num_classes] int64 vote counts, each row summing to n (in sound mode n minus the
+        input's escaped rows, which vote for no class); the batch size that ran).
         When the device runs out of memory the failed batch is halved and retried until it fits
         (noise depends on the row, not the batch, so the noise is unchanged; a classifier whose
         logits depend on the batch shape may vote differently); one BatchSizeReduced warning

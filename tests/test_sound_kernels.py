@@ -34,7 +34,8 @@ def _rows(pixels, streams, start, count, n, seed, phase, sigma=0.25):
     return sound.sound_inputs(pixels.reshape(len(pixels), -1)[rows // n].to(torch.uint8), k).reshape(count, *pixels.shape[1:])
 
 
-@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 5, 7), (5,), (2, 3, 3)], ids=str)
+# (3, 17, 21): an odd row of 1,071 elements over 3 Triton programs, rows starting mid-block.
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 5, 7), (5,), (2, 3, 3), (3, 17, 21)], ids=str)
 @pytest.mark.parametrize("start, count, n", [(0, 12, 4), (3, 7, 5), (1, 8, 3)])
 def test_kernels_are_the_spec_bit_for_bit(shape, start, count, n):
     thresholds, support = _table()
@@ -97,55 +98,77 @@ def _toy_table(u_values, length=None):
     return thresholds, (length - 1) // 2
 
 
+@pytest.fixture
+def threads_split_rows(monkeypatch):
+    # Four CPU threads from 8 elements on, so the compiled kernel's threads split rows mid-row
+    # (and share their escape flags); restored afterwards.
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(cpu_noise, "MIN_ELEMENTS_PER_THREAD", 8)
+    torch.set_num_threads(4)
+    yield
+    torch.set_num_threads(threads)
+
+
 # Lengths around powers of two: the search's depth (search_steps) and its last, partial level.
 @pytest.mark.parametrize("length", [1, 3, 7, 9, 15, 17, 31, 33, 1131])
-def test_threshold_boundaries_and_escapes_are_the_spec(length):
-    pixels, streams = _pixels(2, (1, 3, 5), seed=2), torch.tensor([4, 8])
-    n, count = 6, 12
+def test_threshold_boundaries_and_escapes_are_the_spec(length, threads_split_rows):
+    # 42 rows of 61 elements: odd rows start mid-block, and 4 threads split 2,562 elements at
+    # 640, 1281 and 1921, inside rows.
+    pixels, streams = _pixels(2, (1, 61), seed=2), torch.tensor([4, 8])
+    n, count = 21, 42
     rows = torch.arange(count)
-    u = sound._signed_uniforms(7, streams[rows // n], rows % n, 1, 15)  # [12, 15] int64 words
-    # Thresholds on words below the 90th percentile: about a tenth of the elements escape, so
-    # most rows are flagged and some are not; some elements sit exactly on a threshold.
-    cut = int(u.flatten().sort().values[int(0.9 * u.numel())])
+    u = sound._signed_uniforms(7, streams[rows // n], rows % n, 1, 61)  # [42, 61] int64 words
+    # Thresholds on words below the 99.5th percentile: about 13 elements escape, so some rows
+    # are flagged and most are not; some elements sit exactly on a threshold.
+    cut = int(u.flatten().sort().values[int(0.995 * u.numel())])
     thresholds, support = _toy_table([v for v in u.flatten().tolist() if v <= cut], length)
+    assert thresholds.unique().numel() == length  # a real table: distinct thresholds
     counts = torch.searchsorted(thresholds, u, right=True)
     want_escape = counts == length
-    assert 0 < int(want_escape.sum()) < u.numel() and bool(torch.isin(u, thresholds).any())
+    flagged = want_escape.any(dim=1)
+    assert 0 < int(flagged.sum()) < count and bool(torch.isin(u, thresholds).any())
     k = torch.where(want_escape, 0, counts - support)
-    want = ((pixels.reshape(2, -1)[rows // n] + k).float() / 255).reshape(count, 1, 3, 5)
+    want = ((pixels.reshape(2, -1)[rows // n] + k).float() / 255).reshape(count, 1, 61)
     for name, kernel in {**KERNELS, "reference": sound.sound_noise_normalize}.items():
         got, escaped = kernel(pixels, streams, 0, count, n, thresholds, support, 7, 1)
         assert torch.equal(got, want), name
-        assert escaped.tolist() == want_escape.any(dim=1).int().tolist(), name
+        assert escaped.tolist() == flagged.int().tolist(), name
 
 
 def test_search_steps_is_the_bit_length():
     assert [search_steps(length) for length in (1, 2, 3, 1131, 4441, 43_033)] == [1, 2, 2, 11, 13, 16]
 
 
-@pytest.mark.parametrize("backend", ["triton", "cpu", "torch"])
+@pytest.mark.parametrize("backend", ["triton", "reference"])  # the CPU backend uses the reference's
 def test_vote_count_skips_flagged_rows(backend):
-    logits = torch.tensor([[0.0, 1, 0], [2, 2, 0], [float("nan"), 0, 1], [5, 0, 0], [0, 0, 1], [1, 0, 0]])
-    skip = torch.tensor([0, 1, 1, 0, 0, 1], dtype=torch.int32)
-    counts, bad = torch.zeros(2, 3, dtype=torch.int32), torch.zeros(1, dtype=torch.int32)
+    logits = torch.tensor([[0.0, 1, 0], [2, 2, 0], [float("nan"), 0, 1], [5, 0, 0], [0, 0, 1], [1, 0, 0],
+                           [0, float("inf"), 0]])
+    skip = torch.tensor([0, 1, 1, 0, 0, 1, 0], dtype=torch.int32)
+    counts, bad = torch.zeros(3, 3, dtype=torch.int32), torch.zeros(1, dtype=torch.int32)
     vote = votes.vote_count if backend == "triton" else reference.vote_count
     vote(logits, 0, 3, counts, bad, skip)
-    assert counts.tolist() == [[0, 1, 0], [1, 0, 1]] and bad.item() == 0  # the NaN row was skipped
+    # The skipped NaN row neither votes nor counts as non-finite; the unskipped inf row does count.
+    assert counts.tolist() == [[0, 1, 0], [1, 0, 1], [0, 0, 0]] and bad.item() == 1
     vote(logits, 0, 3, counts, bad)
-    assert bad.item() == 1 and counts.sum() == 3 + 5  # every finite row votes without skip
+    assert bad.item() == 3 and counts.sum() == 3 + 5  # without skip every finite row votes
 
 
 @pytest.mark.parametrize("backend", ["triton", "cpu", "torch"])
-def test_escaped_rows_vote_for_no_class_through_the_sampler(backend):
-    # The toy table escapes about half the words: counts must sum to n minus the escaped rows.
+@pytest.mark.parametrize("deterministic", [False, True], ids=["packed", "deterministic"])
+def test_escaped_rows_vote_for_no_class_through_the_sampler(backend, deterministic):
+    # Thresholds on words below the 90th percentile: about a third of the 4-element rows escape;
+    # counts must sum to n minus each input's escaped rows (deterministic mode pads the last
+    # batch of each input: the padding must not vote either).
     pixels, streams = _pixels(2, (1, 2, 2), seed=3), torch.tensor([0, 1])
     u = sound._signed_uniforms(11, streams.repeat_interleave(40), torch.arange(40).repeat(2), 1, 4)
-    thresholds, support = _toy_table(u.flatten()[::3].tolist())
+    cut = int(u.flatten().sort().values[int(0.9 * u.numel())])
+    thresholds, support = _toy_table([v for v in u.flatten().tolist() if v <= cut])
     flagged = (torch.searchsorted(thresholds, u, right=True) == len(thresholds)).any(dim=1).reshape(2, 40)
     spec = NoiseSpec(0.25, 11, sound_thresholds=thresholds, sound_support=support)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
-    counts, _ = count_votes(model, pixels, streams, 40, 1, 3, spec, 16, resolve_backend(backend, torch.device("cpu")))
-    assert 0 < int(flagged.sum()) < 80
+    counts, _ = count_votes(model, pixels, streams, 40, 1, 3, spec, 16, resolve_backend(backend, torch.device("cpu")),
+                            deterministic=deterministic)
+    assert 10 < int(flagged.sum()) < 70
     assert counts.sum(axis=1).tolist() == (40 - flagged.sum(dim=1)).tolist()
 
 
@@ -221,3 +244,11 @@ def test_kernels_reject_bad_launches(case, match):
     for kernel in (*KERNELS.values(), sound.sound_noise_normalize):
         with pytest.raises(ValueError, match=match):
             kernel(pixels, torch.tensor([0]), 0, 2, 2, table, support, 0, 1)
+
+
+@pytest.mark.parametrize("skip", [torch.zeros(2, dtype=torch.bool), torch.zeros(2, dtype=torch.uint8),
+                                  torch.zeros(3, dtype=torch.int32)], ids=["bool", "uint8", "short"])
+def test_vote_count_rejects_a_skip_it_would_misread(skip):
+    for vote in (votes.vote_count, reference.vote_count):
+        with pytest.raises(ValueError, match="`skip`"):
+            vote(torch.zeros(2, 3), 0, 2, torch.zeros(1, 3, dtype=torch.int32), torch.zeros(1, dtype=torch.int32), skip)
