@@ -483,7 +483,7 @@ def run_certify(opts) -> None:
         finished = _run(opts, "certify", opts.N0 + opts.N, decide if top_k is None else decide_top_k)
     if finished:
         _summarize(opts.outfile, opts.plot, opts.sigma, opts.N, opts.alpha, opts.noise,
-                   top_k=top_k, num_classes=dataset_num_classes(opts.dataset), sound=sound)
+                   top_k=top_k, num_classes=dataset_num_classes(opts.dataset) if top_k else 0, sound=sound)
 
 
 def run_predict(opts) -> None:
