@@ -159,6 +159,25 @@ static void make_blocks(int noise, uint64_t q0, int count, uint32_t stream, uint
     }
 }
 
+/* Batch row r of the (input, sample) grid, global row start_sample + r: its input, the element
+ * index e of its element 0, and the part [d0, d_end) of its elements in [first_element, last_element). */
+struct row_span {
+    int64_t owner;
+    uint64_t first;
+    int64_t d0, d_end;
+};
+
+static inline struct row_span row_span(int64_t r, int64_t start_owner, int64_t start_sample, int64_t n, int64_t numel,
+                                       int64_t first_element, int64_t last_element) {
+    int64_t global = start_sample + r;
+    struct row_span row;
+    row.owner = start_owner + global / n;
+    row.first = (uint64_t)(global % n) * (uint64_t)numel;
+    row.d_end = last_element - r * numel < numel ? last_element - r * numel : numel;
+    row.d0 = first_element > r * numel ? first_element - r * numel : 0;
+    return row;
+}
+
 /* Elements [first_element, last_element) of a batch of rows of numel elements each, written to
  * out[r * numel + d] (element d of row r); row r is global row start_sample + r of the (input,
  * sample) grid, i.e. sample (start_sample + r) % n of input start_owner + (start_sample + r) / n:
@@ -175,14 +194,12 @@ void rsengine_noise_normalize(int noise, const float *xs, const int64_t *streams
                               uint32_t key1, uint32_t phase, int64_t first_element, int64_t last_element) {
     float z0[CHUNK_BLOCKS], z1[CHUNK_BLOCKS], z2[CHUNK_BLOCKS], z3[CHUNK_BLOCKS], z[4 * CHUNK_BLOCKS];
     for (int64_t r = first_element / numel; r * numel < last_element; r++) {
-        int64_t global = start_sample + r;
-        int64_t owner = start_owner + global / n;
-        uint64_t first = (uint64_t)(global % n) * (uint64_t)numel; /* element index e of the row's element 0 */
-        uint32_t stream = (uint32_t)streams[owner];
-        const float *x = xs + owner * numel;
+        struct row_span row = row_span(r, start_owner, start_sample, n, numel, first_element, last_element);
+        uint64_t first = row.first;
+        uint32_t stream = (uint32_t)streams[row.owner];
+        const float *x = xs + row.owner * numel;
         float *y = out + r * numel;
-        int64_t d_end = last_element - r * numel < numel ? last_element - r * numel : numel;
-        int64_t d0 = first_element > r * numel ? first_element - r * numel : 0;
+        int64_t d_end = row.d_end, d0 = row.d0;
         while (d0 < d_end) {
             uint64_t e0 = first + (uint64_t)d0;
             int offset = (int)(e0 & 3u); /* lane of element d0 in its Philox block */
@@ -246,14 +263,12 @@ void rsengine_sound_noise_normalize(const int32_t *pixels, const int64_t *stream
     int64_t v[2 * CHUNK_BLOCKS];
     int32_t count[2 * CHUNK_BLOCKS];
     for (int64_t r = first_element / numel; r * numel < last_element; r++) {
-        int64_t global = start_sample + r;
-        int64_t owner = start_owner + global / n;
-        uint64_t first = (uint64_t)(global % n) * (uint64_t)numel;
-        uint32_t stream = (uint32_t)streams[owner];
-        const int32_t *x = pixels + owner * numel;
+        struct row_span row = row_span(r, start_owner, start_sample, n, numel, first_element, last_element);
+        uint64_t first = row.first;
+        uint32_t stream = (uint32_t)streams[row.owner];
+        const int32_t *x = pixels + row.owner * numel;
         float *y = out + r * numel;
-        int64_t d_end = last_element - r * numel < numel ? last_element - r * numel : numel;
-        int64_t d0 = first_element > r * numel ? first_element - r * numel : 0;
+        int64_t d_end = row.d_end, d0 = row.d0;
         int row_escaped = 0;
         while (d0 < d_end) {
             uint64_t e0 = first + (uint64_t)d0;

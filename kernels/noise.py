@@ -286,6 +286,22 @@ def _noise_image_kernel(
                 tl.store(out_row + p[:, None] * 2 + channel[None, :], tl.join(y0, y1).to(out_ty), mask=mask[:, None])
 
 
+@triton.jit
+def _channel_scale_shift(mean_ptr, std_ptr, channel, mask):
+    """Per element of channel ``channel``: (1 / std, -mean / std), the first by IEEE division
+    (the interpreter's bits), so (x - mean) / std is fma(x, scale, shift)."""
+    x_scale = tl.div_rn(1.0, tl.load(std_ptr + channel, mask=mask, other=1.0))
+    return x_scale, -tl.load(mean_ptr + channel, mask=mask, other=0.0) * x_scale
+
+
+@triton.jit
+def _store_row_elements(out_ptr, numel, hw, stride_c, stride_hw, d, channel, mask, y):
+    """Store elements d (of channel ``channel``) of this program's row at channel * stride_c +
+    pixel * stride_hw, in the output's dtype."""
+    out = out_ptr + tl.program_id(0).to(tl.int64) * numel + channel * stride_c + (d - channel * hw) * stride_hw
+    tl.store(out, y.to(out_ptr.dtype.element_ty), mask=mask)
+
+
 # The general kernel's stores and loads start at arbitrary element offsets, so specializing on
 # the sizes and strides (divisibility, == 1) would only multiply variants: one per dtype and
 # normalization, whatever the shape.
@@ -313,12 +329,10 @@ def _noise_rows_kernel(
     x_scale = 1.0
     x_shift = 0.0
     if HAS_NORM:
-        x_scale = tl.div_rn(1.0, tl.load(std_ptr + channel, mask=mask, other=1.0))
+        x_scale, x_shift = _channel_scale_shift(mean_ptr, std_ptr, channel, mask)
         noise_scale = sigma * x_scale
-        x_shift = -tl.load(mean_ptr + channel, mask=mask, other=0.0) * x_scale
     y = _normalized(x, z, noise_scale, x_scale, x_shift, HAS_NORM)
-    out = out_ptr + tl.program_id(0).to(tl.int64) * numel + channel * stride_c + (d - channel * hw) * stride_hw
-    tl.store(out, y.to(out_ptr.dtype.element_ty), mask=mask)
+    _store_row_elements(out_ptr, numel, hw, stride_c, stride_hw, d, channel, mask, y)
 
 
 def _check_programs_per_row(programs: int, numel: int) -> None:

@@ -38,7 +38,8 @@ import triton
 import triton.language as tl
 
 from .contract import check_sound_launch, search_steps
-from .noise import _as_int32, _philox4x32_10, _row_origin, _check_programs_per_row
+from .noise import (_as_int32, _channel_scale_shift, _check_programs_per_row, _philox4x32_10, _row_origin,
+                    _store_row_elements)
 
 __all__ = ["BLOCK_Q", "NUM_WARPS", "sound_noise_normalize"]
 
@@ -99,13 +100,11 @@ def _sound_rows_kernel(
     x = tl.div_rn(total.to(tl.float32), 255.0)
     channel = d // hw
     if HAS_NORM:
-        x_scale = tl.div_rn(1.0, tl.load(std_ptr + channel, mask=mask, other=1.0))
-        x = tl.fma(x, x_scale, -tl.load(mean_ptr + channel, mask=mask, other=0.0) * x_scale)
-    row = tl.program_id(0).to(tl.int64)
-    out = out_ptr + row * numel + channel * stride_c + (d - channel * hw) * stride_hw
-    tl.store(out, x.to(out_ptr.dtype.element_ty), mask=mask)
+        x_scale, x_shift = _channel_scale_shift(mean_ptr, std_ptr, channel, mask)
+        x = tl.fma(x, x_scale, x_shift)
+    _store_row_elements(out_ptr, numel, hw, stride_c, stride_hw, d, channel, mask, x)
     if tl.max(escape.to(tl.int32), axis=0) > 0:  # ~1e-17 per element: almost never taken
-        tl.store(escaped_ptr + row, 1)
+        tl.store(escaped_ptr + tl.program_id(0), 1)
 
 
 def sound_noise_normalize(pixels: torch.Tensor, streams: torch.Tensor, start: int, count: int, n: int,

@@ -503,10 +503,15 @@ def run_predict(opts) -> None:
         print(f"smoothed accuracy {table.correct.mean():.3f} ({len(table)} inputs{', sound mode' * sound})")
 
 
+def _recorded_arguments(path: str) -> dict:
+    """The arguments a results file's run record holds ({} without a record or with a malformed one)."""
+    record = read_run_record(path) or {}
+    return record["arguments"] if isinstance(record.get("arguments"), dict) else {}
+
+
 def _recorded_question(path: str) -> dict:
     """The adaptive run's question from its record ({"radius": r, ...}), {} for a fixed run."""
-    record = read_run_record(path) or {}
-    arguments = record.get("arguments") if isinstance(record.get("arguments"), dict) else {}
+    arguments = _recorded_arguments(path)
     question = arguments.get("adaptive")
     return question if isinstance(question, dict) else {}
 
@@ -526,24 +531,21 @@ def _samples_note(path: str, table) -> str | None:
 
 def radius_norm(path: str) -> str:
     """The norm of a certify file's radii, from its run record: "l2" unless it names another noise."""
-    record = read_run_record(path) or {}
-    arguments = record.get("arguments") if isinstance(record.get("arguments"), dict) else {}
+    arguments = _recorded_arguments(path)
     noise = arguments.get("noise", "gaussian")
     return certificates.NORMS.get(noise, "l2") if isinstance(noise, str) else "l2"
 
 
 def _recorded_top_k(path: str) -> int | None:
     """The K of a top-k certify file, from its run record; None for any other file."""
-    record = read_run_record(path) or {}
-    arguments = record.get("arguments") if isinstance(record.get("arguments"), dict) else {}
+    arguments = _recorded_arguments(path)
     k = arguments.get("top_k")
     return k if type(k) is int else None
 
 
 def _recorded_sound(path: str) -> bool:
     """Whether a results file is of a ``--sound`` run, from its run record."""
-    record = read_run_record(path) or {}
-    arguments = record.get("arguments") if isinstance(record.get("arguments"), dict) else {}
+    arguments = _recorded_arguments(path)
     return arguments.get("sound") is True
 
 
