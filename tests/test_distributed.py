@@ -225,6 +225,39 @@ def test_the_library_example_prints_the_same_results_for_any_number_of_ranks():
     assert len(one.stdout.splitlines()) == 10 and two.stdout == one.stdout
 
 
+GROUP_AFTER_DETERMINISTIC_RUN = """
+import os, sys
+import rsengine.distributed  # before the group, as a program using rsengine does
+import torch.distributed as dist
+from rsengine import Smooth
+from rsengine.checkpoints import bundled_checkpoint, load_checkpoint
+from rsengine.data import load_dataset
+threads = lambda: len(os.listdir("/proc/self/task"))
+before = threads()
+dist.init_process_group("gloo", init_method=f"file://{sys.argv[1]}/store", rank=0, world_size=1)
+checkpoint = load_checkpoint(bundled_checkpoint())
+smooth = Smooth(checkpoint.model.eval(), checkpoint.num_classes, sigma=0.25, mean=checkpoint.mean,
+                std=checkpoint.std, seed=0, deterministic=True)  # imports torch._inductor, the first time
+smooth.certify_batch([load_dataset("mnist", "test")[0][0]], n0=10, n=100, alpha=0.001, streams=[0])
+during = threads()
+dist.destroy_process_group()
+print(before, during, threads())
+"""
+
+
+def test_destroying_the_group_after_a_deterministic_run_ends_its_threads(tmp_path):
+    # A group kept alive past destroy_process_group (torch.distributed.nn.functional binding it
+    # as a default argument when deterministic mode first imports it) lets its gloo threads die in
+    # interpreter shutdown, which aborted 7 of 25 two-rank runs of the library example.
+    script = tmp_path / "group.py"
+    script.write_text(GROUP_AFTER_DETERMINISTIC_RUN)
+    job = subprocess.run([sys.executable, str(script), str(tmp_path)], env=ENV, capture_output=True, text=True,
+                         timeout=300)
+    assert job.returncode == 0, job.stderr
+    before, during, after = map(int, job.stdout.split())
+    assert during > before and after == before
+
+
 def test_shard_deals_inputs_round_robin_and_gather_by_index_refuses_overlaps():
     assert [shard(range(7), rank, 3) for rank in range(3)] == [[0, 3, 6], [1, 4], [2, 5]]
     with pytest.raises(ValueError, match=r"Expected `rank` in \[0, world_size\) = \[0, 2\), got 2"):
