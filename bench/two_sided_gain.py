@@ -69,7 +69,8 @@ def _accuracy(correct, radius, radii) -> str:
 
 
 def embedded_counts(inputs: int | None):
-    """``(streams, labels, guess, counts, seconds)`` of the embedded default's first ``inputs`` inputs."""
+    """``(streams, labels, selection, counts, seconds)`` of the embedded default's first ``inputs``
+    inputs: ``selection`` [M, K] the n0 selection votes, ``counts`` [M, K] the n estimation votes."""
     n0, n = SAMPLING_DEFAULTS["N0"], EMBEDDED_DEFAULT["N"]
     sigma, dataset_name = EMBEDDED_DEFAULT["sigma"], EMBEDDED_DEFAULT["dataset"]
     checkpoint = load_checkpoint(bundled_checkpoint())
@@ -82,15 +83,16 @@ def embedded_counts(inputs: int | None):
     smooth = Smooth(model, dataset_num_classes(dataset_name), sigma, mean=checkpoint.mean, std=checkpoint.std,
                     seed=SAMPLING_DEFAULTS["seed"], memory_format=memory_format)
     started = time.perf_counter()
-    guess = smooth.sample_counts(xs, n0, PHASE_SELECTION, streams=streams).argmax(axis=1)
+    selection = smooth.sample_counts(xs, n0, PHASE_SELECTION, streams=streams)
     counts = smooth.sample_counts(xs, n, PHASE_ESTIMATION, streams=streams)
-    return streams, labels, guess, counts, time.perf_counter() - started
+    return streams, labels, selection, counts, time.perf_counter() - started
 
 
 def embedded_default(inputs: int | None) -> tuple[str, str]:
     n0, n, alpha = SAMPLING_DEFAULTS["N0"], EMBEDDED_DEFAULT["N"], SAMPLING_DEFAULTS["alpha"]
     sigma, dataset_name = EMBEDDED_DEFAULT["sigma"], EMBEDDED_DEFAULT["dataset"]
-    streams, labels, guess, counts, seconds = embedded_counts(inputs)
+    streams, labels, selection, counts, seconds = embedded_counts(inputs)
+    guess = selection.argmax(axis=1)
     rows = np.arange(len(guess))
     n_a = counts[rows, guess]
     one_pred, one = certify_one_sided(guess, n_a, n, alpha, sigma)

@@ -107,12 +107,12 @@ def _exact_radius(noise, scale, q_a, p_b, widen=0.0):
 
 
 def _exact_top_k_radius(votes, label, k, n, alpha, sigma, widen=0.0):
-    """Jia et al.'s R_l from the exact bounds (widened by widen), with the module's Bonferroni split.
+    """Jia et al.'s R_l from the exact bounds (widened by widen), with the module's split.
 
-    k = 1 bounds only the runner-up, at alpha/2, as the two-sided certificate does.
+    Upper bounds at alpha/(2(k+1)): only the k + 1 truly largest classes' must hold; k = 1 bounds
+    only the runner-up, at alpha/2, as the two-sided certificate does.
     """
-    num_classes = len(votes)
-    uppers_budget = num_classes if k > 1 else 1
+    uppers_budget = k + 1 if k > 1 else 1
     with mpmath.workdps(60):
         grow = 1 + mpmath.mpf(widen)
         q_l = _exact_complement(votes[label], n, alpha / (2 * k)) * grow
@@ -474,6 +474,42 @@ def test_top_k_is_the_exact_radius_rounded_down():
             floor = _exact_top_k_radius(votes, label, k, n, alpha, sigma, WIDENING)
             _assert_rounded_down(radii[0, j], exact, floor, sigma)
     assert (radii > 0).all()
+
+
+def test_top_k_bounds_cover_the_k_plus_one_largest_classes_at_level_alpha():
+    # k = 3 labels of K = 20 classes whose 4 largest stand well apart: each label's 3 largest
+    # others are 3 of those 4, and all 4 are some label's, so the upper bounds at alpha/8 miss at
+    # close to their alpha/2 (at alpha/6, a split over k, they miss about 0.67 alpha; at alpha/40,
+    # the old split over K, alpha/10).
+    probs = np.r_[0.3, 0.2, 0.15, 0.1, np.full(16, 0.25 / 16)]
+    trials, n, alpha, k = 20_000, 10_000, 0.1, 3
+    counts = np.random.default_rng(3).multinomial(n, probs, size=trials)
+    labels = np.tile(np.arange(k), (trials, 1))
+    q_l, largest = rsengine.certificates._top_k_bounds(labels, counts, n, alpha, k + 1)
+    truth = np.array([np.sort(np.delete(probs, label))[::-1][:k] for label in range(k)])  # [k, k]
+    lower_misses = (1.0 - q_l > probs[labels]).any(axis=1)
+    upper_misses = (largest < truth[None]).any(axis=(1, 2))
+    assert (lower_misses | upper_misses).sum() <= _allowed_failures(trials, alpha)
+    for misses in (lower_misses, upper_misses):
+        assert _allowed_failures(trials, alpha / 4) < misses.sum() <= _allowed_failures(trials, alpha / 2)
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_top_k_is_never_below_the_split_over_every_class(k):
+    # Upper bounds at alpha/(2(k+1)) instead of alpha/(2K): each lower, so no radius is smaller;
+    # where the old k largest sum to less than the cap 1 - p_l, every S_u falls and every t_u > 0
+    # grows, so a certified radius is strictly larger.
+    rng = np.random.default_rng(k)
+    n, alpha, sigma, num_classes = 10_000, 0.001, 0.5, 20
+    weight = rng.uniform(0.2, 0.9, size=(500, 1))
+    probs = weight * np.eye(num_classes)[0] + (1 - weight) * rng.dirichlet(np.full(num_classes, 0.2), size=500)
+    counts = np.array([rng.multinomial(n, p) for p in probs])
+    labels, radii = certify_top_k(counts, counts, k, n, alpha, sigma)
+    old = rsengine.certificates._top_k_radii(labels, counts, n, alpha, sigma, num_classes)
+    assert (radii >= old).all()
+    q_l, largest = rsengine.certificates._top_k_bounds(labels, counts, n, alpha, num_classes)
+    uncapped = (largest.sum(axis=2) < q_l) & (old > 0)
+    assert uncapped.sum() > 500 and (radii[uncapped] > old[uncapped]).all()
 
 
 def test_top_k_labels_break_ties_to_the_lower_class():
