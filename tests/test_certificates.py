@@ -1,6 +1,5 @@
 """Tests of rsengine.certificates against mpmath, statsmodels and classifiers known in closed form."""
 import doctest
-import functools
 
 import mpmath
 import numpy as np
@@ -13,6 +12,7 @@ import rsengine.certificates
 from rsengine.certificates import NORMS, certify_one_sided, certify_top_k, certify_two_sided
 from rsengine.kernels.contract import NOISES, noise_scale
 from rsengine.stats import ABSTAIN, certify_from_counts
+from exact_binomial import exact_complement, exact_upper_quantile
 
 # A radius must lie between the exact radius of the exact bounds and the exact radius of bounds
 # widened by this much relative: the module's margin 1e-9 plus the complements' error (2.7e-11,
@@ -32,66 +32,7 @@ def _allowed_failures(trials, rate):
 # --- exact oracles (mpmath, 60 digits) -------------------------------------------------------
 
 
-def _exact_binomial_cdf(j, n, q):
-    """P(Binomial(n, q) <= j): terms from i = j down until they stop counting (log-concave pmf)."""
-    term = total = mpmath.exp(mpmath.loggamma(n + 1) - mpmath.loggamma(j + 1) - mpmath.loggamma(n - j + 1)
-                              + j * mpmath.log(q) + (n - j) * mpmath.log1p(-q))
-    odds_down = (1 - q) / q
-    for i in range(j, 0, -1):
-        term *= mpmath.mpf(i) / (n - i + 1) * odds_down
-        total += term
-        if term < total * mpmath.mpf(10) ** -55:
-            break
-    return total
 
-
-@functools.lru_cache(maxsize=None)
-def _exact_complement(k, n, alpha):
-    """q = 1 - BetaInv(alpha; k, n - k + 1): the root of P(Binomial(n, q) <= n - k) = alpha.
-
-    Newton's method at 60 digits from statsmodels' float value, bisecting (in log q) whenever a
-    step leaves the bracket the signs so far give; then checked on the exact binomial cdf: it
-    must cross alpha within 1e-35 relative either side of q.
-    """
-    with mpmath.workdps(60):
-        alpha = mpmath.mpf(alpha)
-        low = -mpmath.expm1(mpmath.log(alpha) / n)  # the root at k = n, the smallest for any k
-        if k == 0:
-            return mpmath.mpf(1)
-        if k == n:
-            return low
-        j, high = n - k, mpmath.mpf(1)
-        log_binom = mpmath.loggamma(n) - mpmath.loggamma(j + 1) - mpmath.loggamma(n - j)
-        q = mpmath.mpf(float(proportion_confint(j, n, alpha=2 * float(alpha), method="beta")[1]))
-        if not low < q < high:
-            q = mpmath.sqrt(low * high)
-        for _ in range(300):
-            excess = _exact_binomial_cdf(j, n, q) - alpha
-            low, high = (q, high) if excess > 0 else (low, q)
-            # d/dq P(Binomial(n, q) <= j) = -n P(Binomial(n - 1, q) = j)
-            slope = n * mpmath.exp(log_binom + j * mpmath.log(q) + (n - 1 - j) * mpmath.log1p(-q))
-            following = q + excess / slope
-            if not low < following < high:
-                following = mpmath.sqrt(low * high)
-            done = abs(following - q) < q * mpmath.mpf(10) ** -45
-            q = following
-            if done:
-                break
-        tolerance = mpmath.mpf(10) ** -35
-        assert _exact_binomial_cdf(j, n, q * (1 - tolerance)) > alpha > _exact_binomial_cdf(j, n, q * (1 + tolerance))
-        return q
-
-
-def _upper_quantile(q):
-    """x with P(Z > x) = q for Z ~ N(0, 1): PhiInv(1 - q) without forming 1 - q (q in (0, 1))."""
-    with mpmath.workdps(60):
-        x = mpmath.mpf(float(norm.isf(float(q))))
-        for _ in range(50):
-            step = (mpmath.ncdf(-x) - q) / mpmath.npdf(x)
-            x += step
-            if abs(step) < mpmath.mpf(10) ** -45 * max(1, abs(x)):
-                return x
-        raise AssertionError("no convergence")
 
 
 def _exact_radius(noise, scale, q_a, p_b, widen=0.0):
@@ -100,7 +41,7 @@ def _exact_radius(noise, scale, q_a, p_b, widen=0.0):
         scale = mpmath.mpf(scale)
         q_a, p_b = q_a * (1 + mpmath.mpf(widen)), p_b * (1 + mpmath.mpf(widen))
         if noise == "gaussian":
-            return float(scale / 2 * (_upper_quantile(q_a) + _upper_quantile(p_b)))
+            return float(scale / 2 * (exact_upper_quantile(q_a) + exact_upper_quantile(p_b)))
         if noise == "laplace":
             return float(scale * max(mpmath.log((1 - q_a) / p_b) / 2, -mpmath.log(q_a + p_b)))
         return float(scale * (1 - q_a - p_b))
@@ -115,13 +56,13 @@ def _exact_top_k_radius(votes, label, k, n, alpha, sigma, widen=0.0):
     uppers_budget = k + 1 if k > 1 else 1
     with mpmath.workdps(60):
         grow = 1 + mpmath.mpf(widen)
-        q_l = _exact_complement(votes[label], n, alpha / (2 * k)) * grow
-        uppers = sorted((min(_exact_complement(n - v, n, alpha / (2 * uppers_budget)) * grow, q_l)
+        q_l = exact_complement(votes[label], n, alpha / (2 * k)) * grow
+        uppers = sorted((min(exact_complement(n - v, n, alpha / (2 * uppers_budget)) * grow, q_l)
                          for j, v in enumerate(votes) if j != label), reverse=True)[:k]
-        a = _upper_quantile(q_l)
+        a = exact_upper_quantile(q_l)
         best = mpmath.mpf(0)
         for u in range(1, k + 1):
-            b = -_upper_quantile(min(sum(uppers[k - u:]), q_l))
+            b = -exact_upper_quantile(min(sum(uppers[k - u:]), q_l))
             def excess(t):
                 return mpmath.log(mpmath.ncdf(a - t)) - mpmath.log(mpmath.ncdf(b + t) / u)
             if excess(0) > 0:
@@ -186,7 +127,7 @@ def test_one_sided_is_the_exact_radius_rounded_down(noise, alpha):
     scale = _scale(noise, sigma)
     for n, n_a in ONE_SIDED_GRID:
         pred, rad = certify_one_sided([3], [n_a], n, alpha, sigma, noise)
-        q = _exact_complement(n_a, n, alpha)
+        q = exact_complement(n_a, n, alpha)
         _assert_rounded_down(rad[0], _exact_radius(noise, scale, q, q),
                              _exact_radius(noise, scale, q, q, WIDENING), scale)
         assert pred[0] == (3 if rad[0] > 0 else ABSTAIN)
@@ -200,7 +141,7 @@ def test_uniform_radii_round_down_where_the_margin_is_below_an_ulp():
             for sigma in (0.12, 0.25, 0.37, 0.5, 1.0):
                 scale = noise_scale("uniform", sigma)
                 rad = certify_one_sided([0], [n_a], n, 0.001, sigma, "uniform")[1][0]
-                q = _exact_complement(n_a, n, 0.001)
+                q = exact_complement(n_a, n, 0.001)
                 _assert_rounded_down(rad, _exact_radius("uniform", scale, q, q),
                                      _exact_radius("uniform", scale, q, q, WIDENING), scale)
 
@@ -242,8 +183,8 @@ def test_two_sided_is_the_exact_radius_rounded_down(noise):
     scale = _scale(noise, sigma)
     for n, n_a, n_b, num_classes in TWO_SIDED_GRID:
         pred, rad = certify_two_sided([0], [_row(n, n_a, n_b, num_classes)], n, alpha, sigma, noise)
-        q_a = _exact_complement(n_a, n, alpha / 2)
-        p_b = min(_exact_complement(n - n_b, n, alpha / 2), q_a)  # the runner-up's, at alpha/2
+        q_a = exact_complement(n_a, n, alpha / 2)
+        p_b = min(exact_complement(n - n_b, n, alpha / 2), q_a)  # the runner-up's, at alpha/2
         _assert_rounded_down(rad[0], _exact_radius(noise, scale, q_a, p_b),
                              _exact_radius(noise, scale, q_a, p_b, WIDENING), scale)
         assert pred[0] == (0 if rad[0] > 0 else ABSTAIN)

@@ -21,6 +21,7 @@ from rsengine.stats import (
     predict_from_counts,
     radius,
 )
+from exact_binomial import exact_complement, exact_upper_quantile
 
 ALPHAS = [1e-6, 0.001, 0.05, 0.3]
 TRIALS = [1, 2, 3, 10, 57, 1000, 100_000]
@@ -48,74 +49,13 @@ def _exact_pvalue(n_a, n_b):
     return float(min(Fraction(1), Fraction(2 * tail, 2**total)))
 
 
-def _exact_binomial_cdf(j, n, q):
-    """P(Binomial(n, q) <= j) in mpmath: terms from i = j down until they stop counting.
 
-    The pmf is log-concave, so once a term past the mode is 1e-55 of the sum the rest is too.
-    """
-    log_top = (mpmath.loggamma(n + 1) - mpmath.loggamma(j + 1) - mpmath.loggamma(n - j + 1)
-               + j * mpmath.log(q) + (n - j) * mpmath.log1p(-q))
-    term = total = mpmath.exp(log_top)
-    odds_down = (1 - q) / q
-    for i in range(j, 0, -1):
-        term *= mpmath.mpf(i) / (n - i + 1) * odds_down
-        total += term
-        if term < total * mpmath.mpf(10) ** -55:
-            break
-    return total
-
-
-def _exact_complement(k, n, alpha):
-    """q = 1 - BetaInv(alpha; k, n - k + 1), the root of P(Binomial(n, q) <= n - k) = alpha.
-
-    Newton's method at 60 digits from SciPy's value, bisecting (in log q) whenever a step leaves
-    the bracket the signs so far give, then checked independently of SciPy: the decreasing
-    binomial cdf must cross alpha within 1e-30 relative either side of q.
-    """
-    with mpmath.workdps(60):
-        alpha = mpmath.mpf(alpha)
-        low = -mpmath.expm1(mpmath.log(alpha) / n)  # the root at k = n, the smallest for any k
-        if k == n:
-            return low
-        j, high = n - k, mpmath.mpf(1)
-        log_binom = mpmath.loggamma(n) - mpmath.loggamma(j + 1) - mpmath.loggamma(n - j)
-        q = mpmath.mpf(float(beta.isf(float(alpha), j + 1, k)))
-        if not low < q < high:
-            q = mpmath.sqrt(low * high)
-        for _ in range(200):
-            excess = _exact_binomial_cdf(j, n, q) - alpha
-            low, high = (q, high) if excess > 0 else (low, q)
-            # d/dq P(Binomial(n, q) <= j) = -n * P(Binomial(n - 1, q) = j)
-            slope = n * mpmath.exp(log_binom + j * mpmath.log(q) + (n - 1 - j) * mpmath.log1p(-q))
-            following = q + excess / slope
-            if not low < following < high:
-                following = mpmath.sqrt(low * high)
-            if abs(following - q) < q * mpmath.mpf(10) ** -35:
-                q = following
-                break
-            q = following
-        below, above = q * (1 - mpmath.mpf(10) ** -30), q * (1 + mpmath.mpf(10) ** -30)
-        assert _exact_binomial_cdf(j, n, below) > alpha > _exact_binomial_cdf(j, n, above)
-        return q
-
-
-def _exact_upper_quantile(q):
-    """x with P(Z > x) = q for Z ~ N(0, 1), to 40 digits: PhiInv(1 - q) without forming 1 - q."""
-    with mpmath.workdps(60):
-        q = mpmath.mpf(q)
-        x = mpmath.mpf(float(norm.isf(float(q))))
-        for _ in range(50):
-            step = (mpmath.ncdf(-x) - q) / mpmath.npdf(x)
-            x += step
-            if abs(step) < mpmath.mpf(10) ** -40 * max(1, abs(x)):
-                break
-        return x
 
 
 def _exact_radius(k, n, alpha, sigma):
     """sigma * PhiInv(p_exact) for the exact Clopper-Pearson bound p_exact, and its complement."""
-    q = _exact_complement(k, n, alpha)
-    return float(sigma * _exact_upper_quantile(q)), q
+    q = exact_complement(k, n, alpha)
+    return float(sigma * exact_upper_quantile(q)), q
 
 
 def test_module_doctests():
@@ -277,7 +217,7 @@ def test_radius_never_above_max_radius(n, alpha, sigma):
 def test_radius_rounds_down_by_at_most_the_margin():
     p = np.array([0.5000001, 0.6, 0.75, 0.99, 0.9999309, 1 - 2**-50])
     # 1 - p is exact in float64 for p >= 1/2, so mpmath gets the float's own complement.
-    exact = np.array([0.37 * float(_exact_upper_quantile(1 - mpmath.mpf(x))) for x in p])
+    exact = np.array([0.37 * float(exact_upper_quantile(1 - mpmath.mpf(x))) for x in p])
     got = radius(p, 0.37)
     assert np.all(got < exact)
     assert np.all(exact - got <= RADIUS_SHORTFALL * 0.37)
