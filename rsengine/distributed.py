@@ -147,10 +147,12 @@ class Group:
         exchange_seconds: time spent in collectives so far (waiting for slower ranks included).
     """
 
-    def __init__(self, rank: int = 0, world_size: int = 1, local_rank: int = 0, setup_seconds: float = 0.0):
+    def __init__(self, rank: int = 0, world_size: int = 1, local_rank: int = 0, setup_seconds: float = 0.0,
+                 owns_process_group: bool = False):
         self.rank, self.world_size, self.local_rank = rank, world_size, local_rank
         self.setup_seconds = setup_seconds
         self.exchange_seconds = 0.0
+        self._owns_process_group = owns_process_group
 
     @property
     def is_writer(self) -> bool:
@@ -206,8 +208,8 @@ class Group:
         return self._settle(outcome)[0]
 
     def close(self) -> None:
-        """Leave the process group (a no-op for a world of one)."""
-        if self.world_size > 1 and dist.is_initialized():
+        """Leave the process group if :func:`join` made it (a caller's own group stays up)."""
+        if self._owns_process_group and dist.is_initialized():
             dist.destroy_process_group()
 
 
@@ -226,7 +228,8 @@ def join() -> Group:
         # kernels would run on GPU 0 with pointers into its own GPU.
         torch.cuda.set_device(local_rank)
     backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
-    if not dist.is_initialized():
+    owns_process_group = not dist.is_initialized()
+    if owns_process_group:
         dist.init_process_group(backend, timeout=TIMEOUT)
     return Group(dist.get_rank(), dist.get_world_size(), local_rank,
-                 setup_seconds=time.perf_counter() - start)
+                 setup_seconds=time.perf_counter() - start, owns_process_group=owns_process_group)

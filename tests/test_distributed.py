@@ -258,6 +258,28 @@ def test_destroying_the_group_after_a_deterministic_run_ends_its_threads(tmp_pat
     assert during > before and after == before
 
 
+JOIN_AND_CLOSE = """
+import torch.distributed as dist
+from rsengine.distributed import join
+group = join()  # makes the group
+group.close()
+made = dist.is_initialized()
+dist.init_process_group("gloo")  # the caller's own group
+group = join()
+group.close()
+print(made, dist.is_initialized(), group.world_size)
+dist.destroy_process_group()
+"""
+
+
+def test_close_leaves_a_group_that_join_did_not_make():
+    job = subprocess.run([sys.executable, "-c", JOIN_AND_CLOSE], env=dict(ENV, RANK="0", WORLD_SIZE="1", LOCAL_RANK="0",
+                         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port())), capture_output=True, text=True,
+                         timeout=120)
+    assert job.returncode == 0, job.stderr
+    assert job.stdout.split() == ["False", "True", "1"]
+
+
 def test_shard_deals_inputs_round_robin_and_gather_by_index_refuses_overlaps():
     assert [shard(range(7), rank, 3) for rank in range(3)] == [[0, 3, 6], [1, 4], [2, 5]]
     with pytest.raises(ValueError, match=r"Expected `rank` in \[0, world_size\) = \[0, 2\), got 2"):
