@@ -42,6 +42,12 @@ def lock_path(results_path) -> str:
     return os.fspath(results_path) + ".lock"
 
 
+def _command_line() -> str:
+    """The command as a user types it; torchrun passes on the ``--`` before the subcommand."""
+    args = sys.argv[1:]
+    return " ".join(["rsengine"] + (args[1:] if args[:1] == ["--"] else args))
+
+
 def _holder_description(path: str) -> str:
     try:
         with open(path, encoding="utf-8") as file:
@@ -94,7 +100,7 @@ class ResultsLock:
             os.close(fd)
         holder = dict(pid=os.getpid(), host=socket.gethostname(),
                       started=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-                      command=" ".join(["rsengine"] + sys.argv[1:]) if sys.argv else "rsengine")
+                      command=_command_line())
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(holder).encode() + b"\n", 0)
         self._fd = fd

@@ -155,6 +155,15 @@ def test_a_second_process_on_the_same_file_is_refused_and_the_first_finishes(tmp
     assert not os.path.exists(lock_path(shared))
 
 
+@pytest.mark.parametrize("argv", [["rsengine/__main__.py", "--", "certify", "mnist"],
+                                  ["rsengine/__main__.py", "certify", "mnist"]], ids=["torchrun", "python -m"])
+def test_the_lock_names_its_holder_as_the_user_typed_it(tmp_path, monkeypatch, argv):
+    monkeypatch.setattr(sys, "argv", argv)
+    with ResultsLock(str(tmp_path / "out.tsv")):
+        holder = json.load(open(lock_path(str(tmp_path / "out.tsv"))))
+    assert holder["command"] == "rsengine certify mnist" and holder["pid"] == os.getpid()
+
+
 def test_a_stale_lock_of_a_killed_process_is_taken_over(tmp_path, capsys):
     out = tmp_path / "out.tsv"
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from rsengine.lock import ResultsLock; "
