@@ -38,25 +38,25 @@ label ``l`` with lower bound ``p_l`` and the other labels' upper bounds sorted
 
     Phi(PhiInv(p_l) - t) = Phi(PhiInv(S_u) + t) / u,   S_u = pbar_{k-u+1} + ... + pbar_k
 
-(the u smallest of the k largest upper bounds; for u = 1, ``t_1 = (PhiInv(p_l) - PhiInv(pbar_k))
-/ 2``). This is the authors' code (github.com/jjy1994/Certify_Topk, ``topk.py``, which finds each
-``t_u`` by bisection); the closed form ``(PhiInv(p_l) - PhiInv(S_u / u)) / 2`` is smaller for
-``u >= 2`` (``x -> Phi(PhiInv(x) + t)`` is concave, so ``Phi(PhiInv(S/u) + t) >= Phi(PhiInv(S) +
-t) / u``). Bounds: k lower bounds (the labels) at ``alpha/(2k)``, and an upper bound on every
-class at ``alpha/(2(k+1))`` for k >= 2 (at ``alpha/2`` for k = 1, by the two-sided argument
-above), not at ``alpha/(2K)``: the theorem's ``R_l`` depends on the upper bounds only through
-the k largest among the classes ``!= l``, grows with ``p_l`` and falls with each of them (and with
-each ``S_u``). Let ``T`` be the k + 1 classes of the largest true probabilities (ties to the lower
-index), fixed by the true probabilities alone. For every label ``l``, the k largest true
-probabilities among the classes ``!= l`` are those of k classes of ``T`` (``T`` less ``l``, or
-``T``'s first k). Where ``U_c >= p_c`` for each ``c`` in ``T`` (failing with probability <=
-``(k+1) alpha/(2(k+1)) = alpha/2``), the m-th largest ``U`` among the classes ``!= l`` is >= the
-m-th largest of those k classes' ``U``, >= the m-th largest true probability among the classes
-``!= l``, for m = 1..k: so ``R_l`` is at most the radius of the true probabilities, which
+(the u smallest of the k largest upper bounds; for u = 1, ``t_1 = (PhiInv(p_l) - PhiInv(pbar_k)) /
+2``). This is the authors' code (github.com/jjy1994/Certify_Topk, ``topk.py``, which finds each
+``t_u`` by bisection); the closed form ``(PhiInv(p_l) - PhiInv(S_u / u)) / 2`` is smaller for ``u >=
+2`` (``x -> Phi(PhiInv(x) + t)`` is concave, so ``Phi(PhiInv(S/u) + t) >= Phi(PhiInv(S) + t) / u``).
+Bounds: k lower bounds (the labels) at ``alpha/(2k)``, and an upper bound on every class at
+``alpha/(2(k+1))`` for k >= 2 (at ``alpha/2`` for k = 1, by the two-sided argument above), not at
+``alpha/(2K)``: the theorem's ``R_l`` depends on the upper bounds only through the k largest among
+the classes ``!= l``, grows with ``p_l`` and does not rise with any of them (nor with any ``S_u``).
+Let ``T`` be the k + 1 classes of the largest true probabilities (ties to the lower index; which of
+tied classes is in it does not matter), fixed by the true probabilities alone. For every label
+``l``, the k largest true probabilities among the classes ``!= l`` are those of k classes of ``T``
+(``T`` less ``l``, or ``T``'s first k). Where ``U_c >= p_c`` for each ``c`` in ``T`` (failing with
+probability <= ``(k+1) alpha/(2(k+1)) = alpha/2``), the m-th largest ``U`` among the classes ``!=
+l`` is >= the m-th largest of those k classes' ``U``, >= the m-th largest true probability among the
+classes ``!= l``, for m = 1..k: so ``R_l`` is at most the radius of the true probabilities, which
 Theorem 1 certifies. (With one label, only ``argmax_{c != l} p_c`` matters: ``alpha/2``.) Every
-upper bound and every ``S_u`` is capped at ``1 - p_l``, which holds where ``p_l``'s bound does.
-With k = 1 this is exactly the Gaussian two-sided certificate. "Certified top-k at radius r": the true class is among the labels and its
-radius is >= r.
+upper bound and every ``S_u`` is capped at ``1 - p_l``, which holds where ``p_l``'s bound does. With
+k = 1 this is exactly the Gaussian two-sided certificate. "Certified top-k at radius r": the true
+class is among the labels and its radius is >= r.
 
 Floating point. As in :mod:`rsengine.stats`, the lower bound is held as its complement
 ``q = 1 - pA`` (``_complement_bound``, relative error <= 2.7e-11) widened by the relative margin
@@ -280,29 +280,34 @@ def _top_k_root(a: np.ndarray, b: np.ndarray, u: int) -> np.ndarray:
     return low
 
 
-def _top_k_bounds(labels: np.ndarray, votes: np.ndarray, n: int, alpha: float, num_uppers: int):
-    """``(q_l, largest)``: widened ``1 - p_l`` at alpha/(2k), [M, k], and each label's k largest
-    upper bounds at alpha/(2 num_uppers) among the other classes, capped at ``1 - p_l`` and
-    descending, [M, k, k]."""
-    k, num_classes = labels.shape[1], votes.shape[1]
-    q_l = _lower_complement(np.take_along_axis(votes, labels, axis=1), n, alpha / (2 * k))
-    uppers = np.minimum(_upper(votes, n, alpha / (2 * num_uppers))[:, None, :], q_l[:, :, None])
+def _largest_others(labels: np.ndarray, uppers: np.ndarray, q_l: np.ndarray) -> np.ndarray:
+    """Each label's k largest of the upper bounds ``uppers`` [M, K] among the other classes,
+    capped at its ``q_l = 1 - p_l`` [M, k] and descending: [M, k, k]."""
+    k, num_classes = labels.shape[1], uppers.shape[1]
+    capped = np.minimum(uppers[:, None, :], q_l[:, :, None])
     # A label's own bound is set to 0, below every upper bound (>= 1 - alpha^(1/n) > 0), so it
     # is not among the k largest of its K - 1 >= k others.
     own = labels[:, :, None] == np.arange(num_classes)
-    return q_l, -np.sort(-np.where(own, 0.0, uppers), axis=2)[:, :, :k]
+    return -np.sort(-np.where(own, 0.0, capped), axis=2)[:, :, :k]
+
+
+def _jia_radii(q_l: np.ndarray, largest: np.ndarray, sigma: float) -> np.ndarray:
+    """Jia et al.'s R_l, float64 [M, k] (0.0: not certified), of ``q_l = 1 - p_l`` [M, k] and
+    each label's k largest other upper bounds [M, k, k] (:func:`_largest_others`)."""
+    sums = np.minimum(np.cumsum(largest[:, :, ::-1], axis=2), q_l[:, :, None])  # S_1 .. S_k
+    radius = _radius("gaussian", sigma, q_l, sums[:, :, 0])
+    a_l = norm.isf(q_l)
+    for u in range(2, largest.shape[2] + 1):
+        radius = np.maximum(radius, sigma * _top_k_root(a_l, -norm.isf(sums[:, :, u - 1]), u))
+    return np.where(radius > 0, radius, 0.0)
 
 
 def _top_k_radii(labels: np.ndarray, votes: np.ndarray, n: int, alpha: float, sigma: float,
                  num_uppers: int) -> np.ndarray:
-    """Jia et al.'s R_l, float64 [M, k] (0.0: not certified), from :func:`_top_k_bounds`."""
-    q_l, largest = _top_k_bounds(labels, votes, n, alpha, num_uppers)
-    sums = np.minimum(np.cumsum(largest[:, :, ::-1], axis=2), q_l[:, :, None])  # S_1 .. S_k
-    radius = _radius("gaussian", sigma, q_l, sums[:, :, 0])
-    a_l = norm.isf(q_l)
-    for u in range(2, labels.shape[1] + 1):
-        radius = np.maximum(radius, sigma * _top_k_root(a_l, -norm.isf(sums[:, :, u - 1]), u))
-    return np.where(radius > 0, radius, 0.0)
+    """R_l [M, k] from the labels' lower bounds at alpha/(2k) and every class's upper bound at
+    alpha/(2 num_uppers)."""
+    q_l = _lower_complement(np.take_along_axis(votes, labels, axis=1), n, alpha / (2 * labels.shape[1]))
+    return _jia_radii(q_l, _largest_others(labels, _upper(votes, n, alpha / (2 * num_uppers)), q_l), sigma)
 
 
 def certify_top_k(selection_counts, counts, k, n, alpha, sigma):

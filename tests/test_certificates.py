@@ -417,6 +417,18 @@ def test_top_k_is_the_exact_radius_rounded_down():
     assert (radii > 0).all()
 
 
+def _top_k_bounds(selection, counts, k, n, alpha, sigma):
+    """``(labels, q_l, uppers)`` as certify_top_k makes them: the labels' widened ``1 - p_l`` at
+    alpha/(2k) [M, k] and every class's upper bound at alpha/(2(k+1)) [M, K], k >= 2; asserts
+    that certify_top_k's radii are exactly Jia et al.'s radii of these bounds."""
+    labels, radii = certify_top_k(selection, counts, k, n, alpha, sigma)
+    q_l = rsengine.certificates._lower_complement(np.take_along_axis(counts, labels, axis=1), n, alpha / (2 * k))
+    uppers = rsengine.certificates._upper(counts, n, alpha / (2 * (k + 1)))
+    largest = rsengine.certificates._largest_others(labels, uppers, q_l)
+    assert radii.tobytes() == rsengine.certificates._jia_radii(q_l, largest, sigma).tobytes()
+    return labels, q_l, uppers
+
+
 def test_top_k_bounds_cover_the_k_plus_one_largest_classes_at_level_alpha():
     # k = 3 labels of K = 20 classes whose 4 largest stand well apart: each label's 3 largest
     # others are 3 of those 4, and all 4 are some label's, so the upper bounds at alpha/8 miss at
@@ -424,9 +436,11 @@ def test_top_k_bounds_cover_the_k_plus_one_largest_classes_at_level_alpha():
     # the old split over K, alpha/10).
     probs = np.r_[0.3, 0.2, 0.15, 0.1, np.full(16, 0.25 / 16)]
     trials, n, alpha, k = 20_000, 10_000, 0.1, 3
-    counts = np.random.default_rng(3).multinomial(n, probs, size=trials)
-    labels = np.tile(np.arange(k), (trials, 1))
-    q_l, largest = rsengine.certificates._top_k_bounds(labels, counts, n, alpha, k + 1)
+    rng = np.random.default_rng(3)
+    counts = rng.multinomial(n, probs, size=trials)
+    selection = np.tile(np.r_[3, 2, 1, np.zeros(17, dtype=np.int64)], (trials, 1))  # labels 0, 1, 2
+    labels, q_l, uppers = _top_k_bounds(selection, counts, k, n, alpha, 1.0)
+    largest = rsengine.certificates._largest_others(labels, uppers, q_l)
     truth = np.array([np.sort(np.delete(probs, label))[::-1][:k] for label in range(k)])  # [k, k]
     lower_misses = (1.0 - q_l > probs[labels]).any(axis=1)
     upper_misses = (largest < truth[None]).any(axis=(1, 2))
@@ -435,21 +449,44 @@ def test_top_k_bounds_cover_the_k_plus_one_largest_classes_at_level_alpha():
         assert _allowed_failures(trials, alpha / 4) < misses.sum() <= _allowed_failures(trials, alpha / 2)
 
 
+def test_top_k_upper_bounds_raise_a_radius_past_the_truth_at_most_at_rate_alpha_over_2_with_ties():
+    # Five classes tied at 0.15 (T, the k + 1 = 5 largest, is all of them) and 25 at 0.01, k = 4,
+    # labels from 10 independent selection votes (30% of the runs have one outside T). With each
+    # label's exact p_l, a radius from the upper bounds above the exact probabilities' radius
+    # needs an upper bound below its truth: at alpha/10 per class about 0.10 of the runs, against
+    # the 0.1 allowed; a split over k (alpha/8) gives about 0.125, over K = 30 about 0.018.
+    probs = np.r_[np.full(5, 0.15), np.full(25, 0.01)]
+    trials, n, alpha, k, sigma = 20_000, 100_000, 0.2, 4, 1.0
+    rng = np.random.default_rng(17)
+    selection, counts = rng.multinomial(10, probs, size=trials), rng.multinomial(n, probs, size=trials)
+    labels, _, uppers = _top_k_bounds(selection, counts, k, n, alpha, sigma)
+    assert (~np.isin(labels, np.arange(5))).any(axis=1).mean() > 0.25
+    q_exact = 1.0 - probs[labels]
+    bounded = rsengine.certificates._jia_radii(q_exact, rsengine.certificates._largest_others(labels, uppers, q_exact),
+                                               sigma)
+    exact = rsengine.certificates._jia_radii(
+        q_exact, rsengine.certificates._largest_others(labels, np.broadcast_to(probs, counts.shape), q_exact), sigma)
+    misses = (bounded > exact).any(axis=1).sum()
+    assert _allowed_failures(trials, alpha / 4) < misses <= _allowed_failures(trials, alpha / 2)
+
+
 @pytest.mark.parametrize("k", [2, 3, 5])
-def test_top_k_is_never_below_the_split_over_every_class(k):
-    # Upper bounds at alpha/(2(k+1)) instead of alpha/(2K): each lower, so no radius is smaller;
-    # where the old k largest sum to less than the cap 1 - p_l, every S_u falls and every t_u > 0
-    # grows, so a certified radius is strictly larger.
+def test_top_k_gains_on_the_split_over_every_class_and_never_loses(k):
+    # Not a validity test (the two above are): upper bounds at alpha/(2(k+1)) instead of
+    # alpha/(2K) are each lower, so no radius is smaller; where the old k largest sum to less
+    # than the cap 1 - p_l, every S_u falls and every t_u > 0 grows: a certified radius is larger.
     rng = np.random.default_rng(k)
     n, alpha, sigma, num_classes = 10_000, 0.001, 0.5, 20
     weight = rng.uniform(0.2, 0.9, size=(500, 1))
     probs = weight * np.eye(num_classes)[0] + (1 - weight) * rng.dirichlet(np.full(num_classes, 0.2), size=500)
     counts = np.array([rng.multinomial(n, p) for p in probs])
-    labels, radii = certify_top_k(counts, counts, k, n, alpha, sigma)
+    labels, radii = certify_top_k(counts, counts, k, n, alpha, sigma)  # labels from the same counts: no statistics here
     old = rsengine.certificates._top_k_radii(labels, counts, n, alpha, sigma, num_classes)
     assert (radii >= old).all()
-    q_l, largest = rsengine.certificates._top_k_bounds(labels, counts, n, alpha, num_classes)
-    uncapped = (largest.sum(axis=2) < q_l) & (old > 0)
+    q_l = rsengine.certificates._lower_complement(np.take_along_axis(counts, labels, axis=1), n, alpha / (2 * k))
+    old_largest = rsengine.certificates._largest_others(
+        labels, rsengine.certificates._upper(counts, n, alpha / (2 * num_classes)), q_l)
+    uncapped = (old_largest.sum(axis=2) < q_l) & (old > 0)
     assert uncapped.sum() > 500 and (radii[uncapped] > old[uncapped]).all()
 
 
