@@ -282,7 +282,7 @@ def _top_k_root(a: np.ndarray, b: np.ndarray, u: int) -> np.ndarray:
 
 def _largest_others(labels: np.ndarray, uppers: np.ndarray, q_l: np.ndarray) -> np.ndarray:
     """Each label's k largest of the upper bounds ``uppers`` [M, K] among the other classes,
-    capped at its ``q_l = 1 - p_l`` [M, k] and descending: [M, k, k]."""
+    capped at its ``q_l = 1 - p_l`` [M, k] and descending: [M, k, k] (``labels``: int [M, k])."""
     k, num_classes = labels.shape[1], uppers.shape[1]
     capped = np.minimum(uppers[:, None, :], q_l[:, :, None])
     # A label's own bound is set to 0, below every upper bound (>= 1 - alpha^(1/n) > 0), so it
@@ -304,8 +304,8 @@ def _jia_radii(q_l: np.ndarray, largest: np.ndarray, sigma: float) -> np.ndarray
 
 def _top_k_radii(labels: np.ndarray, votes: np.ndarray, n: int, alpha: float, sigma: float,
                  num_uppers: int) -> np.ndarray:
-    """R_l [M, k] from the labels' lower bounds at alpha/(2k) and every class's upper bound at
-    alpha/(2 num_uppers)."""
+    """R_l [M, k] of ``labels`` (int [M, k]) from ``votes`` [M, K]: the labels' lower bounds at
+    alpha/(2k) and every class's upper bound at alpha/(2 num_uppers)."""
     q_l = _lower_complement(np.take_along_axis(votes, labels, axis=1), n, alpha / (2 * labels.shape[1]))
     return _jia_radii(q_l, _largest_others(labels, _upper(votes, n, alpha / (2 * num_uppers)), q_l), sigma)
 

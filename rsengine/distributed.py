@@ -25,24 +25,12 @@ Example (one process: a world of one):
 from __future__ import annotations
 
 import datetime
-import importlib
 import os
 import time
 from typing import Any, Callable, Sequence
 
 import torch
 import torch.distributed as dist
-
-# torch.distributed.nn.functional binds the default process group into its functions' default
-# arguments (``group=group.WORLD``) when first imported, and torch.use_deterministic_algorithms
-# imports it (through torch._inductor) the first time deterministic mode runs. Imported after
-# init_process_group, it keeps the group alive past destroy_process_group; the group's gloo
-# threads then die in interpreter shutdown, and one still freeing a collective's tensors aborts
-# the process ("terminate called without an active exception", SIGABRT). Imported here, before
-# any group exists, it binds None and destroy_process_group really ends the group. (Import rsengine
-# before init_process_group: after it, importing the module here would bind the group itself.)
-if dist.is_available() and not dist.is_initialized():
-    importlib.import_module("torch.distributed.nn.functional")
 
 __all__ = ["Group", "JobFailed", "gather_by_index", "join", "launched_by_torchrun", "launched_rank",
            "rank_device", "shard"]

@@ -26,14 +26,17 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import inspect
 import os
+import sys
 import threading
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch.nn.modules.module import register_module_forward_pre_hook
 
 from .backends import Backend
@@ -188,6 +191,17 @@ def eval_mode(classifier):
             module.training = training
 
 
+# torch.use_deterministic_algorithms imports torch._inductor, which imports this module, whose
+# functions bind the default process group as a default argument (``group=group.WORLD``) when
+# first imported. Imported after init_process_group, it keeps the group alive past
+# destroy_process_group; the group's gloo threads then die in interpreter shutdown, and one still
+# freeing a collective's tensors aborts the process ("terminate called without an active
+# exception"). Imported here, with rsengine, before a program makes its group, it binds None.
+_BINDS_THE_DEFAULT_GROUP = "torch.distributed.nn.functional"
+if dist.is_available() and not dist.is_initialized():
+    importlib.import_module(_BINDS_THE_DEFAULT_GROUP)
+
+
 @contextlib.contextmanager
 def deterministic_algorithms():
     """PyTorch's deterministic algorithms, cuDNN autotuning off and TF32 off; restored afterwards.
@@ -197,6 +211,11 @@ def deterministic_algorithms():
     process (set it in the environment to be sure).
     """
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    if _BINDS_THE_DEFAULT_GROUP not in sys.modules and dist.is_available() and dist.is_initialized():
+        warnings.warn("rsengine was imported after init_process_group: deterministic mode now imports "
+                      f"{_BINDS_THE_DEFAULT_GROUP}, which keeps the process group alive past "
+                      "destroy_process_group, so the process may abort at exit; import rsengine first",
+                      RuntimeWarning, stacklevel=3)
     cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
     saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
              cudnn.benchmark, cudnn.deterministic, cudnn.allow_tf32, matmul.allow_tf32)

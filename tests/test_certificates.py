@@ -32,9 +32,6 @@ def _allowed_failures(trials, rate):
 # --- exact oracles (mpmath, 60 digits) -------------------------------------------------------
 
 
-
-
-
 def _exact_radius(noise, scale, q_a, p_b, widen=0.0):
     """The two-sided radius of pA = 1 - q_a, pB = p_b (one-sided: p_b = q_a), both widened by widen."""
     with mpmath.workdps(60):

@@ -159,8 +159,8 @@ def test_a_second_process_on_the_same_file_is_refused_and_the_first_finishes(tmp
                                   ["rsengine/__main__.py", "certify", "mnist"]], ids=["torchrun", "python -m"])
 def test_the_lock_names_its_holder_as_the_user_typed_it(tmp_path, monkeypatch, argv):
     monkeypatch.setattr(sys, "argv", argv)
-    with ResultsLock(str(tmp_path / "out.tsv")):
-        holder = json.load(open(lock_path(str(tmp_path / "out.tsv"))))
+    with ResultsLock(str(tmp_path / "out.tsv")), open(lock_path(str(tmp_path / "out.tsv"))) as lock:
+        holder = json.load(lock)
     assert holder["command"] == "rsengine certify mnist" and holder["pid"] == os.getpid()
 
 
@@ -235,36 +235,53 @@ def test_the_library_example_prints_the_same_results_for_any_number_of_ranks():
 
 
 GROUP_AFTER_DETERMINISTIC_RUN = """
-import os, sys
-import rsengine.distributed  # before the group, as a program using rsengine does
-import torch.distributed as dist
+import gc, sys, warnings, weakref
+if sys.argv[2] == "init first":
+    warnings.simplefilter("error")  # stop at the warning
+    import torch.distributed as dist
+    dist.init_process_group("gloo", init_method=f"file://{sys.argv[1]}/store", rank=0, world_size=1)
 from rsengine import Smooth
 from rsengine.checkpoints import bundled_checkpoint, load_checkpoint
 from rsengine.data import load_dataset
-threads = lambda: len(os.listdir("/proc/self/task"))
-before = threads()
-dist.init_process_group("gloo", init_method=f"file://{sys.argv[1]}/store", rank=0, world_size=1)
+import torch.distributed as dist
+if sys.argv[2] == "rsengine first":
+    dist.init_process_group("gloo", init_method=f"file://{sys.argv[1]}/store", rank=0, world_size=1)
 checkpoint = load_checkpoint(bundled_checkpoint())
 smooth = Smooth(checkpoint.model.eval(), checkpoint.num_classes, sigma=0.25, mean=checkpoint.mean,
                 std=checkpoint.std, seed=0, deterministic=True)  # imports torch._inductor, the first time
-smooth.certify_batch([load_dataset("mnist", "test")[0][0]], n0=10, n=100, alpha=0.001, streams=[0])
-during = threads()
+try:
+    smooth.certify_batch([load_dataset("mnist", "test")[0][0]], n0=10, n=100, alpha=0.001, streams=[0])
+except RuntimeWarning as warning:
+    print(warning)
+group = weakref.ref(dist.group.WORLD)
 dist.destroy_process_group()
-print(before, during, threads())
+gc.collect()
+print("group ended" if group() is None else "group alive")
 """
 
 
-def test_destroying_the_group_after_a_deterministic_run_ends_its_threads(tmp_path):
+def _run_group_script(tmp_path, order):
+    script = tmp_path / "group.py"
+    script.write_text(GROUP_AFTER_DETERMINISTIC_RUN)
+    job = subprocess.run([sys.executable, str(script), str(tmp_path), order], env=ENV, capture_output=True,
+                         text=True, timeout=300)
+    assert job.returncode == 0, job.stderr
+    return job.stdout.splitlines()
+
+
+def test_destroying_the_group_after_a_deterministic_run_ends_it(tmp_path):
     # A group kept alive past destroy_process_group (torch.distributed.nn.functional binding it
     # as a default argument when deterministic mode first imports it) lets its gloo threads die in
     # interpreter shutdown, which aborted 7 of 25 two-rank runs of the library example.
-    script = tmp_path / "group.py"
-    script.write_text(GROUP_AFTER_DETERMINISTIC_RUN)
-    job = subprocess.run([sys.executable, str(script), str(tmp_path)], env=ENV, capture_output=True, text=True,
-                         timeout=300)
-    assert job.returncode == 0, job.stderr
-    before, during, after = map(int, job.stdout.split())
-    assert during > before and after == before
+    assert _run_group_script(tmp_path, "rsengine first") == ["group ended"]
+
+
+def test_a_group_made_before_rsengine_was_imported_is_warned_about(tmp_path):
+    warning, ended = _run_group_script(tmp_path, "init first")
+    assert warning == ("rsengine was imported after init_process_group: deterministic mode now imports "
+                       "torch.distributed.nn.functional, which keeps the process group alive past "
+                       "destroy_process_group, so the process may abort at exit; import rsengine first")
+    assert ended == "group ended"  # the warning stopped the run before the import
 
 
 JOIN_AND_CLOSE = """

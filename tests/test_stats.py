@@ -49,9 +49,6 @@ def _exact_pvalue(n_a, n_b):
     return float(min(Fraction(1), Fraction(2 * tail, 2**total)))
 
 
-
-
-
 def _exact_radius(k, n, alpha, sigma):
     """sigma * PhiInv(p_exact) for the exact Clopper-Pearson bound p_exact, and its complement."""
     q = exact_complement(k, n, alpha)
