@@ -503,49 +503,45 @@ def run_predict(opts) -> None:
         print(f"smoothed accuracy {table.correct.mean():.3f} ({len(table)} inputs{', sound mode' * sound})")
 
 
-def _recorded_arguments(path: str) -> dict:
-    """The arguments a results file's run record holds ({} without a record or with a malformed one)."""
-    record = read_run_record(path) or {}
-    return record["arguments"] if isinstance(record.get("arguments"), dict) else {}
+def _recorded_arguments(record: dict | None) -> dict:
+    """The arguments a run record holds ({} without a record or with a malformed one); the
+    ``_recorded_*`` readers below take them, so that a file's record is read once."""
+    return record["arguments"] if record is not None and isinstance(record.get("arguments"), dict) else {}
 
 
-def _recorded_question(path: str) -> dict:
-    """The adaptive run's question from its record ({"radius": r, ...}), {} for a fixed run."""
-    arguments = _recorded_arguments(path)
+def _recorded_question(arguments: dict) -> dict:
+    """The adaptive run's question ({"radius": r, ...}), {} for a fixed run."""
     question = arguments.get("adaptive")
     return question if isinstance(question, dict) else {}
 
 
-def _samples_note(path: str, table) -> str | None:
+def _samples_note(path: str, table, arguments: dict) -> str | None:
     # An adaptive file's cost, and which of its columns answer the question it asked.
     if table.samples is None:
         return None
     note = (f"{path}: {table.samples.mean():,.0f} samples per input on average (min {table.samples.min():,}, "
             f"max {table.samples.max():,}; adaptive)")
-    target = _recorded_question(path).get("radius")
+    target = _recorded_question(arguments).get("radius")
     if isinstance(target, (int, float)):
         note += (f"; it decided radius {target} only, so its other columns are lower bounds on what a "
                  "fixed run certifies")
     return note
 
 
-def radius_norm(path: str) -> str:
-    """The norm of a certify file's radii, from its run record: "l2" unless it names another noise."""
-    arguments = _recorded_arguments(path)
+def _radius_norm(arguments: dict) -> str:
+    """The norm of a certify run's radii: "l2" unless its arguments name another noise."""
     noise = arguments.get("noise", "gaussian")
     return certificates.NORMS.get(noise, "l2") if isinstance(noise, str) else "l2"
 
 
-def _recorded_top_k(path: str) -> int | None:
-    """The K of a top-k certify file, from its run record; None for any other file."""
-    arguments = _recorded_arguments(path)
+def _recorded_top_k(arguments: dict) -> int | None:
+    """The K of a top-k certify run; None for any other run."""
     k = arguments.get("top_k")
     return k if type(k) is int else None
 
 
-def _recorded_sound(path: str) -> bool:
-    """Whether a results file is of a ``--sound`` run, from its run record."""
-    arguments = _recorded_arguments(path)
+def _recorded_sound(arguments: dict) -> bool:
+    """Whether a run is ``--sound``."""
     return arguments.get("sound") is True
 
 
@@ -573,7 +569,8 @@ def _summarize(path: str, plot: str | None, sigma: float, n: int, alpha: float, 
     ceiling = _largest_radius(sigma, n, alpha, noise, top_k, num_classes, sound)
     norm = certificates.NORMS[noise]
     radii = [r for r in analyze.default_radii() if r <= ceiling] or [0.0]
-    target = _recorded_question(path).get("radius")
+    arguments = _recorded_arguments(read_run_record(path))
+    target = _recorded_question(arguments).get("radius")
     if isinstance(target, (int, float)) and target not in radii:
         radii = sorted([*radii, target])
     limit = (f"no certificate can exceed {floor_significant(ceiling)}" if ceiling > 0 else
@@ -584,7 +581,7 @@ def _summarize(path: str, plot: str | None, sigma: float, n: int, alpha: float, 
     print(f"\n{what} at {norm} radius >= r, {noise} noise{mode}); {limit} at sigma = {sigma}, N = {n}, "
           f"alpha = {alpha}\n")
     print(analyze.format_table([path], analyze.certified_accuracy(table, radii)[None], radii))
-    note = _samples_note(os.path.basename(path), table)
+    note = _samples_note(os.path.basename(path), table, arguments)
     if note:
         print(note)
     if plot:
@@ -592,10 +589,9 @@ def _summarize(path: str, plot: str | None, sigma: float, n: int, alpha: float, 
         print(f"plot saved to {os.path.abspath(plot)}")
 
 
-def _warn_if_unfinished(path: str) -> None:
+def _warn_if_unfinished(path: str, record: dict | None) -> None:
     # A results file of a run that stopped early looks like any other: say so (on stderr, so
-    # the table on stdout stays clean).
-    record = read_run_record(path)  # None for files of the original code: nothing to say
+    # the table on stdout stays clean). record: None for files of the original code: nothing to say.
     if record is not None and record.get("complete") is False:
         print(f"note: {path} is from a run that has not finished; rerun its command to complete it",
               file=sys.stderr)
@@ -605,12 +601,14 @@ def run_analyze(opts) -> None:
     """Certified-accuracy table (and optional plot) of one or more results files."""
     check_plot_path(opts.plot)
     tables = [read_results(path) for path in opts.files]
-    for path, table in zip(opts.files, tables):
-        _warn_if_unfinished(path)
+    records = [read_run_record(path) for path in opts.files]
+    arguments = [_recorded_arguments(record) for record in records]
+    for path, table, record in zip(opts.files, tables, records):
+        _warn_if_unfinished(path, record)
         if not len(table):
             raise ValueError(f"{path}: no rows yet (a run stopped before its first input)")
     kinds = {table.kind for table in tables}
-    norms = {radius_norm(path) for path, table in zip(opts.files, tables) if table.kind == "certify"}
+    norms = {_radius_norm(args) for args, table in zip(arguments, tables) if table.kind == "certify"}
     if len(norms) > 1:
         raise ValueError(f"the files' radii are in different norms ({' and '.join(sorted(norms))}): analyze them "
                          "separately")
@@ -625,12 +623,12 @@ def run_analyze(opts) -> None:
         radii = [0.0] if "predict" in kinds else analyze.default_radii()
     accuracies = [analyze.certified_accuracy(table, radii) for table in tables]
     print(analyze.format_table(opts.files, accuracies, radii, fmt=opts.format))
-    for path, table in zip(opts.files, tables):
-        k = _recorded_top_k(path)
-        note = _samples_note(path, table)
+    for path, table, args in zip(opts.files, tables, arguments):
+        k = _recorded_top_k(args)
+        note = _samples_note(path, table, args)
         if k is not None:  # another question than the other rows': say which
             print(f"{path}: certified top-{k} accuracy (its true class certified among {k} labels)", file=sys.stderr)
-        if _recorded_sound(path):  # another guarantee: on the grid, against any classifier
+        if _recorded_sound(args):  # another guarantee: on the grid, against any classifier
             print(f"{path}: sound mode" + (": radii for perturbations on the 1/255 grid" if table.kind == "certify"
                                            else " (the smoothed classifier on the 1/255 grid)"), file=sys.stderr)
         if note:

@@ -191,9 +191,9 @@ def eval_mode(classifier):
             module.training = training
 
 
-# torch.use_deterministic_algorithms imports torch._inductor, which imports this module, whose
-# functions bind the default process group as a default argument (``group=group.WORLD``) when
-# first imported. Imported after init_process_group, it keeps the group alive past
+# torch.use_deterministic_algorithms imports torch._inductor, which imports the module named
+# below, whose functions bind the default process group as a default argument
+# (``group=group.WORLD``) when first imported. Imported after init_process_group, it keeps the group alive past
 # destroy_process_group; the group's gloo threads then die in interpreter shutdown, and one still
 # freeing a collective's tensors aborts the process ("terminate called without an active
 # exception"). Imported here, with rsengine, before a program makes its group, it binds None.
