@@ -7,7 +7,9 @@ Example:
     >>> Smooth(model, num_classes=2, sigma=0.5).predict(torch.zeros(2), n=100, alpha=0.001) in (0, 1, ABSTAIN)
     True
 """
-from .smooth import ABSTAIN, Smooth
+__version__ = "0.1.0"  # first: rsengine.run records it
 
-__all__ = ["ABSTAIN", "Smooth", "__version__"]
-__version__ = "0.1.0"
+from .run import Results, certify_dataset  # noqa: E402
+from .smooth import ABSTAIN, Smooth  # noqa: E402
+
+__all__ = ["ABSTAIN", "Results", "Smooth", "__version__", "certify_dataset"]

@@ -35,6 +35,7 @@ from rsengine.validation import check_choice, check_positive_float, check_positi
 __all__ = [
     "PLOT_FORMATS",
     "TABLE_FORMATS",
+    "average_certified_radius",
     "certified_accuracy",
     "default_radii",
     "format_table",
@@ -119,6 +120,29 @@ def certified_accuracy(table: ResultsTable, radii) -> np.ndarray:
     certified = np.sort(table.radius[correct])
     hits = certified.size - np.searchsorted(certified, radii, side="left")
     return hits.astype(np.float64) / count
+
+
+def average_certified_radius(table: ResultsTable) -> float:
+    """ACR: the mean over all rows of radius x correct (abstentions and wrong answers count 0).
+
+    The average certified radius as MACER (Zhai et al. 2020) and later papers define it, from the
+    file's radii (3 significant digits, rounded down). A top-k file's radius is the true class's.
+
+    Raises:
+        ValueError: the table is empty or is a predict table (no radii).
+
+    Example:
+        >>> import numpy as np
+        >>> from rsengine.results import ResultsTable
+        >>> t = ResultsTable("certify", np.arange(3), np.zeros(3, int), np.array([0, 0, -1]), np.array([0.5, 0.25, 0.0]),
+        ...                  np.array([1, 0, 0]), np.ones(3))
+        >>> round(average_certified_radius(t), 6)
+        0.166667
+    """
+    count = check_positive_int("len(table)", len(table))
+    if table.kind != "certify":
+        raise ValueError(f"Expected a certify table for the average certified radius, got kind {table.kind!r}")
+    return float(np.sum(np.where(table.correct == 1, table.radius, 0.0)) / count)
 
 
 def format_table(

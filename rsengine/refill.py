@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 from .kernels.contract import PHASE_ESTIMATION, PHASE_SELECTION
-from .sampler import BatchSizeReduced, NonFiniteLogitsError, Sampler, _is_out_of_memory, eval_mode
+from .classifier import eval_mode
+from .sampler import BatchSizeReduced, NonFiniteLogitsError, Sampler, _is_out_of_memory
 from .sequential import Schedule, certificate_so_far
 from .stats import ABSTAIN
 

@@ -33,10 +33,12 @@ import hashlib
 import json
 import os
 
+from .certificates import NORMS
 from .results import ResultsWriter
 
 __all__ = ["EnvironmentChangedError", "RunMismatchError", "file_digest", "mark_complete", "mark_stopped_early",
-           "open_results", "read_run_record", "run_record_path"]
+           "open_results", "radius_norm", "read_run_record", "recorded_arguments", "recorded_question",
+           "recorded_sound", "recorded_top_k", "run_record_path", "samples_note"]
 
 
 class RunMismatchError(ValueError):
@@ -180,3 +182,47 @@ def mark_complete(path) -> None:
     if record is not None:  # None: removed while the run went on; nothing left to mark
         record["complete"] = True
         _write_record(path, record)
+
+
+# -- reading a record's arguments: each reader takes them, so that a file's record is read once --
+
+
+def recorded_arguments(record: dict | None) -> dict:
+    """The arguments a run record holds ({} without a record or with a malformed one)."""
+    return record["arguments"] if record is not None and isinstance(record.get("arguments"), dict) else {}
+
+
+def recorded_question(arguments: dict) -> dict:
+    """The adaptive run's goal ({"radius": r, ...}), {} for a fixed run."""
+    question = arguments.get("adaptive")
+    return question if isinstance(question, dict) else {}
+
+
+def samples_note(path: str, table, arguments: dict) -> str | None:
+    """An adaptive file's cost, and which of its columns answer the question it asked (None: fixed)."""
+    if table.samples is None:
+        return None
+    note = (f"{path}: {table.samples.mean():,.0f} samples per input on average (min {table.samples.min():,}, "
+            f"max {table.samples.max():,}; adaptive)")
+    target = recorded_question(arguments).get("radius")
+    if isinstance(target, (int, float)):
+        note += (f"; it decided radius {target} only, so its other columns are lower bounds on what a "
+                 "fixed run certifies")
+    return note
+
+
+def radius_norm(arguments: dict) -> str:
+    """The norm of a certify run's radii: "l2" unless its arguments name another noise."""
+    noise = arguments.get("noise", "gaussian")
+    return NORMS.get(noise, "l2") if isinstance(noise, str) else "l2"
+
+
+def recorded_top_k(arguments: dict) -> int | None:
+    """The K of a top-k certify run; None for any other run."""
+    k = arguments.get("top_k")
+    return k if type(k) is int else None
+
+
+def recorded_sound(arguments: dict) -> bool:
+    """Whether a run is ``--sound``."""
+    return arguments.get("sound") is True

@@ -44,7 +44,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from rsengine.kernels.contract import check_noise, noise_scale
+from rsengine.kernels.contract import check_noise
+from rsengine.noises import noise_named
 from rsengine.validation import (check_choice, check_mean_std, check_non_negative_float, check_positive_float,
                                  check_positive_int)
 
@@ -62,20 +63,7 @@ def _learning_rate(schedule: str, base_lr: float, step: int, total_steps: int, e
     return base_lr * 0.1 ** (epoch // max(1, math.ceil(epochs / 3)))
 
 
-def _training_noise(noise: str, sigma: float, shape, generator: torch.Generator) -> torch.Tensor:
-    """Noise of standard deviation sigma per value, the distribution certification samples."""
-    device = generator.device
-    if noise == "gaussian":
-        return sigma * torch.randn(shape, generator=generator, device=device)
-    scale = noise_scale(noise, sigma)
-    if noise == "laplace":  # b * Exp(1) with a random sign
-        magnitude = torch.empty(shape, device=device).exponential_(generator=generator)
-        sign = torch.rand(shape, generator=generator, device=device) < 0.5
-        return scale * torch.where(sign, -magnitude, magnitude)
-    return scale * (2.0 * torch.rand(shape, generator=generator, device=device) - 1.0)  # U(-lambda, lambda)
-
-
-def _train_epoch(model, loader, optimizer, step: int, step_lr, sigma: float, noise: str, noise_gen, mean_t, std_t):
+def _train_epoch(model, loader, optimizer, step: int, step_lr, noise, noise_gen, mean_t, std_t):
     """One pass over ``loader``; returns (summed loss, correct count) on the device and the next step."""
     device = noise_gen.device
     # Summed on the device and read once per epoch: no host sync per step.
@@ -85,7 +73,8 @@ def _train_epoch(model, loader, optimizer, step: int, step_lr, sigma: float, noi
         for group in optimizer.param_groups:
             group["lr"] = step_lr(step)
         x, y = x.to(device), y.to(device)  # x: [B, C, H, W] pixels
-        x = x + _training_noise(noise, sigma, x.shape, noise_gen)
+        if noise is not None:  # None: sigma = 0, no noise
+            x = x + noise.training_noise(x.shape, noise_gen)
         if mean_t is not None:
             x = (x - mean_t) / std_t
         logits = model(x)
@@ -170,6 +159,7 @@ def train_model(
     if len(dataset) == 0:
         raise ValueError(f"Expected `dataset` to be non-empty, got {dataset!r}")
     device = torch.device(device)
+    training_noise = noise_named(noise, sigma) if sigma > 0 else None
 
     model.to(device)
     shuffle_gen = torch.Generator().manual_seed(seed)
@@ -194,7 +184,7 @@ def train_model(
             def step_lr(step: int) -> float:
                 return _learning_rate(lr_schedule, lr, step, total_steps, epoch, epochs)
 
-            loss_sum, correct, step = _train_epoch(model, loader, optimizer, step, step_lr, sigma, noise, noise_gen,
+            loss_sum, correct, step = _train_epoch(model, loader, optimizer, step, step_lr, training_noise, noise_gen,
                                                    mean_t, std_t)
             seen = len(loader.dataset)
             record = {"epoch": epoch + 1, "lr": epoch_lr, "loss": loss_sum.item() / seen,

@@ -1,7 +1,7 @@
 """The certify and predict commands certify inputs in chunks whose samples share batches."""
 import torch
 
-from rsengine import commands
+from rsengine import commands, run
 from rsengine.checkpoints import bundled_checkpoint
 from rsengine.cli import _fill_defaults, build_parser, main
 from rsengine.results import read_results
@@ -41,11 +41,11 @@ def _one_at_a_time(smooth, dataset, indices):
 
 def test_chunk_size_packs_small_phases_and_keeps_large_ones_alone():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert commands.chunk_size(1000, 100 + 1000, cpu, 784) == 14
-    assert commands.chunk_size(None, 100 + 1000, cpu, 784) == 4  # 334 automatic rows a batch
-    assert commands.chunk_size(None, 100 + 1000, cpu, 3) == 14  # 1,000 rows (the cap)
-    assert commands.chunk_size(None, 100 + 100_000, cuda, 784) == 1  # the paper's n: one input a chunk
-    assert commands.chunk_size(7, 100_000, cpu, 784) == 1
+    assert run.chunk_size(1000, 100 + 1000, cpu, 784) == 14
+    assert run.chunk_size(None, 100 + 1000, cpu, 784) == 4  # 334 automatic rows a batch
+    assert run.chunk_size(None, 100 + 1000, cpu, 3) == 14  # 1,000 rows (the cap)
+    assert run.chunk_size(None, 100 + 100_000, cuda, 784) == 1  # the paper's n: one input a chunk
+    assert run.chunk_size(7, 100_000, cpu, 784) == 1
 
 
 def test_certify_packs_the_selection_draws_of_a_chunk_into_one_batch(tmp_path, monkeypatch):

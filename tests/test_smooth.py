@@ -330,7 +330,7 @@ def test_a_function_classifier_gets_its_networks_device_and_dtype():
 def test_eval_mode_restores_every_module_and_leaves_other_threads_alone():
     import threading
 
-    from rsengine.sampler import eval_mode
+    from rsengine.classifier import eval_mode
 
     net, other = _batch_norm_net(), torch.nn.Dropout(0.5).train()
     seen = {}

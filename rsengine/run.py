@@ -1,0 +1,376 @@
+"""A run over a data set: what ``rsengine certify`` and ``predict`` do, as one call a tool can build on.
+
+:func:`certify_dataset` asks a question (rsengine.questions) of every selected input of a data set,
+a chunk of inputs at a time so that their samples share batches (adaptive questions refill their
+batches as inputs finish), and writes one results row per input to a results file, with its lock,
+seed and environment record, resume, stopped-early rows and torchrun ranks (rank 0 writes one
+file, identical to one process's), and a progress bar. It returns :class:`Results`: certified
+accuracy at radii, the average certified radius (ACR), rows for pandas and the TSV.
+
+Input i uses noise stream i, so a row is a function of (seed, i) alone: any split over chunks,
+processes or restarts writes the file an uninterrupted single process writes.
+
+Example:
+    >>> import os, tempfile, torch
+    >>> from rsengine import Smooth, certify_dataset
+    >>> from rsengine.questions import Certify
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> smooth = Smooth(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3)), 3, sigma=0.25)
+    >>> dataset = [(torch.rand(4), i % 3) for i in range(6)]
+    >>> out = os.path.join(tempfile.mkdtemp(), "certify.tsv")
+    >>> results = certify_dataset(smooth, dataset, Certify(n0=20, n=200, alpha=0.001), out=out, quiet=True)
+    >>> len(results), results.certified_accuracy([0.0]).shape, results.acr >= 0
+    (6, (1,), True)
+    >>> again = certify_dataset(smooth, dataset, Certify(n0=20, n=200, alpha=0.001), out=out, quiet=True)
+    >>> again.rows() == results.rows()  # resumed: nothing computed, the same table
+    True
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import platform
+import secrets
+import sys
+import tempfile
+import time
+from importlib import metadata
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from . import __version__, distributed
+from . import sound as sound_mode
+from .analyze import average_certified_radius, certified_accuracy
+from .lock import ResultsLock
+from .questions import Answer, Question
+from .refill import AdaptiveInterrupted
+from .results import ResultsTable, read_results
+from .resume import mark_complete, mark_stopped_early, open_results, read_run_record
+from .sampler import MAX_AUTO_BATCH_SIZE, cpu_batch_size
+
+__all__ = ["CHUNK_BATCHES", "DatasetRun", "Results", "certify_dataset", "chunk_size"]
+
+# Work per chunk of inputs, in forward batches: enough that the n0 = 100 selection draws of
+# several inputs share batches (with --batch 1000 and N = 1,000: 14 inputs, one 1,400-row selection
+# phase instead of 14 of 100 rows), few enough that a killed run loses little and the progress
+# bar moves. At n = 10,000 and more a chunk is usually one input: packing gains nothing there.
+CHUNK_BATCHES = 16
+
+
+def chunk_size(batch: int | None, samples_per_input: int, device: torch.device, numel: int) -> int:
+    """Inputs certified together: about CHUNK_BATCHES batches of samples, at least one input.
+
+    Args:
+        batch: rows per forward pass (None: the automatic size). samples_per_input: N0 + N (or N).
+        device: where sampling runs. numel: values per input (the CPU's automatic size needs it).
+
+    Example:
+        >>> chunk_size(1000, 100 + 1000, torch.device("cpu"), 784), chunk_size(None, 100 + 10_000, torch.device("cpu"), 784)
+        (14, 1)
+    """
+    if batch is None:  # the automatic size: its cap on a GPU (the usual outcome), by input size on the CPU
+        batch = MAX_AUTO_BATCH_SIZE if device.type == "cuda" else cpu_batch_size(numel)
+    return max(1, CHUNK_BATCHES * batch // samples_per_input)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Results:
+    """The results table of a run: what its results file holds, row for row.
+
+    Attributes:
+        table: the rows as arrays (rsengine.results.ResultsTable).
+        text: the results file's text (tab-separated, the original code's format).
+        path: the results file, or None for a run computed in memory.
+    """
+
+    table: ResultsTable
+    text: str
+    path: Optional[str] = None
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def certified_accuracy(self, radii) -> np.ndarray:
+        """Fraction of inputs certified correct at radius >= r, for each r (rsengine.analyze)."""
+        return certified_accuracy(self.table, radii)
+
+    @property
+    def acr(self) -> float:
+        """The average certified radius: the mean of radius x correct over all rows."""
+        return average_certified_radius(self.table)
+
+    def rows(self) -> list[dict]:
+        """One dict per row, the file's columns by name (``pandas.DataFrame(results.rows())``)."""
+        header, *lines = self.text.splitlines()
+        table, columns = self.table, header.split("\t")
+        values = dict(idx=table.idx, label=table.label, correct=table.correct, time=table.time_seconds,
+                      radius=table.radius, samples=table.samples)
+        predict = table.predict.tolist() if table.labels is None else [tuple(row) for row in table.labels.tolist()]
+        return [{name: (predict[j] if name == "predict" else values[name][j].item()) for name in columns}
+                for j in range(len(lines))]
+
+    def to_tsv(self, path) -> None:
+        """Write the results file's text to ``path``."""
+        with open(path, "w", encoding="utf-8", newline="\n") as file:
+            file.write(self.text)
+
+
+class ChunkInterrupted(KeyboardInterrupt):
+    """Ctrl-C inside a chunk: ``rows`` maps a chunk position to its row fields (inputs that have
+    a certificate), ``stopped`` lists the positions whose certificate stopped early."""
+
+    def __init__(self, rows: dict, stopped: list):
+        super().__init__("interrupted")
+        self.rows, self.stopped = rows, stopped
+
+
+def _progress(total: int, desc: str, quiet: bool):
+    from tqdm import tqdm
+
+    # disable=None: a bar on a terminal, nothing in logs and pipes (where \r-redrawn bars are noise).
+    return tqdm(total=total, desc=desc, unit="input", file=sys.stderr, dynamic_ncols=True,
+                disable=True if quiet else None, mininterval=1.0)
+
+
+def _environment(smooth, batch_size: int | None) -> dict:
+    """What can change a row only through float rounding: a resume must share it or say so."""
+    device = smooth.device
+    # The device's type, not its index: the ranks of a job (and a restart on other GPUs of the
+    # same model) compute alike on cuda:0 and cuda:3.
+    environment = dict(backend=smooth.backend.name, device=device.type,
+                       device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine(),
+                       cpu_capability=torch.backends.cpu.get_cpu_capability(), threads=torch.get_num_threads(),
+                       batch=batch_size, torch=torch.__version__)
+    if device.type == "cuda":
+        environment["cudnn"] = torch.backends.cudnn.version()
+    if smooth.backend.name == "triton":
+        environment["triton"] = metadata.version("triton")
+    return environment
+
+
+def _on_grid(xs, indices) -> None:
+    """Refuse, naming the input, a sound run's input that is not an 8-bit image (``sound.to_grid``)."""
+    for x, index in zip(xs, indices):
+        try:
+            sound_mode.to_grid(x)
+        except (ValueError, TypeError) as error:  # TypeError: not float32 or integer pixels
+            raise ValueError(f"Expected input {index} of the data set on the 1/255 grid ({error})") from None
+
+
+@dataclasses.dataclass
+class DatasetRun:
+    """One run over a data set (:func:`certify_dataset` builds it; the CLI fills in more).
+
+    Attributes:
+        build: ``build(seed, local_rank) -> (smooth, dataset)``, called on every rank once the
+            seed is known (the CLI loads its checkpoint there, after the lock is held).
+        question: what to ask of each input. indices: ``indices(len(dataset))`` -> the inputs.
+        out: the results file; None computes in a temporary file. seed: the seed asked for,
+            None for one drawn from the operating system (reused on resume); fresh: that one.
+        arguments: more run-record keys that determine the rows (the CLI's data set, checkpoint).
+        batch_size, overwrite, resume_with_changes, quiet: as in :func:`certify_dataset`.
+        check_inputs: ``check_inputs(xs, indices)`` before a sound run's chunk is sampled.
+    """
+
+    build: Callable
+    question: Question
+    indices: Callable[[int], Sequence[int]]
+    out: Optional[str] = None
+    seed: Optional[int] = 0
+    fresh: Optional[int] = None
+    arguments: dict = dataclasses.field(default_factory=dict)
+    batch_size: Optional[int] = None
+    overwrite: bool = False
+    resume_with_changes: bool = False
+    quiet: bool = False
+    check_inputs: Callable = _on_grid
+
+    def execute(self) -> Optional[Results]:
+        """Write every selected input's row; the Results on every rank (None after a Ctrl-C)."""
+        if self.out is not None:
+            return self._execute(os.fspath(self.out))
+        with tempfile.TemporaryDirectory(prefix="rsengine-") as folder:
+            results = self._execute(os.path.join(folder, "results.tsv"))
+            return dataclasses.replace(results, path=None)
+
+    def _execute(self, out: str) -> Results:
+        group = distributed.join()
+        try:
+            with contextlib.ExitStack() as held:
+                return self._ranks(group, held, out)
+        finally:
+            group.close()
+
+    def _say(self, message: str, to_stdout: bool = False) -> None:
+        if not self.quiet:  # sys.stdout/stderr looked up now: a caller may have redirected them
+            print(message, file=sys.stdout if to_stdout else sys.stderr)
+
+    def _resolve_seed(self, out: str) -> tuple[int, str]:
+        """The run's seed and where it came from: given, or drawn from the OS (reused on resume)."""
+        if self.seed is not None:
+            return self.seed, "given"
+        previous = None if self.overwrite else read_run_record(out)
+        arguments = previous.get("arguments") if previous else None
+        if isinstance(arguments, dict) and arguments.get("seed_source") == "random" and type(arguments.get("seed")) is int:
+            return arguments["seed"], "random"  # resuming: the seed the run drew
+        seed = secrets.randbits(63) if self.fresh is None else self.fresh
+        if self.out is not None:
+            self._say(f"seed {seed}, drawn from the operating system (recorded in {out}.run.json)")
+        return seed, "random"
+
+    def _record(self, smooth, seed: int, seed_source: str) -> dict:
+        """The arguments that determine the rows (what a resumed run must share)."""
+        arguments = dict(self.arguments, **smooth.noise.record(self.question.kind), **self.question.record(),
+                         seed=seed, seed_source=seed_source, deterministic=smooth.deterministic, rsengine=__version__)
+        if smooth.deterministic:  # the batch shape is part of what a deterministic row is a function of
+            arguments["batch"] = self.batch_size
+        return arguments
+
+    def _ranks(self, group: distributed.Group, held: contextlib.ExitStack, out: str) -> Results:
+        started = time.perf_counter()
+        writer = None  # rank 0's; ``held`` closes it, then releases the lock
+        question = self.question
+
+        def claim():  # before any slow step: the results file is ours, and the seed its run uses
+            held.enter_context(ResultsLock(out))
+            return self._resolve_seed(out)
+
+        seed, seed_source = group.first_rank(claim)
+        (smooth, dataset), environments = group.every_rank(
+            lambda: self.build(seed, group.local_rank), report=lambda built: _environment(built[0], self.batch_size))
+        indices = self.indices(len(dataset))
+
+        def open_file():  # every rank takes the chunks from here, so that all agree on them
+            nonlocal writer
+            writer, done = open_results(out, question.kind, self._record(smooth, seed, seed_source), environments,
+                                        self.overwrite, self.resume_with_changes, samples=question.samples_column)
+            held.enter_context(writer)
+            todo = [i for i in indices if i not in done]
+            if done:
+                self._say(f"resuming {out}: {len(indices) - len(todo)} of {len(indices)} inputs already done")
+            size = chunk_size(self.batch_size, question.samples_per_input, smooth.device, dataset[0][0].numel())
+            return [todo[start:start + size] for start in range(0, len(todo), size)]
+
+        chunks = group.first_rank(open_file)
+        computed = sum(map(len, chunks))
+        progress = held.enter_context(_progress(computed, question.kind, self.quiet)) if group.is_writer else None
+        waited = 0.0  # rank 0's time at the exchanges spent waiting for slower ranks' chunks
+        interrupted: ChunkInterrupted | None = None
+
+        def compute(chunk):
+            nonlocal interrupted
+            start = time.perf_counter()
+            if not chunk:
+                return 0.0, []
+            xs, labels = zip(*(dataset[i] for i in chunk))
+            try:
+                rows = dict(enumerate(self._answer(smooth, torch.stack(xs), chunk, list(labels))))
+            except ChunkInterrupted as interrupt:
+                if group.world_size > 1:  # the job's ranks stop together; finished chunks are on disk
+                    raise
+                interrupted, rows = interrupt, interrupt.rows
+            seconds = time.perf_counter() - start
+            after_time = 1 if question.samples_column else 0
+            split = lambda fields: (*fields[:len(fields) - after_time], seconds / len(chunk),  # noqa: E731
+                                    *fields[len(fields) - after_time:])
+            return seconds, [(chunk[j], labels[j], *split(rows[j])) for j in sorted(rows)]
+
+        for first in range(0, len(chunks), group.world_size):
+            mine = chunks[first + group.rank] if first + group.rank < len(chunks) else []
+            (own_seconds, _), reports = group.every_rank(lambda: compute(mine), report=lambda result: result)
+            waited += max(seconds for seconds, _ in reports) - own_seconds
+            if writer is not None:
+                for _, rows in reports:
+                    for row in rows:
+                        writer.write_row(*row)
+                    progress.update(len(rows))
+            if interrupted is not None:
+                stopped = [mine[j] for j in interrupted.stopped]
+                mark_stopped_early(out, stopped)
+                print(f"\ninterrupted: wrote {len(interrupted.rows)} certificates of this chunk, {len(stopped)} of "
+                      "them stopped early (valid, from fewer samples; listed in the run record, redone on resume)",
+                      file=sys.stderr)
+                raise KeyboardInterrupt
+
+        def finish():
+            progress.close()
+            writer.close()
+            mark_complete(out)
+            if distributed.launched_by_torchrun():
+                self._report_coordination(group, waited, time.perf_counter() - started)
+            if self.out is not None:
+                self._say(f"{len(indices)} inputs in {os.path.abspath(out)} ({computed} computed now)", to_stdout=True)
+            with open(out, encoding="utf-8", newline="") as file:
+                return Results(read_results(out), file.read(), out)
+
+        return group.first_rank(finish)
+
+    def _answer(self, smooth, xs, indices: list, labels: list) -> list[tuple]:
+        """One tuple of row fields per input of a chunk (ChunkInterrupted on an adaptive Ctrl-C)."""
+        if smooth.sound:  # before sampling: the input that is off the grid is named
+            self.check_inputs(xs, indices)
+        try:
+            answer = smooth.answer(self.question, xs, streams=indices, batch_size=self.batch_size)
+        except AdaptiveInterrupted as interrupt:
+            result = interrupt.result  # the certificates so far
+            so_far = Answer(result.predictions, result.radii, result.samples)
+            rows = {j: self.question.row(so_far, j, labels[j]) for j in range(len(labels)) if result.finished[j]}
+            raise ChunkInterrupted(rows, [j for j in rows if result.stopped_early[j]]) from None
+        return [self.question.row(answer, j, label) for j, label in enumerate(labels)]
+
+    @staticmethod
+    def _report_coordination(group: distributed.Group, waited: float, total: float) -> None:
+        # What the ranks cost beyond their share of the work: joining, and passing rows to rank 0
+        # (its time at the exchanges less its wait for slower ranks' chunks, which is load imbalance).
+        merging = max(0.0, group.exchange_seconds - waited)
+        print(f"{group.world_size} rank{'s' * (group.world_size > 1)}: rendezvous {group.setup_seconds:.3f} s, "
+              f"merging rows {merging:.3f} s, waiting for slower ranks {waited:.3f} s, run {total:.3f} s",
+              file=sys.stderr)
+
+
+def certify_dataset(smooth, dataset, question: Question, indices=None, out=None, *, batch_size: int | None = None,
+                    overwrite: bool = False, resume_with_changes: bool = False, quiet: bool = False,
+                    record: dict | None = None) -> Results:
+    """Ask ``question`` of every selected input of ``dataset``; one results row per input.
+
+    Args:
+        smooth: the rsengine.Smooth (its seed, noise, backend and device). Under torchrun each
+            rank passes its own (on its own device); rank 0 writes the file, every rank gets the
+            Results. A Smooth with ``seed=None`` gets a drawn seed, reused when ``out`` resumes.
+        dataset: a sequence of (x [*shape] tensor in pixel space, int label), e.g. a torchvision
+            data set or rsengine.data.load_dataset's.
+        question: an rsengine.questions.Question (Certify, TwoSided, TopK, Predict, AdaptiveRadius,
+            AdaptiveTolerance).
+        indices: the data set indices to answer (default: all); input i uses noise stream i.
+        out: the results file (tab-separated, with ``out.run.json``, locked while the run goes
+            on). A file of the same run is resumed: rows on disk are kept, so a second call
+            computes nothing and returns the same table. A file of another run is refused
+            unless ``overwrite``. None: computed in memory, no file left behind.
+        batch_size: rows per forward pass (None: automatic). resume_with_changes: resume a file
+            computed with another backend, device, batch size or library version. quiet: no
+            progress bar or messages. record: more run-record keys that determine the rows
+            (e.g. ``{"dataset": "cifar10-test"}``), checked on resume like the others.
+
+    Returns:
+        Results: ``certified_accuracy(radii)``, ``acr``, ``rows()``, ``to_tsv(path)``, ``table``.
+    """
+    if not isinstance(question, Question):
+        raise TypeError(f"Expected `question` to be an rsengine.questions.Question, got {question!r}")
+    if not len(dataset):
+        raise ValueError("Expected a non-empty `dataset`")
+    chosen = range(len(dataset)) if indices is None else indices
+    selected = [int(i) for i in chosen]
+    if any(not 0 <= i < len(dataset) for i in selected) or len(set(selected)) != len(selected):
+        raise ValueError(f"Expected `indices` to be distinct integers in [0, {len(dataset)}), got {indices!r}")
+    given = smooth.seed_source == "given"
+    arguments = dict(record or {}, indices=selected if not isinstance(chosen, range) else
+                     [chosen.start, chosen.stop, chosen.step])
+    run = DatasetRun(lambda seed, local_rank: (smooth if seed == smooth.seed else smooth.with_seed(seed), dataset),
+                     question, lambda length: selected, out, seed=smooth.seed if given else None, fresh=smooth.seed,
+                     arguments=arguments, batch_size=batch_size, overwrite=overwrite,
+                     resume_with_changes=resume_with_changes, quiet=quiet)
+    return run.execute()
