@@ -1,0 +1,157 @@
+"""certify_dataset: the CLI's data-set run as a call, its results table, ACR and resume."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from rsengine import Results, Smooth, certify_dataset
+from rsengine import commands
+from rsengine.checkpoints import bundled_checkpoint
+from rsengine.cli import _fill_defaults, build_parser, main
+from rsengine.questions import AdaptiveRadius, Certify, Predict, TopK, TwoSided
+from rsengine.results import read_results
+from rsengine.resume import read_run_record
+
+ARGS = ["mnist", bundled_checkpoint(), "0.5"]
+COMMON = ["--skip", "100", "--N", "200", "--batch", "150"]
+INDICES = range(0, 1000, 100)
+
+
+@pytest.fixture(scope="module")
+def cli_smooth():
+    """The Smooth and data set the CLI builds for ARGS (contiguous, seed 0)."""
+    opts = build_parser().parse_args(["certify", *ARGS, "unused.tsv"])
+    _fill_defaults(opts)
+    return commands._smoothed_model(opts)
+
+
+def _rows(text):
+    """A results file's rows without the time column (wall time differs run to run)."""
+    header, *lines = text.splitlines()
+    keep = [j for j, name in enumerate(header.split("\t")) if name != "time"]
+    return [[cells[j] for j in keep] for cells in (line.split("\t") for line in lines)]
+
+
+@pytest.mark.parametrize("question, flags", [
+    (Certify(20, 200, 0.001), ["--N0", "20"]),
+    (TwoSided(20, 200, 0.001), ["--N0", "20", "--two-sided"]),
+    (TopK(2, 20, 200, 0.001), ["--N0", "20", "--top-k", "2"]),
+    (AdaptiveRadius(20, 200, 0.001, radius=0.25), ["--N0", "20", "--adaptive", "--radius", "0.25"]),
+    (Predict(200, 0.001), []),
+], ids=["certify", "two-sided", "top-k", "adaptive", "predict"])
+def test_the_api_writes_the_rows_and_acr_the_cli_writes(tmp_path, capsys, cli_smooth, question, flags):
+    smooth, dataset = cli_smooth
+    kind = question.kind
+    by_cli = tmp_path / "cli.tsv"
+    assert main([kind, *ARGS, str(by_cli), *COMMON, *flags]) == 0
+    capsys.readouterr()
+    results = certify_dataset(smooth, dataset, question, indices=INDICES, out=tmp_path / "api.tsv",
+                              batch_size=150, quiet=True)
+    assert _rows(results.text) == _rows(by_cli.read_text())
+    assert len(results) == 10 and results.path == str(tmp_path / "api.tsv")
+    if kind == "predict":
+        with pytest.raises(ValueError, match="certify table"):
+            results.acr
+        return
+    assert main(["analyze", str(by_cli)]) == 0
+    printed = [line for line in capsys.readouterr().out.splitlines() if "average certified radius" in line]
+    assert printed == [f"{by_cli}: average certified radius (ACR) {results.acr:.3f}"]
+    table = read_results(by_cli)
+    assert results.acr == pytest.approx(float(np.mean(table.radius * table.correct)), abs=0)
+    assert results.certified_accuracy([0.0, 0.25]).tolist() == [
+        float(np.mean(table.correct * (table.radius >= r))) for r in (0.0, 0.25)]
+
+
+def test_a_second_call_with_the_same_out_computes_nothing_and_returns_the_same_table(tmp_path, cli_smooth):
+    smooth, dataset = cli_smooth
+    out = tmp_path / "out.tsv"
+    first = certify_dataset(smooth, dataset, Certify(20, 200, 0.001), indices=INDICES, out=out, quiet=True)
+    forward = smooth.base_classifier.forward
+    smooth.base_classifier.forward = lambda *a: pytest.fail("the classifier ran on a finished run")
+    try:
+        second = certify_dataset(smooth, dataset, Certify(20, 200, 0.001), indices=INDICES, out=out, quiet=True)
+    finally:
+        smooth.base_classifier.forward = forward
+    assert second.text == first.text and second.rows() == first.rows() and second.acr == first.acr
+    assert read_run_record(out)["complete"] is True
+
+
+def test_a_failed_api_run_resumes_to_the_uninterrupted_file(tmp_path, cli_smooth):
+    smooth, dataset = cli_smooth
+    whole = certify_dataset(smooth, dataset, Certify(20, 200, 0.001), indices=INDICES, out=tmp_path / "a.tsv",
+                            batch_size=150, quiet=True)
+    forward, calls = smooth.base_classifier.forward, []
+
+    def failing(x):  # the classifier dies in the 4th chunk (chunks of 10 inputs at 16 * 150 // 220)
+        calls.append(1)
+        if len(calls) > 20:
+            raise RuntimeError("device lost")
+        return forward(x)
+
+    part = tmp_path / "b.tsv"
+    smooth.base_classifier.forward = failing
+    try:
+        with pytest.raises(RuntimeError, match="device lost"):
+            certify_dataset(smooth, dataset, Certify(20, 200, 0.001), indices=INDICES, out=part, batch_size=15,
+                            quiet=True)
+    finally:
+        smooth.base_classifier.forward = forward
+    assert 0 < len(read_results(part)) < 10 and read_run_record(part)["complete"] is False
+    resumed = certify_dataset(smooth, dataset, Certify(20, 200, 0.001), indices=INDICES, out=part, batch_size=15,
+                              quiet=True, resume_with_changes=True)  # batch 15 both times; recorded batch differs
+    assert _rows(resumed.text) == _rows(whole.text)
+
+
+def test_another_question_on_the_same_file_is_refused(tmp_path, cli_smooth):
+    smooth, dataset = cli_smooth
+    out = tmp_path / "out.tsv"
+    certify_dataset(smooth, dataset, Certify(20, 200, 0.001), indices=INDICES, out=out, quiet=True)
+    before = out.read_text()
+    with pytest.raises(ValueError, match="other arguments"):
+        certify_dataset(smooth, dataset, Certify(20, 300, 0.001), indices=INDICES, out=out, quiet=True)
+    assert out.read_text() == before
+
+
+def test_in_memory_runs_leave_no_file_and_give_the_rows_for_pandas(tmp_path, cli_smooth, monkeypatch):
+    smooth, dataset = cli_smooth
+    monkeypatch.chdir(tmp_path)
+    results = certify_dataset(smooth, dataset, Certify(20, 200, 0.001), indices=[0, 100, 200], quiet=True)
+    assert os.listdir(tmp_path) == [] and results.path is None
+    rows = results.rows()
+    assert [row["idx"] for row in rows] == [0, 100, 200]
+    assert set(rows[0]) == {"idx", "label", "predict", "radius", "correct", "time"}
+    results.to_tsv(tmp_path / "copy.tsv")
+    assert read_results(tmp_path / "copy.tsv").radius.tolist() == [row["radius"] for row in rows]
+
+
+def test_a_random_seed_is_recorded_and_reused_on_resume(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    dataset = [(torch.rand(4), i % 3) for i in range(6)]
+    out = tmp_path / "out.tsv"
+    smooth = Smooth(model, 3, sigma=0.25, seed=None)
+    certify_dataset(smooth, dataset, Certify(20, 100, 0.001), out=out, quiet=True)
+    recorded = json.loads(open(f"{out}.run.json").read())["arguments"]
+    assert recorded["seed"] == smooth.seed and recorded["seed_source"] == "random"
+    other = Smooth(model, 3, sigma=0.25, seed=None)  # another drawn seed: the file's is reused
+    resumed = certify_dataset(other, dataset, Certify(20, 100, 0.001), out=out, quiet=True)
+    fresh = certify_dataset(Smooth(model, 3, sigma=0.25, seed=smooth.seed), dataset, Certify(20, 100, 0.001),
+                            quiet=True)
+    assert _rows(resumed.text) == _rows(fresh.text)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(indices=[0, 0]), "distinct integers"),
+    (dict(indices=[7]), r"in \[0, 6\)"),
+    (dict(question="certify"), "rsengine.questions.Question"),
+])
+def test_bad_arguments_are_refused_in_one_line(bad, message):
+    smooth = Smooth(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3)), 3, sigma=0.25)
+    arguments = {"question": Certify(20, 100, 0.001), "indices": None, **bad}
+    with pytest.raises((TypeError, ValueError), match=message):
+        certify_dataset(smooth, [(torch.rand(4), 0)] * 6, arguments.pop("question"), **arguments)
+
+
+def test_results_is_the_public_table_type():
+    assert Results.__module__ == "rsengine.run"
