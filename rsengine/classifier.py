@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.modules.module import register_module_forward_pre_hook
 
-__all__ = ["deterministic_algorithms", "eval_mode", "reachable_modules"]
+__all__ = ["deterministic_algorithms", "device_and_dtype", "eval_mode", "reachable_modules"]
 
 
 def reachable_modules(classifier) -> list[torch.nn.Module]:
@@ -155,3 +155,11 @@ def deterministic_algorithms():
     finally:
         torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
         cudnn.benchmark, cudnn.deterministic, cudnn.allow_tf32, matmul.allow_tf32 = saved[2:]
+
+
+def device_and_dtype(classifier) -> tuple[torch.device, torch.dtype]:
+    """Where a classifier's tensors live and its first floating dtype (CPU and float32 if it has none)."""
+    tensors = [t for module in reachable_modules(classifier) for t in (*module.parameters(), *module.buffers())]
+    floating = [t for t in tensors if t.is_floating_point()]
+    device = tensors[0].device if tensors else torch.device("cpu")
+    return device, (floating[0].dtype if floating else torch.float32)

@@ -35,7 +35,7 @@ from . import certificates
 from . import sound as sound_mode
 from .kernels.contract import check_noise, noise_scale
 from .support import refuse
-from .validation import check_positive_float
+from .validation import check_flag, check_positive_float
 
 __all__ = ["Gaussian", "Laplace", "Noise", "RoundedGaussian", "Uniform", "noise_named", "noise_of_record"]
 
@@ -91,8 +91,23 @@ class Noise:
         """Sound mode's (signed thresholds, support) for the kernels; (None, 0) for a float noise."""
         return None, 0
 
-    def prepare(self, xs: torch.Tensor, device) -> torch.Tensor:
-        """Inputs [M, *shape] as the kernel takes them: float32, contiguous, on ``device``, finite."""
+    def prepare(self, xs, device) -> torch.Tensor:
+        """Inputs [M, *shape] (a tensor, or a sequence of M same-shaped tensors) as the kernel takes
+        them: float32, contiguous, on ``device``, finite (sound mode: int32 pixels)."""
+        if isinstance(xs, (list, tuple)):
+            if not xs or not all(isinstance(x, torch.Tensor) for x in xs):
+                raise TypeError("Expected `xs` to be a tensor [M, *shape] or a non-empty sequence of tensors")
+            if len({tuple(x.shape) for x in xs}) != 1:
+                raise ValueError(f"Expected all inputs in `xs` to share one shape, got "
+                                 f"{sorted({tuple(x.shape) for x in xs})}")
+            xs = torch.stack([x.to(device) for x in xs])
+        if not isinstance(xs, torch.Tensor):
+            raise TypeError(f"Expected `xs` to be a torch.Tensor, got {type(xs).__name__}")
+        if xs.ndim < 2 or xs.shape[0] == 0 or xs.shape[1:].numel() == 0:
+            raise ValueError(f"Expected `xs` of shape [M >= 1, *input_shape], got {list(xs.shape)}")
+        return self._to_kernel_inputs(xs, device)
+
+    def _to_kernel_inputs(self, xs: torch.Tensor, device) -> torch.Tensor:
         if not xs.is_floating_point():
             raise TypeError(f"Expected `x` to be a floating-point tensor, got dtype {xs.dtype}")
         xs = xs.to(device=device, dtype=torch.float32).contiguous()
@@ -179,8 +194,8 @@ class RoundedGaussian(Gaussian):
         table = sound_mode.noise_table(self.applied_sigma)
         return table.signed_thresholds(device), table.support
 
-    def prepare(self, xs: torch.Tensor, device) -> torch.Tensor:
-        """Integer pixels, int32 (rsengine.sound.to_grid): anything off the grid is refused."""
+    def _to_kernel_inputs(self, xs: torch.Tensor, device) -> torch.Tensor:
+        # Integer pixels, int32 (rsengine.sound.to_grid): anything off the grid is refused.
         return sound_mode.to_grid(xs.to(device)).contiguous()
 
     def certify(self, guess, n_a, n: int, alpha: float) -> tuple[np.ndarray, np.ndarray]:
@@ -198,9 +213,7 @@ def noise_named(name: str, sigma: float, sound: bool = False) -> Noise:
     order (sound mode with another noise than the Gaussian: rsengine.support's table)."""
     _check_sigma(sigma)
     cls = _FLOAT_NOISES[check_noise(name)]
-    if not isinstance(sound, bool):
-        raise TypeError(f"Expected `sound` to be True or False, got {sound!r}")
-    refuse("sound", {"sound", name} if sound else set(), "api", noise=name)
+    refuse("sound", {"sound", name} if check_flag("sound", sound) else set(), "api", noise=name)
     return RoundedGaussian(sigma) if sound else cls(sigma)
 
 

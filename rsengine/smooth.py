@@ -36,33 +36,20 @@ import numpy as np
 import torch
 
 from .backends import resolve_backend
-from .classifier import reachable_modules
+from .classifier import device_and_dtype
 from .kernels.contract import PHASE_ESTIMATION, PHASES
 from .noises import Noise, noise_named
 from .questions import (AdaptiveRadius, AdaptiveTolerance, Answer, Certify, Predict, Question, TopK, TwoSided,
                         check_samples)
 from .sampler import NoiseSpec, Sampler
 from .stats import ABSTAIN
-from .streams import Streams
+from .streams import Streams, check_seed
 from .support import features, refuse
-from .validation import check_choice, check_int_at_least, check_mean_std, check_positive_int
+from .validation import check_choice, check_flag, check_int_at_least, check_mean_std, check_positive_int
 
 __all__ = ["ABSTAIN", "Smooth"]
 
 _DTYPES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
-
-
-def _model_device_and_dtype(model) -> tuple[torch.device, torch.dtype]:
-    tensors = [t for module in reachable_modules(model) for t in (*module.parameters(), *module.buffers())]
-    floating = [t for t in tensors if t.is_floating_point()]
-    device = tensors[0].device if tensors else torch.device("cpu")
-    return device, (floating[0].dtype if floating else torch.float32)
-
-
-def _flag(name: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"Expected `{name}` to be True or False, got {value!r}")
-    return value
 
 
 class Smooth:
@@ -102,10 +89,8 @@ class Smooth:
         self.num_classes = check_int_at_least("num_classes", num_classes, 2)
         self.noise = self._noise(sigma, noise, sound)
         self.seed_source = "random" if seed is None else "given"
-        self.seed = secrets.randbits(63) if seed is None else check_int_at_least("seed", seed, 0)
-        if self.seed >= 2**63:
-            raise ValueError(f"Expected `seed` to be an integer in [0, 2**63), got {seed!r}")
-        model_device, model_dtype = _model_device_and_dtype(base_classifier)
+        self.seed = secrets.randbits(63) if seed is None else check_seed(seed)
+        model_device, model_dtype = device_and_dtype(base_classifier)
         self.device = torch.device(device) if device is not None else model_device
         self.dtype = model_dtype if dtype is None else dtype
         check_choice("dtype", self.dtype, tuple(_DTYPES))
@@ -115,7 +100,7 @@ class Smooth:
         self.mean = None if mean is None else torch.tensor(mean, dtype=torch.float32, device=self.device)
         self.std = None if std is None else torch.tensor(std, dtype=torch.float32, device=self.device)
         self.backend = resolve_backend(backend, self.device)
-        self.deterministic = _flag("deterministic", deterministic)
+        self.deterministic = check_flag("deterministic", deterministic)
         self._streams = Streams()
         self._sampler = self._make_sampler()
 
@@ -125,7 +110,7 @@ class Smooth:
             return noise_named(noise, sigma, sound)
         if sigma is not None and sigma != noise.sigma:
             raise ValueError(f"Expected `sigma` None or {noise.sigma} (the sigma of `noise`), got {sigma!r}")
-        if _flag("sound", sound) and not noise.sound:
+        if check_flag("sound", sound) and not noise.sound:
             raise ValueError(f"Expected noise=RoundedGaussian(sigma) with sound=True, got noise={noise!r}")
         return noise
 
@@ -138,7 +123,7 @@ class Smooth:
     def with_seed(self, seed: int) -> "Smooth":
         """This smoothed classifier with another seed (fresh streams; the classifier is shared)."""
         other = copy.copy(self)
-        other.seed, other.seed_source = check_int_at_least("seed", seed, 0), "given"
+        other.seed, other.seed_source = check_seed(seed), "given"
         other._streams, other._sampler = Streams(), other._make_sampler()
         return other
 
@@ -212,9 +197,9 @@ class Smooth:
         """
         question = Certify(n0, n, alpha)
         self._check_batch_size(batch_size)
-        if _flag("two_sided", two_sided) and not adaptive:
+        if check_flag("two_sided", two_sided) and not adaptive:
             question = TwoSided(n0, n, alpha)
-        if _flag("adaptive", adaptive):
+        if check_flag("adaptive", adaptive):
             if (radius is None) == (tolerance is None):
                 raise ValueError("Expected exactly one of `radius` or `tolerance` with adaptive=True")
             refuse("adaptive", features(self.noise, "adaptive", self.deterministic), "api", noise=self.noise.name)
@@ -273,17 +258,6 @@ class Smooth:
         return x.unsqueeze(0)
 
     def _prepare(self, xs, streams) -> tuple[torch.Tensor, torch.Tensor]:
-        if isinstance(xs, (list, tuple)):
-            if not xs or not all(isinstance(x, torch.Tensor) for x in xs):
-                raise TypeError("Expected `xs` to be a tensor [M, *shape] or a non-empty sequence of tensors")
-            if len({tuple(x.shape) for x in xs}) != 1:
-                raise ValueError(f"Expected all inputs in `xs` to share one shape, got "
-                                 f"{sorted({tuple(x.shape) for x in xs})}")
-            xs = torch.stack([x.to(self.device) for x in xs])
-        if not isinstance(xs, torch.Tensor):
-            raise TypeError(f"Expected `xs` to be a torch.Tensor, got {type(xs).__name__}")
-        if xs.ndim < 2 or xs.shape[0] == 0 or xs.shape[1:].numel() == 0:
-            raise ValueError(f"Expected `xs` of shape [M >= 1, *input_shape], got {list(xs.shape)}")
         xs = self.noise.prepare(xs, self.device)
         if self.mean is not None and self.mean.numel() != xs.shape[1]:
             raise ValueError(f"Expected `mean`/`std` with one value per channel (x.shape[0] = "

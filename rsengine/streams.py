@@ -14,9 +14,20 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["MAX_STREAM", "Streams"]
+from .validation import check_int_at_least
 
+__all__ = ["MAX_SEED", "MAX_STREAM", "Streams", "check_seed"]
+
+MAX_SEED = 2**63  # the Philox key: 64 bits, kept below 2**63 so it fits an int64 everywhere
 MAX_STREAM = 2**32  # the stream index fills one 32-bit Philox counter word
+
+
+def check_seed(seed) -> int:
+    """A seed: an integer in [0, 2**63)."""
+    seed = check_int_at_least("seed", seed, 0)
+    if seed >= MAX_SEED:
+        raise ValueError(f"Expected `seed` to be an integer in [0, 2**63), got {seed!r}")
+    return seed
 
 
 class Streams:

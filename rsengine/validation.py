@@ -25,6 +25,7 @@ __all__ = [
     "check_non_negative_float",
     "check_probability",
     "check_choice",
+    "check_flag",
     "check_mean_std",
     "reject",
 ]
@@ -93,6 +94,13 @@ def check_choice(name: str, value, choices) -> str:
     """Return ``value`` if it is one of ``choices``, else raise."""
     if value not in choices:
         _fail(name, "to be one of " + ", ".join(repr(c) for c in choices), value)
+    return value
+
+
+def check_flag(name: str, value) -> bool:
+    """Return ``value`` if it is True or False (not 0, 1 or None), else raise TypeError."""
+    if not isinstance(value, bool):
+        raise TypeError(f"Expected `{name}` to be True or False, got {value!r}")
     return value
 
 

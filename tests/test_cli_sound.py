@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from rsengine import Smooth, commands
+from rsengine import flags as cli_flags
 from rsengine.checkpoints import bundled_checkpoint, load_checkpoint
 from rsengine.cli import _fill_defaults, build_parser, main
 from rsengine.data import load_dataset
@@ -132,10 +133,10 @@ def test_sigma_ten_is_allowed_and_errors_are_one_line_in_a_real_process(tmp_path
         parsed = build_parser().parse_args(_run("certify", tmp_path / "o.tsv", "--sound", sigma=sigma))
         _fill_defaults(parsed)
         if allowed:
-            assert commands._check_sound(parsed) is True
+            assert cli_flags.check_sound(parsed) is True
         else:
             with pytest.raises(ValueError, match="SIGMA <= 10"):
-                commands._check_sound(parsed)
+                cli_flags.check_sound(parsed)
     assert_one_line_error(rsengine(*_run("certify", tmp_path / "o.tsv", "--sound", "--two-sided")),
                           "--sound cannot be --two-sided")
     assert not (tmp_path / "o.tsv").exists()
