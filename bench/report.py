@@ -4,13 +4,19 @@
 ``<!-- bench-table:start -->`` and ``<!-- bench-table:end -->`` lines of the repository README
 (both markers must already be there: the README's author decides where the table goes).
 ``--results DIR`` reads another directory, e.g. the results fetched from a remote run.
+``--write-docs`` fills the generated blocks of docs/: the adaptive goals' table (the records of
+``bench/adaptive_goals.py`` in ``results/adaptive/*.json``) between the
+``<!-- adaptive-table:start -->`` and ``<!-- adaptive-table:end -->`` lines of docs/adaptive.md.
 
 Each row names its device; the "goal" column compares the row with its issue's goals. On an
 H100/H200: ResNet-50 >= 30,000 samples/s and >= 10x the original loop; CIFAR ResNet-110 <= 1 s per
 n = 100k certificate; fused noise >= 3x the unfused chain; engine overhead <= 3% of wall time. On
 a CPU (device "cpu", the processor and thread count in the notes): the bundled MNIST CNN >= 1.2x
 the original loop, CIFAR ResNet-20 no slower (>= 1.0x), both with <= 25% of the engine's time
-outside the forward pass; the CPU noise kernel >= 100 million normals/s.
+outside the forward pass; the CPU noise kernel >= 100 million normals/s. Adaptive certification on
+the embedded default (budget 100,000): at r = 0.5 >= 50x fewer samples than the fixed run with
+certified accuracy >= the fixed run's - 0.02; at tolerance 0.05 >= 2x fewer with a mean radius
+loss <= 0.05.
 
 Example:
     >>> print(format_table([]))
@@ -19,16 +25,21 @@ Example:
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 import records
 
-__all__ = ["START_MARKER", "END_MARKER", "README", "format_table", "replace_block", "main"]
+__all__ = ["START_MARKER", "END_MARKER", "README", "ADAPTIVE_START_MARKER", "ADAPTIVE_END_MARKER", "ADAPTIVE_DOC",
+           "format_table", "load_adaptive_runs", "format_adaptive_table", "replace_block", "main"]
 
 START_MARKER = "<!-- bench-table:start -->"
 END_MARKER = "<!-- bench-table:end -->"
 README = Path(__file__).resolve().parent.parent / "README.md"
+ADAPTIVE_START_MARKER = "<!-- adaptive-table:start -->"
+ADAPTIVE_END_MARKER = "<!-- adaptive-table:end -->"
+ADAPTIVE_DOC = README.parent / "docs" / "adaptive.md"
 
 _COLUMNS = ("device", "bench", "model", "input", "dtype", "batch", "samples/s", "baseline samples/s",
             "speedup", "s per 100k certificate", "goal", "notes", "date", "commit")
@@ -51,6 +62,11 @@ _SOUND_SLOWDOWN_GOAL = 1.10  # issue 12: sound mode at most 10% slower than floa
 # Issue 10's: 2 ranks at most 0.6x one rank's wall time, coordination under 2% of it.
 _SCALEOUT_RATIO_GOAL = 0.6
 _SCALEOUT_COORDINATION_GOAL = 0.02
+# The adaptive issue's goals, at the settings bench/adaptive_goals.py runs (its RADIUS and
+# TOLERANCE): radius mode at r = 0.5 >= 50x fewer samples than the fixed run, certified accuracy
+# at r >= the fixed run's - 0.02; tolerance mode at t = 0.05 >= 2x fewer, mean radius loss <= 0.05.
+_ADAPTIVE_RADIUS, _ADAPTIVE_RADIUS_FEWER, _ADAPTIVE_ACCURACY_SLACK = 0.5, 50, 0.02
+_ADAPTIVE_TOLERANCE, _ADAPTIVE_TOLERANCE_FEWER = 0.05, 2
 
 
 def _goal(record: dict) -> str:
@@ -155,30 +171,98 @@ def format_table(all_records: list[dict]) -> str:
     return f"Measured on: {', '.join(devices)}.\n\n" + "\n".join(lines)
 
 
-def replace_block(text: str, table: str) -> str:
+def load_adaptive_runs(directory: str | Path) -> list[dict]:
+    """Every run of ``bench/adaptive_goals.py`` in ``directory``/*.json, in file-name order, then file order."""
+    runs = []
+    for path in sorted(Path(directory).glob("*.json")):
+        loaded = json.loads(path.read_text())
+        if not isinstance(loaded, list):
+            raise ValueError(f"Expected {path} to hold a JSON list of runs, got {type(loaded).__name__}")
+        runs.extend(loaded)
+    return runs
+
+
+def _adaptive_rows(run: dict) -> list[tuple[str, ...]]:
+    radius, tolerance = run["radius"], run["tolerance"]
+    r = radius.get("radius", _ADAPTIVE_RADIUS)
+    t = tolerance.get("tolerance", _ADAPTIVE_TOLERANCE)
+    radius_met = (radius["fewer_samples"] >= _ADAPTIVE_RADIUS_FEWER and
+                  radius["certified_accuracy"] >= radius["fixed_certified_accuracy"] - _ADAPTIVE_ACCURACY_SLACK)
+    tolerance_met = (tolerance["fewer_samples"] >= _ADAPTIVE_TOLERANCE_FEWER and
+                     tolerance["mean_radius_loss"] <= t)
+    differ = radius["answers_differ"]
+    tail = (run["date"], run["commit"][:7])
+    return [
+        (run["device"], f"`--radius {r:g}`", _number(radius["mean_samples"]), f"{radius['fewer_samples']:.0f}x",
+         f"certified accuracy at {r:g}: {radius['certified_accuracy']:.3f} against "
+         f"{radius['fixed_certified_accuracy']:.3f}; {'no answer differs' if differ == 0 else f'{differ} answers differ'}",
+         f"{'met' if radius_met else 'missed'} (>= {_ADAPTIVE_RADIUS_FEWER}x, accuracy >= fixed - "
+         f"{_ADAPTIVE_ACCURACY_SLACK:g})", *tail),
+        (run["device"], f"`--tolerance {t:g}`", _number(tolerance["mean_samples"]),
+         f"{tolerance['fewer_samples']:.2f}x",
+         f"mean radius loss {tolerance['mean_radius_loss']:.3f} (max {tolerance['max_radius_loss']:.3f})",
+         f"{'met' if tolerance_met else 'missed'} (>= {_ADAPTIVE_TOLERANCE_FEWER}x, loss <= {t:g})", *tail),
+    ]
+
+
+def format_adaptive_table(runs: list[dict]) -> str:
+    """A Markdown table of the adaptive goals' runs: two rows per run (radius and tolerance mode).
+
+    Example:
+        >>> print(format_adaptive_table([]))
+        _no adaptive runs recorded yet_
+    """
+    if not runs:
+        return "_no adaptive runs recorded yet_"
+    settings = sorted({(run["inputs"], run["sigma"], run["alpha"], run["n0"], run["budget"], run["fixed_samples"])
+                       for run in runs})
+    lead = "; ".join(f"{inputs} inputs, sigma = {sigma:g}, alpha = {alpha:g}, n0 = {n0}, budget {budget:,} "
+                     f"(the fixed run: {fixed:,} samples an input)"
+                     for inputs, sigma, alpha, n0, budget, fixed in settings)
+    columns = ("device", "mode", "samples per input", "fewer than fixed", "answers against the fixed run", "goal",
+               "date", "commit")
+    lines = ["| " + " | ".join(columns) + " |", "|---|---|---:|---:|---|---|---|---|"]
+    lines += ["| " + " | ".join(row) + " |" for run in runs for row in _adaptive_rows(run)]
+    return f"Measured on: {', '.join(sorted({run['device'] for run in runs}))}; {lead}.\n\n" + "\n".join(lines)
+
+
+def replace_block(text: str, table: str, start_marker: str = START_MARKER, end_marker: str = END_MARKER,
+                  where: str = "the README") -> str:
     """``text`` with everything between the two markers replaced by ``table``.
 
     Raises:
         ValueError: a marker is missing, or the end marker precedes the start marker.
     """
-    start, end = text.find(START_MARKER), text.find(END_MARKER)
+    start, end = text.find(start_marker), text.find(end_marker)
     if start < 0 or end < 0 or end < start:
-        raise ValueError(f"Expected the lines {START_MARKER} and {END_MARKER}, in that order, in the README; "
+        raise ValueError(f"Expected the lines {start_marker} and {end_marker}, in that order, in {where}; "
                          "add them where the table should go")
-    return text[:start + len(START_MARKER)] + "\n" + table + "\n" + text[end:]
+    return text[:start + len(start_marker)] + "\n" + table + "\n" + text[end:]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print the table; with ``--write-readme`` also write it into the README. Returns 0."""
+    """Print the table; with ``--write-readme`` also write it into the README, with ``--write-docs``
+    print the adaptive table and write it into docs/adaptive.md. Returns 0."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", type=Path, default=records.RESULTS_DIR, help="directory of *.json records")
     parser.add_argument("--write-readme", action="store_true", help="replace the table block in the README")
     parser.add_argument("--readme", type=Path, default=README, help="README to write (default: the repository's)")
+    parser.add_argument("--write-docs", action="store_true",
+                        help="replace the adaptive table block in docs/adaptive.md (records in RESULTS/adaptive/)")
+    parser.add_argument("--adaptive-doc", type=Path, default=ADAPTIVE_DOC,
+                        help="page to write the adaptive table into (default: the repository's docs/adaptive.md)")
     args = parser.parse_args(argv)
     table = format_table(records.load_records(args.results))
     print(table)
+    if args.write_docs:  # checked before anything is written, so a missing marker writes nothing
+        adaptive = format_adaptive_table(load_adaptive_runs(args.results / "adaptive"))
+        page = replace_block(args.adaptive_doc.read_text(), adaptive, ADAPTIVE_START_MARKER, ADAPTIVE_END_MARKER,
+                             str(args.adaptive_doc))
+        print("\n" + adaptive)
     if args.write_readme:
         args.readme.write_text(replace_block(args.readme.read_text(), table))
+    if args.write_docs:
+        args.adaptive_doc.write_text(page)
     return 0
 
 

@@ -138,3 +138,60 @@ def test_report_refuses_readme_without_markers(tmp_path):
     with pytest.raises(ValueError, match="bench-table:start"):
         report.main(["--results", str(tmp_path), "--write-readme", "--readme", str(readme)])
     assert readme.read_text() == "# Title\n"
+
+
+def _adaptive_run(radius_fewer: float = 133.0, accuracy: float = 0.919, tolerance_fewer: float = 1.92,
+                  loss: float = 0.037) -> dict:
+    return dict(
+        benchmark="adaptive_goals", device="cpu", date="2026-12-05", commit="853335dffd6c3952313845041b846a70d54caada",
+        inputs=334, n0=100, budget=100_000, alpha=0.001, sigma=0.25, fixed_samples=100_100, fixed_seconds=None,
+        radius=dict(mean_samples=100_100 / radius_fewer, max_samples=17_041, fewer_samples=radius_fewer, seconds=11.3,
+                    certified_accuracy=accuracy, fixed_certified_accuracy=0.919, answers_differ=0),
+        tolerance=dict(mean_samples=100_100 / tolerance_fewer, max_samples=100_100, fewer_samples=tolerance_fewer,
+                       seconds=564.0, mean_radius_loss=loss, max_radius_loss=0.048, mean_radius=0.82,
+                       fixed_mean_radius=0.858))
+
+
+@pytest.mark.parametrize("run, radius_goal, tolerance_goal", [
+    (_adaptive_run(), "met (>= 50x, accuracy >= fixed - 0.02)", "missed (>= 2x, loss <= 0.05)"),
+    (_adaptive_run(radius_fewer=40.0, tolerance_fewer=2.5), "missed (>= 50x, accuracy >= fixed - 0.02)",
+     "met (>= 2x, loss <= 0.05)"),
+    (_adaptive_run(accuracy=0.89, loss=0.06), "missed (>= 50x, accuracy >= fixed - 0.02)",
+     "missed (>= 2x, loss <= 0.05)"),
+], ids=["paper-run", "fewer-missed", "answers-missed"])
+def test_report_adaptive_rows_against_the_adaptive_goals(run, radius_goal, tolerance_goal):
+    table = report.format_adaptive_table([run])
+    assert table.startswith("Measured on: cpu; 334 inputs, sigma = 0.25, alpha = 0.001, n0 = 100, budget 100,000 "
+                            "(the fixed run: 100,100 samples an input).")
+    radius = next(line for line in table.splitlines() if "`--radius 0.5`" in line)
+    tolerance = next(line for line in table.splitlines() if "`--tolerance 0.05`" in line)
+    assert radius_goal in radius and f"{run['radius']['fewer_samples']:.0f}x" in radius
+    assert "no answer differs" in radius and radius.endswith("| 2026-12-05 | 853335d |")
+    assert tolerance_goal in tolerance and f"{run['tolerance']['fewer_samples']:.2f}x" in tolerance
+    assert f"mean radius loss {run['tolerance']['mean_radius_loss']:.3f} (max 0.048)" in tolerance
+
+
+def test_report_writes_docs_block_between_markers(tmp_path):
+    page = tmp_path / "adaptive.md"
+    page.write_text(f"# Adaptive\n\n{report.ADAPTIVE_START_MARKER}\nold table\n{report.ADAPTIVE_END_MARKER}\n\nafter\n")
+    results = tmp_path / "results"
+    (results / "adaptive").mkdir(parents=True)
+    report.main(["--results", str(results), "--write-docs", "--adaptive-doc", str(page)])
+    assert page.read_text() == (f"# Adaptive\n\n{report.ADAPTIVE_START_MARKER}\n_no adaptive runs recorded yet_\n"
+                                f"{report.ADAPTIVE_END_MARKER}\n\nafter\n")
+    (results / "adaptive" / "cpu_2026-12-05.json").write_text(json.dumps([_adaptive_run()]))
+    report.main(["--results", str(results), "--write-docs", "--adaptive-doc", str(page)])
+    text = page.read_text()
+    assert "old table" not in text and "| cpu | `--radius 0.5` | 753 | 133x |" in text
+    assert text.endswith(f"{report.ADAPTIVE_END_MARKER}\n\nafter\n")
+
+
+def test_report_refuses_docs_without_markers_and_writes_nothing(tmp_path):
+    readme, page = tmp_path / "README.md", tmp_path / "adaptive.md"
+    readme.write_text(f"{report.START_MARKER}\nold table\n{report.END_MARKER}\n")
+    page.write_text("# Adaptive\n")
+    with pytest.raises(ValueError, match="adaptive-table:start"):
+        report.main(["--results", str(tmp_path), "--write-readme", "--readme", str(readme), "--write-docs",
+                     "--adaptive-doc", str(page)])
+    assert readme.read_text() == f"{report.START_MARKER}\nold table\n{report.END_MARKER}\n"
+    assert page.read_text() == "# Adaptive\n"
