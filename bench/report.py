@@ -58,6 +58,9 @@ def _number(value, digits: int = 3) -> str:
 _CPU_SPEEDUP_GOALS = {"mnist_cnn": 1.2, "cifar_resnet20": 1.0}
 _CPU_OVERHEAD_GOAL = 0.25
 _CPU_NOISE_GOAL = 1e8
+# The library-backend issue's: a data-set run (API and CLI) within 10% of certify_batch of the same
+# inputs at once; `rsengine certify --max 0` (start-up) under 1.5 s.
+_DATASET_RUN_GOAL, _STARTUP_GOAL_S = 1.10, 1.5
 _SOUND_SLOWDOWN_GOAL = 1.10  # issue 12: sound mode at most 10% slower than float mode, end to end
 # Issue 10's: 2 ranks at most 0.6x one rank's wall time, coordination under 2% of it.
 _SCALEOUT_RATIO_GOAL = 0.6
@@ -92,6 +95,9 @@ def _goal(record: dict) -> str:
                 f"< {_SCALEOUT_COORDINATION_GOAL:.0%} coordination)")
     if bench == "cpu_noise":
         return f"{'met' if record['normals_per_s'] >= _CPU_NOISE_GOAL else 'missed'} (>= 1e+08 normals/s)"
+    if bench == "cpu_dataset_run":
+        met = max(record["api_ratio"], record["cli_ratio"]) <= _DATASET_RUN_GOAL and record["cli_max0_s"] < _STARTUP_GOAL_S
+        return f"{'met' if met else 'missed'} (<= {_DATASET_RUN_GOAL}x at once, start-up < {_STARTUP_GOAL_S} s)"
     if bench in ("end_to_end_sound", "cpu_sound"):  # issue 12: sound mode at most 10% slower than float mode
         return f"{'met' if record['relative_to_float'] <= _SOUND_SLOWDOWN_GOAL else 'missed'} (<= 1.1x float's time)"
     return ""
@@ -137,6 +143,11 @@ def _notes(record: dict) -> str:
     if bench == "end_to_end_sound":
         return (f"sound {_number(record['samples_per_s'])}/s vs float {_number(record['float_samples_per_s'])}/s "
                 f"({record['relative_to_float']:.3f}x float's time)")
+    if bench == "cpu_dataset_run":
+        return (f"{record['inputs']} inputs: certify_batch at once {record['at_once_s']:.2f} s, certify_dataset "
+                f"{record['api_s']:.2f} s ({record['api_ratio']:.2f}x), CLI {record['cli_s']:.2f} s "
+                f"({record['cli_ratio']:.2f}x), CLI --max 0 {record['cli_max0_s']:.2f} s; {_cpu_host(record)}, "
+                f"{record['cpu_capability']}")
     if bench == "cpu_sound":
         return (f"sound {_number(record['samples_per_s'])}/s vs float {_number(record['float_samples_per_s'])}/s "
                 f"({record['relative_to_float']:.3f}x); kernel {record['kernel_values_per_s']:.3g} values/s, "

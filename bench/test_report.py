@@ -195,3 +195,19 @@ def test_report_refuses_docs_without_markers_and_writes_nothing(tmp_path):
                      "--adaptive-doc", str(page)])
     assert readme.read_text() == f"{report.START_MARKER}\nold table\n{report.END_MARKER}\n"
     assert page.read_text() == "# Adaptive\n"
+
+
+@pytest.mark.parametrize("api_ratio, cli_ratio, max0, goal", [
+    (1.04, 1.08, 1.2, "met (<= 1.1x at once, start-up < 1.5 s)"),
+    (1.04, 1.30, 1.2, "missed (<= 1.1x at once, start-up < 1.5 s)"),
+    (1.04, 1.08, 2.4, "missed (<= 1.1x at once, start-up < 1.5 s)"),
+])
+def test_report_dataset_run_rows_against_the_run_goals(tmp_path, capsys, api_ratio, cli_ratio, max0, goal):
+    record = records.make_record("cpu_dataset_run", model="mnist_cnn", input_shape=(1, 28, 28), dtype="float32",
+                                 batch_size=334, n=10_000, inputs=20, at_once_s=5.0, api_s=5.0 * api_ratio,
+                                 cli_s=5.0 * cli_ratio, cli_max0_s=max0, api_ratio=api_ratio, cli_ratio=cli_ratio,
+                                 threads=2, cpu="AMD EPYC", cpu_capability="AVX512")
+    records.append_records([record], tmp_path / "cpu_2026-12-07.json")
+    report.main(["--results", str(tmp_path)])
+    row = next(line for line in capsys.readouterr().out.splitlines() if "cpu_dataset_run" in line)
+    assert goal in row and f"certify_dataset {5.0 * api_ratio:.2f} s ({api_ratio:.2f}x)" in row and "AVX512" in row
