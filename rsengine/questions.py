@@ -174,8 +174,6 @@ class TopK(Question):
         check_probability("alpha", self.alpha)
 
     def ask(self, smooth, xs, streams, batch_size=None) -> Answer:
-        if self.k >= smooth.num_classes:
-            raise ValueError(f"Expected `k` < num_classes = {smooth.num_classes}, got {self.k}")
         selection = self._votes(smooth, xs, streams, self.n0, PHASE_SELECTION, batch_size)
         counts = self._votes(smooth, xs, streams, self.n, PHASE_ESTIMATION, batch_size)
         labels, radii = certificates.certify_top_k(selection, counts, self.k, self.n, self.alpha,

@@ -32,7 +32,7 @@ import torch
 
 from .kernels.contract import PHASE_ESTIMATION, PHASE_SELECTION
 from .classifier import eval_mode
-from .sampler import BatchSizeReduced, NonFiniteLogitsError, Sampler, _is_out_of_memory
+from .sampler import BatchSizeReduced, NonFiniteLogitsError, Sampler, forward_batch, noisy_batch
 from .sequential import Schedule, certificate_so_far
 from .stats import ABSTAIN
 
@@ -166,23 +166,21 @@ def certify_adaptive(sampler: Sampler, xs: torch.Tensor, streams: torch.Tensor, 
                         room -= take
                     if not room:
                         break
-                try:
-                    logits = _forward(sampler, xs, streams, segments, phase_rows)
-                except RuntimeError as error:
-                    if sampler.deterministic or not _is_out_of_memory(error) or batch_size == 1:
-                        raise
-                    if xs.device.type == "cuda":
-                        torch.cuda.empty_cache()
+                step = forward_batch(sampler.model, lambda: _noisy_segments(sampler, xs, streams, segments, phase_rows),
+                                     batch_size, num_classes, xs.device, may_shrink=not sampler.deterministic)
+                if step is None:
                     first_failure = first_failure or batch_size
                     batch_size //= 2
                     continue
+                logits, skip = step
                 offset = 0
                 for i, phase, start, take in segments:
                     backend.vote_count(logits[offset:offset + take], start, phase_rows[phase],
-                                       votes[phase][i:i + 1], nonfinite)
+                                       votes[phase][i:i + 1], nonfinite,
+                                       None if skip is None else skip[offset:offset + take])
                     offset += take
                     inputs.drawn[i] += take
-                del logits
+                del logits, step
                 _look(inputs, [i for i, *_ in segments if inputs.owed(i) == 0], votes, nonfinite, decide)
     except KeyboardInterrupt:
         raise AdaptiveInterrupted(inputs.result(interrupted=True)) from None
@@ -194,18 +192,16 @@ def certify_adaptive(sampler: Sampler, xs: torch.Tensor, streams: torch.Tensor, 
     return inputs.result(interrupted=False)
 
 
-def _forward(sampler: Sampler, xs, streams, segments, phase_rows) -> torch.Tensor:
-    spec = sampler.spec
-    parts = [sampler.backend.noise_normalize(xs[i:i + 1], streams[i:i + 1], start, take, phase_rows[phase],
-                                             spec.sigma, spec.seed, phase, spec.mean, spec.std, spec.dtype,
-                                             spec.memory_format, spec.noise)
-             for i, phase, start, take in segments]
-    batch = parts[0] if len(parts) == 1 else torch.cat(parts).contiguous(memory_format=spec.memory_format)
-    logits = sampler.model(batch)
-    if logits.ndim != 2 or logits.shape != (batch.shape[0], sampler.num_classes):
-        raise ValueError(f"Expected the classifier's output to be [batch, num_classes] = "
-                         f"[{batch.shape[0]}, {sampler.num_classes}], got {list(logits.shape)}")
-    return logits
+def _noisy_segments(sampler: Sampler, xs, streams, segments, phase_rows):
+    """One batch of segments (input i's rows ``start .. start + take - 1`` of a phase), each drawn
+    as rows of a one-input grid by the sampler's noisy-batch path: (batch, skip or None)."""
+    parts = [noisy_batch(sampler.backend, sampler.spec, xs[i:i + 1], streams[i:i + 1], start, take, phase_rows[phase],
+                         phase) for i, phase, start, take in segments]
+    if len(parts) == 1:
+        return parts[0]
+    batches, skips = zip(*parts)
+    batch = torch.cat(batches).contiguous(memory_format=sampler.spec.memory_format)
+    return batch, None if skips[0] is None else torch.cat(skips)
 
 
 def _look(inputs: _Inputs, reached: list[int], votes, nonfinite, decide) -> None:

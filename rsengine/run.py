@@ -143,7 +143,10 @@ def _environment(smooth, batch_size: int | None) -> dict:
     # same model) compute alike on cuda:0 and cuda:3.
     environment = dict(backend=smooth.backend.name, device=device.type,
                        device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine(),
-                       cpu_capability=torch.backends.cpu.get_cpu_capability(), threads=torch.get_num_threads(),
+                       cpu_capability=torch.backends.cpu.get_cpu_capability(),
+                       # CPU threads change a CPU row's summation order, never a GPU row: a GPU job
+                       # restarted with another rank count (so other threads per rank) resumes.
+                       threads=torch.get_num_threads() if device.type == "cpu" else None,
                        batch=batch_size, torch=torch.__version__)
     if device.type == "cuda":
         environment["cudnn"] = torch.backends.cudnn.version()
@@ -283,11 +286,14 @@ class DatasetRun:
             mine = chunks[first + group.rank] if first + group.rank < len(chunks) else []
             (own_seconds, _), reports = group.every_rank(lambda: compute(mine), report=lambda result: result)
             waited += max(seconds for seconds, _ in reports) - own_seconds
-            if writer is not None:
+
+            def write():  # rank 0 alone, inside a collective: a failed write stops every rank, not only rank 0
                 for _, rows in reports:
                     for row in rows:
                         writer.write_row(*row)
                     progress.update(len(rows))
+
+            group.first_rank(write)
             if interrupted is not None:
                 stopped = [mine[j] for j in interrupted.stopped]
                 mark_stopped_early(out, stopped)

@@ -35,7 +35,7 @@ from .backends import Backend
 from .classifier import deterministic_algorithms, eval_mode
 
 __all__ = ["BatchSizeReduced", "NoiseSpec", "NonFiniteLogitsError", "Sampler", "auto_batch_size", "count_votes",
-           "cpu_batch_size", "noisy_batch"]
+           "cpu_batch_size", "forward_batch", "noisy_batch"]
 
 
 class NonFiniteLogitsError(FloatingPointError):
@@ -145,6 +145,39 @@ def _is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
 
 
+def forward_batch(model, build, rows: int, num_classes: int, device: torch.device,
+                  may_shrink: bool) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """The one batch step of both schedulers: build the noisy batch, run the classifier, check its logits.
+
+    Args:
+        model: the classifier. build: ``build() -> (batch [B, *shape], skip [rows] or None)``.
+        rows: the rows that vote (B may be larger: deterministic padding). num_classes: the
+            expected logit width. device: the sampling device. may_shrink: out of memory means
+            "retry smaller" (None is returned) rather than an error.
+
+    Returns:
+        (logits [B, num_classes], skip), or None when the device ran out of memory and the
+        caller should halve its batch (the memory is released first).
+
+    Raises:
+        ValueError: the classifier's output is not [B, num_classes].
+    """
+    try:
+        batch, skip = build()
+        logits = model(batch)
+    except RuntimeError as error:
+        if not may_shrink or not _is_out_of_memory(error) or rows == 1:
+            raise
+        batch = logits = None  # drop the references so the memory can be reused
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        return None
+    if logits.ndim != 2 or logits.shape != (batch.shape[0], num_classes):
+        raise ValueError(f"Expected the classifier's output to be [batch, num_classes] = "
+                         f"[{batch.shape[0]}, {num_classes}], got {list(logits.shape)}")
+    return logits, skip
+
+
 def count_votes(model, xs: torch.Tensor, streams: torch.Tensor, n: int, phase: int, num_classes: int,
                 spec: NoiseSpec, batch_size: int, backend: Backend, *,
                 deterministic: bool = False) -> tuple[np.ndarray, int]:
@@ -188,24 +221,20 @@ def count_votes(model, xs: torch.Tensor, streams: torch.Tensor, n: int, phase: i
         while start < total:
             # Deterministic batches never cross from one input into the next.
             rows = min(batch_size, total - start, n - start % n if deterministic else total)
-            try:
+
+            def build():
                 batch, skip = noisy_batch(backend, spec, xs, streams, start, rows, n, phase)
                 if deterministic and rows < forward_rows:
                     padding = batch[-1:].expand(forward_rows - rows, *batch.shape[1:])
                     batch = torch.cat([batch, padding]).contiguous(memory_format=spec.memory_format)
-                logits = model(batch)
-            except RuntimeError as error:
-                if deterministic or not _is_out_of_memory(error) or rows == 1:
-                    raise
-                batch = logits = None  # drop the references so the memory can be reused
-                if xs.device.type == "cuda":
-                    torch.cuda.empty_cache()
+                return batch, skip
+
+            step = forward_batch(model, build, rows, num_classes, xs.device, may_shrink=not deterministic)
+            if step is None:
                 first_failure = first_failure or rows
                 batch_size = rows // 2  # halve what failed (a short last batch may be far below batch_size)
                 continue
-            if logits.ndim != 2 or logits.shape != (batch.shape[0], num_classes):
-                raise ValueError(f"Expected the classifier's output to be [batch, num_classes] = "
-                                 f"[{batch.shape[0]}, {num_classes}], got {list(logits.shape)}")
+            logits, skip = step
             backend.vote_count(logits[:rows], start, n, counts, nonfinite, skip)
             start += rows
     if first_failure is not None:  # said once, with the size that finally fit
