@@ -130,7 +130,7 @@ def _run(opts, question: Question) -> Results | None:
                                                                                                   local_rank)),
                      question, lambda length: range(0, length if opts.max is None else min(opts.max, length), opts.skip),
                      opts.outfile, seed=None if opts.seed == RANDOM_SEED else opts.seed,
-                     arguments=_data_arguments(opts), batch_size=opts.batch, overwrite=opts.overwrite,
+                     arguments=lambda: _data_arguments(opts), batch_size=opts.batch, overwrite=opts.overwrite,
                      resume_with_changes=opts.resume_with_changes, check_inputs=_check_on_grid(opts))
     results = run.execute()
     return results if distributed.launched_rank() == 0 else None

@@ -37,10 +37,11 @@ from .kernels.contract import check_noise, noise_scale
 from .support import refuse
 from .validation import check_flag, check_positive_float
 
-__all__ = ["Gaussian", "Laplace", "Noise", "RoundedGaussian", "Uniform", "noise_named", "noise_of_record"]
+__all__ = ["Gaussian", "Laplace", "Noise", "RoundedGaussian", "Uniform", "check_sigma", "noise_named", "noise_of_record"]
 
 
-def _check_sigma(sigma) -> float:
+def check_sigma(sigma) -> float:
+    """A noise's sigma: a finite number > 0 whose float32 is neither 0 nor infinite."""
     checked = check_positive_float("sigma", sigma)
     if not 0.0 < float(np.float32(checked)) < math.inf:
         raise ValueError(f"Expected `sigma` within float32 range (1.4e-45 to 3.4e38), got {sigma!r}")
@@ -64,7 +65,7 @@ class Noise:
     sound: ClassVar[bool] = False
 
     def __init__(self, sigma: float):
-        self.sigma = _check_sigma(sigma)
+        self.sigma = check_sigma(sigma)
         self.applied_sigma = float(np.float32(self.sigma))
 
     @property
@@ -211,7 +212,7 @@ _FLOAT_NOISES = {noise.name: noise for noise in (Gaussian, Laplace, Uniform)}
 def noise_named(name: str, sigma: float, sound: bool = False) -> Noise:
     """The noise of ``Smooth``'s arguments ``sigma``, ``noise=name`` and ``sound=``, checked in that
     order (sound mode with another noise than the Gaussian: rsengine.support's table)."""
-    _check_sigma(sigma)
+    check_sigma(sigma)
     cls = _FLOAT_NOISES[check_noise(name)]
     refuse("sound", {"sound", name} if check_flag("sound", sound) else set(), "api", noise=name)
     return RoundedGaussian(sigma) if sound else cls(sigma)

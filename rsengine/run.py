@@ -174,7 +174,8 @@ class DatasetRun:
         question: what to ask of each input. indices: ``indices(len(dataset))`` -> the inputs.
         out: the results file; None computes in a temporary file. seed: the seed asked for,
             None for one drawn from the operating system (reused on resume); fresh: that one.
-        arguments: more run-record keys that determine the rows (the CLI's data set, checkpoint).
+        arguments: ``arguments() -> dict``, more run-record keys that determine the rows (the CLI's
+            data set and checkpoint digest, computed once the checkpoint has loaded).
         batch_size, overwrite, resume_with_changes, quiet: as in :func:`certify_dataset`.
         check_inputs: ``check_inputs(xs, indices)`` before a sound run's chunk is sampled.
     """
@@ -185,7 +186,7 @@ class DatasetRun:
     out: Optional[str] = None
     seed: Optional[int] = 0
     fresh: Optional[int] = None
-    arguments: dict = dataclasses.field(default_factory=dict)
+    arguments: Callable[[], dict] = dict
     batch_size: Optional[int] = None
     overwrite: bool = False
     resume_with_changes: bool = False
@@ -227,7 +228,7 @@ class DatasetRun:
 
     def _record(self, smooth, seed: int, seed_source: str) -> dict:
         """The arguments that determine the rows (what a resumed run must share)."""
-        arguments = dict(self.arguments, **smooth.noise.record(self.question.kind), **self.question.record(),
+        arguments = dict(self.arguments(), **smooth.noise.record(self.question.kind), **self.question.record(),
                          seed=seed, seed_source=seed_source, deterministic=smooth.deterministic, rsengine=__version__)
         if smooth.deterministic:  # the batch shape is part of what a deterministic row is a function of
             arguments["batch"] = self.batch_size
@@ -377,6 +378,6 @@ def certify_dataset(smooth, dataset, question: Question, indices=None, out=None,
                      [chosen.start, chosen.stop, chosen.step])
     run = DatasetRun(lambda seed, local_rank: (smooth if seed == smooth.seed else smooth.with_seed(seed), dataset),
                      question, lambda length: selected, out, seed=smooth.seed if given else None, fresh=smooth.seed,
-                     arguments=arguments, batch_size=batch_size, overwrite=overwrite,
+                     arguments=lambda: arguments, batch_size=batch_size, overwrite=overwrite,
                      resume_with_changes=resume_with_changes, quiet=quiet)
     return run.execute()

@@ -37,8 +37,8 @@ import torch
 
 from .backends import resolve_backend
 from .classifier import device_and_dtype
-from .kernels.contract import PHASE_ESTIMATION, PHASES
-from .noises import Noise, noise_named
+from .kernels.contract import PHASE_ESTIMATION, PHASES, check_noise
+from .noises import Noise, check_sigma, noise_named
 from .questions import (AdaptiveRadius, AdaptiveTolerance, Answer, Certify, Predict, Question, TopK, TwoSided,
                         check_samples)
 from .sampler import NoiseSpec, Sampler
@@ -87,7 +87,9 @@ class Smooth:
             raise TypeError(f"Expected `base_classifier` to be callable, got {base_classifier!r}")
         self.base_classifier = base_classifier
         self.num_classes = check_int_at_least("num_classes", num_classes, 2)
-        self.noise = self._noise(sigma, noise, sound)
+        if not isinstance(noise, Noise):  # sigma and the name first, sound mode last, as Smooth always checked
+            check_sigma(sigma)
+            check_noise(noise)
         self.seed_source = "random" if seed is None else "given"
         self.seed = secrets.randbits(63) if seed is None else check_seed(seed)
         model_device, model_dtype = device_and_dtype(base_classifier)
@@ -101,6 +103,7 @@ class Smooth:
         self.std = None if std is None else torch.tensor(std, dtype=torch.float32, device=self.device)
         self.backend = resolve_backend(backend, self.device)
         self.deterministic = check_flag("deterministic", deterministic)
+        self.noise = self._noise(sigma, noise, sound)
         self._streams = Streams()
         self._sampler = self._make_sampler()
 
