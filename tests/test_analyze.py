@@ -8,14 +8,12 @@ import sys
 import numpy as np
 import pytest
 
+from reference_results import REFERENCE, each_reference_file, needs_reference, reference_files
 from rsengine.analyze import certified_accuracy, default_radii, format_table, plot_certified_accuracy
 from rsengine.results import ResultsTable, read_results
 
-# CI lays shared/ beside the clone; elsewhere (a GPU machine) RSENGINE_REFERENCE_RESULTS says where.
-REFERENCE = pathlib.Path(os.environ.get("RSENGINE_REFERENCE_RESULTS",
-                               pathlib.Path(__file__).resolve().parents[2] / "shared" / "reference-results"))
-CERTIFY_FILES = sorted(p for p in (REFERENCE / "certify").rglob("*") if p.is_file())
-PREDICT_FILES = sorted(p for p in (REFERENCE / "predict").rglob("*") if p.is_file())
+CERTIFY_FILES = reference_files("certify")
+PREDICT_FILES = reference_files("predict")
 CIFAR = REFERENCE / "certify/cifar10/resnet110"
 IMAGENET = REFERENCE / "certify/imagenet/resnet50"
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -60,7 +58,7 @@ def test_certified_accuracy_counts_radius_at_least_r():
     assert certified_accuracy(table, np.array([[0.0, 1.0]])).shape == (1, 2)
 
 
-@pytest.mark.parametrize("path", CERTIFY_FILES, ids=_rel)
+@pytest.mark.parametrize("path", each_reference_file(CERTIFY_FILES), ids=_rel)
 def test_certified_accuracy_reference_file_default_radii(path):
     radii = default_radii()
     got = certified_accuracy(read_results(path), radii)
@@ -68,7 +66,7 @@ def test_certified_accuracy_reference_file_default_radii(path):
     assert np.all(np.diff(got) <= 0)
 
 
-@pytest.mark.parametrize("path", PREDICT_FILES, ids=_rel)
+@pytest.mark.parametrize("path", each_reference_file(PREDICT_FILES), ids=_rel)
 def test_certified_accuracy_predict_file_is_clean_accuracy(path):
     table = read_results(path)
     np.testing.assert_array_equal(certified_accuracy(table, [0.0]), [_plain_accuracy(path, 0.0)])
@@ -77,6 +75,7 @@ def test_certified_accuracy_predict_file_is_clean_accuracy(path):
     assert str(path) in str(caught.value)
 
 
+@needs_reference
 def test_predict_files_clean_accuracy_values():
     # Fraction correct (not abstaining, not wrong) of ImageNet sigma = 0.25 predict runs.
     got = [certified_accuracy(read_results(REFERENCE / f"predict/imagenet/resnet50/noise_0.25/test/N_{n}"), [0.0])[0]
@@ -102,6 +101,7 @@ CIFAR_RADII = [0.25, 0.5, 0.75, 1.0, 1.25, 1.5]
 IMAGENET_RADII = [0.5, 1.0, 1.5, 2.0, 2.5, 3.0]
 
 
+@needs_reference
 @pytest.mark.parametrize(
     "root, published, radii, best",
     [
@@ -118,6 +118,7 @@ def test_certified_accuracy_reproduces_published_tables(root, published, radii, 
     assert ["{:.2f}".format(v) for v in accuracies.max(axis=0)] == best
 
 
+@needs_reference
 def test_certified_accuracy_exact_counts_pinned():
     # Counts of the headline numbers, so a one-row change in reading cannot hide in rounding.
     assert certified_accuracy(read_results(IMAGENET / "noise_0.25/test/sigma_0.25"), 0.5) == 211 / 427
@@ -174,6 +175,7 @@ def test_format_table_latex_marks_best_and_escapes():
     assert "$\\sigma = 0.25$ & 0.50 \\\\" in raw and "$r = 0.3$" in raw
 
 
+@needs_reference
 def test_format_table_reference_imagenet_markdown():
     names = [f"sigma = {s}" for s in PUBLISHED_IMAGENET]
     accuracies = np.stack(
@@ -212,6 +214,7 @@ def imagenet_tables():
     return [read_results(IMAGENET / f"noise_{s}/test/sigma_{s}") for s in ("0.25", "0.50", "1.00")]
 
 
+@needs_reference
 @pytest.mark.parametrize("suffix, magic", [(".png", b"\x89PNG\r\n\x1a\n"), (".pdf", b"%PDF-"), (".PNG", b"\x89PNG")])
 def test_plot_certified_accuracy_writes_file(tmp_path, imagenet_tables, suffix, magic):
     path = tmp_path / f"curves{suffix}"
@@ -220,6 +223,7 @@ def test_plot_certified_accuracy_writes_file(tmp_path, imagenet_tables, suffix, 
     assert data.startswith(magic) and len(data) > 5000
 
 
+@needs_reference
 def test_plot_certified_accuracy_rejects_other_extensions(tmp_path, imagenet_tables):
     for name in ("curves.jpgx", "curves"):
         with pytest.raises(ValueError, match="extension") as caught:
@@ -228,6 +232,7 @@ def test_plot_certified_accuracy_rejects_other_extensions(tmp_path, imagenet_tab
     assert list(tmp_path.iterdir()) == []
 
 
+@needs_reference
 def test_plot_certified_accuracy_rejects_bad_input(tmp_path, imagenet_tables):
     predict = read_results(REFERENCE / "predict/imagenet/resnet50/noise_0.25/test/N_100")
     with pytest.raises(ValueError, match="certify"):
@@ -246,6 +251,7 @@ def test_plot_certified_accuracy_all_abstain_table(tmp_path):
     assert path.read_bytes().startswith(b"\x89PNG")
 
 
+@needs_reference
 def test_plot_never_touches_pyplot_or_global_backend(tmp_path):
     # A fresh interpreter with a GUI backend requested: plotting must still work headless,
     # never import pyplot and never change the backend the user asked for.

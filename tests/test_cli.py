@@ -4,13 +4,13 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from reference_results import REFERENCE, needs_reference
 from rsengine.checkpoints import save_checkpoint
 from rsengine import commands
 from rsengine.cli import _fill_defaults, build_parser
@@ -18,9 +18,6 @@ from rsengine.checkpoints import bundled_checkpoint
 from rsengine.models import build_model
 from rsengine.results import read_results
 
-# CI lays shared/ beside the clone; elsewhere (a GPU machine) RSENGINE_REFERENCE_RESULTS says where.
-REFERENCE = Path(os.environ.get("RSENGINE_REFERENCE_RESULTS",
-                               Path(__file__).resolve().parents[2] / "shared" / "reference-results"))
 CERTIFY_REF = REFERENCE / "certify"
 
 
@@ -129,6 +126,7 @@ def test_certify_loads_an_original_format_checkpoint(tmp_path):
 
 # -- analyze --------------------------------------------------------------------------------
 
+@needs_reference
 def test_analyze_prints_the_published_certified_accuracies():
     files = [CERTIFY_REF / "imagenet/resnet50/noise_0.25/test/sigma_0.25",
              CERTIFY_REF / "imagenet/resnet50/noise_0.50/test/sigma_0.50",
@@ -142,6 +140,7 @@ def test_analyze_prints_the_published_certified_accuracies():
     assert cells[0][0] == "**0.49**" and cells[1][1] == "**0.37**" and cells[2][2] == "**0.19**"
 
 
+@needs_reference
 def test_analyze_latex_and_plot(tmp_path):
     refs = [CERTIFY_REF / f"cifar10/resnet110/noise_{s}/test/sigma_{s}" for s in ("0.25", "0.50")]
     plot = tmp_path / "curve.pdf"
@@ -151,6 +150,7 @@ def test_analyze_latex_and_plot(tmp_path):
     assert plot.read_bytes()[:5] == b"%PDF-"
 
 
+@needs_reference
 def test_analyze_predict_files_give_clean_accuracy():
     ref = REFERENCE / "predict/imagenet/resnet50/noise_0.25/test/N_100000"
     result = rsengine("analyze", ref)
@@ -317,6 +317,7 @@ def test_analyze_rejects_a_file_that_is_not_a_results_file(tmp_path):
     assert_one_line_error(rsengine("analyze", junk), "notes.txt", "line 1")
 
 
+@needs_reference
 def test_analyze_rejects_a_plot_with_an_unknown_extension(tmp_path):
     ref = CERTIFY_REF / "cifar10/resnet110/noise_0.25/test/sigma_0.25"
     assert_one_line_error(rsengine("analyze", ref, "--plot", tmp_path / "curve.jpgx"), ".jpgx")
