@@ -317,7 +317,6 @@ def test_analyze_rejects_a_file_that_is_not_a_results_file(tmp_path):
     assert_one_line_error(rsengine("analyze", junk), "notes.txt", "line 1")
 
 
-@needs_reference
 def test_analyze_rejects_a_plot_with_an_unknown_extension(tmp_path):
     ref = CERTIFY_REF / "cifar10/resnet110/noise_0.25/test/sigma_0.25"
     assert_one_line_error(rsengine("analyze", ref, "--plot", tmp_path / "curve.jpgx"), ".jpgx")
