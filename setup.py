@@ -25,5 +25,5 @@ setup(
         "triton": ["triton>=3.0"],
         "test": ["pytest>=8", "pytest-benchmark>=4", "statsmodels>=0.14", "hypothesis>=6", "triton>=3.0"],
     },
-    entry_points={"console_scripts": ["rsengine=rsengine.cli:main"]},
+    entry_points={"console_scripts": ["rsengine=rsengine.cli:console_main"]},
 )

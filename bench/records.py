@@ -67,8 +67,10 @@ FIGURE_KEYS = {
     "cpu_noise": ("normals_per_s", "reference_normals_per_s", "randn_normals_per_s", "speedup", "threads", "cpu"),
     "sound_noise_normalize": ("sound_ms", "gaussian_ms", "relative_to_gaussian", "values_per_s"),
     "end_to_end_sound": ("samples_per_s", "float_samples_per_s", "relative_to_float"),
-    "cpu_dataset_run": ("at_once_s", "api_s", "cli_s", "cli_max0_s", "api_ratio", "cli_ratio", "inputs", "threads",
-                        "cpu", "cpu_capability"),
+    "cpu_dataset_run": ("at_once_s", "api_s", "cli_s", "api_ratio", "cli_ratio", "inputs", "threads", "cpu",
+                        "cpu_capability"),
+    "cpu_startup": ("torch_import_s", "import_s", "cli_max0_s", "cli_max0_ratio", "deferred_imported", "threads",
+                    "cpu", "cpu_capability"),
     "cpu_sound": ("kernel_values_per_s", "kernel_relative_to_gaussian", "samples_per_s", "float_samples_per_s",
                   "relative_to_float", "threads", "cpu"),
 }

@@ -96,8 +96,10 @@ def _goal(record: dict) -> str:
     if bench == "cpu_noise":
         return f"{'met' if record['normals_per_s'] >= _CPU_NOISE_GOAL else 'missed'} (>= 1e+08 normals/s)"
     if bench == "cpu_dataset_run":
-        met = max(record["api_ratio"], record["cli_ratio"]) <= _DATASET_RUN_GOAL and record["cli_max0_s"] < _STARTUP_GOAL_S
-        return f"{'met' if met else 'missed'} (<= {_DATASET_RUN_GOAL}x at once, start-up < {_STARTUP_GOAL_S} s)"
+        met = max(record["api_ratio"], record["cli_ratio"]) <= _DATASET_RUN_GOAL
+        return f"{'met' if met else 'missed'} (<= {_DATASET_RUN_GOAL}x at once)"
+    if bench == "cpu_startup":
+        return f"{'met' if record['cli_max0_s'] < _STARTUP_GOAL_S else 'missed'} (--max 0 < {_STARTUP_GOAL_S} s)"
     if bench in ("end_to_end_sound", "cpu_sound"):  # issue 12: sound mode at most 10% slower than float mode
         return f"{'met' if record['relative_to_float'] <= _SOUND_SLOWDOWN_GOAL else 'missed'} (<= 1.1x float's time)"
     return ""
@@ -146,8 +148,13 @@ def _notes(record: dict) -> str:
     if bench == "cpu_dataset_run":
         return (f"{record['inputs']} inputs: certify_batch at once {record['at_once_s']:.2f} s, certify_dataset "
                 f"{record['api_s']:.2f} s ({record['api_ratio']:.2f}x), CLI {record['cli_s']:.2f} s "
-                f"({record['cli_ratio']:.2f}x), CLI --max 0 {record['cli_max0_s']:.2f} s; {_cpu_host(record)}, "
-                f"{record['cpu_capability']}")
+                f"({record['cli_ratio']:.2f}x); {_cpu_host(record)}, {record['cpu_capability']}")
+    if bench == "cpu_startup":
+        deferred = sorted({name for names in record["deferred_imported"].values() for name in names})
+        return (f"rsengine certify --max 0 {record['cli_max0_s']:.2f} s = {record['cli_max0_ratio']:.2f}x "
+                f"import torch alone ({record['torch_import_s']:.2f} s, the floor); import rsengine "
+                f"{record['import_s']:.2f} s; imports {', '.join(deferred) or 'none'} of the deferred modules; "
+                f"{_cpu_host(record)}, {record['cpu_capability']}")
     if bench == "cpu_sound":
         return (f"sound {_number(record['samples_per_s'])}/s vs float {_number(record['float_samples_per_s'])}/s "
                 f"({record['relative_to_float']:.3f}x); kernel {record['kernel_values_per_s']:.3g} values/s, "

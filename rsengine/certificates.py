@@ -94,9 +94,9 @@ Example:
 from __future__ import annotations
 
 import numpy as np
-from scipy import special
-from scipy.stats import norm
 
+# scipy.special and scipy.stats are imported inside the functions that use them, as in
+# rsengine.stats: scipy.stats takes 0.4 s to import, and most runs need neither from here.
 from .kernels.contract import check_noise, noise_scale
 from .stats import (
     ABSTAIN,
@@ -154,6 +154,8 @@ def _below(x: np.ndarray) -> np.ndarray:
 
 def _radius(noise: str, scale: float, q_a: np.ndarray, p_b: np.ndarray) -> np.ndarray:
     """Two-sided radius from ``q_a >= 1 - pA`` and ``p_b >= pB`` (``p_b <= q_a``); > 0: certified."""
+    from scipy.stats import norm  # deferred: see the imports
+
     with np.errstate(divide="ignore"):  # q_a = 1 (no votes): PhiInv(pA) and ln(pA) are -inf
         if noise == "gaussian":
             # 0.5 * scale * 2x is scale * x exactly, so at p_b = q_a this is certify_from_counts.
@@ -265,6 +267,9 @@ def _top_k_root(a: np.ndarray, b: np.ndarray, u: int) -> np.ndarray:
     ``high = max(a + isf(1/(4u)), -b, 0)``, where Phi(a - t) <= 1/(4u) < 1/(2u) <= Phi(b + t) / u.
     Bisection keeps ``low`` where g > 0, so ``low`` never passes the root as computed.
     """
+    from scipy import special  # deferred: see the imports
+    from scipy.stats import norm
+
     def g(t):
         return special.log_ndtr(a - t) - special.log_ndtr(b + t) + np.log(u)
 
@@ -294,6 +299,8 @@ def _largest_others(labels: np.ndarray, uppers: np.ndarray, q_l: np.ndarray) -> 
 def _jia_radii(q_l: np.ndarray, largest: np.ndarray, sigma: float) -> np.ndarray:
     """Jia et al.'s R_l, float64 [M, k] (0.0: not certified), of ``q_l = 1 - p_l`` [M, k] and
     each label's k largest other upper bounds [M, k, k] (:func:`_largest_others`)."""
+    from scipy.stats import norm  # deferred: see the imports
+
     sums = np.minimum(np.cumsum(largest[:, :, ::-1], axis=2), q_l[:, :, None])  # S_1 .. S_k
     radius = _radius("gaussian", sigma, q_l, sums[:, :, 0])
     a_l = norm.isf(q_l)

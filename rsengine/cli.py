@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 
@@ -30,7 +31,7 @@ from .options import EMBEDDED_DEFAULT, ORIGINAL_DEFAULT, PRECISIONS, RANDOM_SEED
 from .sampler import CPU_BATCH_VALUES, DETERMINISTIC_BATCH_SIZE, cpu_batch_size
 from .train import LR_SCHEDULES, TRAINING_DEFAULTS
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "console_main", "main"]
 
 
 def _either(name: str) -> str:
@@ -223,5 +224,18 @@ def main(argv=None) -> int:
     return 0
 
 
+def console_main() -> int:
+    """The ``rsengine`` console script and ``python -m rsengine``: :func:`main`, then a quick exit.
+
+    Python's last garbage collection at shutdown walks every object torch created on import:
+    0.5 s of a 2-second ``rsengine certify --max 0`` on 2 cores. Freezing them first skips the
+    walk; every file is closed by then, and the process ends at once. Not for in-process callers
+    of :func:`main` (frozen objects are never collected).
+    """
+    status = main()
+    gc.freeze()
+    return status
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())

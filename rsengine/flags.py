@@ -24,7 +24,7 @@ from . import sound as sound_mode
 from .data import dataset_num_classes
 from .noises import noise_named
 from .questions import AdaptiveRadius, AdaptiveTolerance, Certify, Question, TopK, TwoSided
-from .stats import max_radius
+from .stats import can_certify
 from .support import refuse
 from .validation import (check_choice, check_int_at_least, check_non_negative_float, check_positive_float,
                          check_positive_int, check_probability)
@@ -122,7 +122,7 @@ def _warn_if_nothing_can_be_certified(opts, top_k: int | None = None) -> None:
     sigma, n = check_positive_float("SIGMA", opts.sigma), check_positive_int("--N", opts.N)
     alpha = check_probability("--alpha", opts.alpha)
     if top_k is None:
-        if max_radius(sigma, n, alpha) <= 0:
+        if not can_certify(n, alpha):
             print(f"warning: at N = {n} and alpha = {alpha} no input can be certified (even N of N votes bound pA "
                   f"by alpha ** (1/N) = {alpha ** (1 / n):.3g}, not above 1/2): every row will abstain; raise --N or "
                   "--alpha", file=sys.stderr)

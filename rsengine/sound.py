@@ -40,8 +40,8 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import mpmath
 import numpy as np
 import torch
 
@@ -49,6 +49,11 @@ from .kernels.contract import check_sound_launch
 from .kernels.reference import philox4x32_10
 from .stats import ABSTAIN, _certify_arguments, _complement_bound, _widened
 from .validation import check_int_at_least, check_positive_float, reject
+
+# mpmath is imported inside the functions that use it: only sound mode's tables and radii need it,
+# and every `import rsengine` would pay for it.
+if TYPE_CHECKING:
+    import mpmath
 
 __all__ = [
     "GRID",
@@ -85,7 +90,7 @@ _TWO_POW_64 = 2**64
 # computed to ~1e-45 relative, so its absolute error is < 1e-25, far inside the 2^-20 it is
 # lowered by before flooring.
 _DPS = 50
-_MASS_LOWERING = mpmath.mpf(2) ** -20
+_MASS_LOWERING_EXPONENT = -20  # the masses are lowered by 2^-20 (exact in mpmath) before flooring
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,8 @@ class NoiseTable:
     @property
     def escape_probability(self) -> float:
         """``escape_mass / 2^64`` rounded up to float64: a row of d elements escapes w.p. <= d times it."""
+        import mpmath  # deferred: see the imports
+
         value = float(mpmath.mpf(self.escape_mass) / _TWO_POW_64)
         return value if value * 2.0**64 >= self.escape_mass else math.nextafter(value, math.inf)
 
@@ -138,6 +145,8 @@ def _pmf(k: int, scale: mpmath.mpf) -> mpmath.mpf:
     # P(round(scale Z) = k) = P((|k| - 1/2) / scale <= Z < (|k| + 1/2) / scale), by symmetry from
     # the upper tail, as a difference of erfc values (no cancellation from 1 - Phi). For k = 0,
     # erf(1 / (2 sqrt(2) scale)).
+    import mpmath  # deferred: see the imports
+
     if k == 0:
         return mpmath.erf(1 / (2 * mpmath.sqrt(2) * scale))
     a = abs(k)
@@ -155,6 +164,8 @@ def rounded_gaussian_pmf(k: int, sigma: float) -> mpmath.mpf:
         >>> float(rounded_gaussian_pmf(0, 1 / 255))  # P(|Z| < 1/2)
         0.38292492254802624
     """
+    import mpmath  # deferred: see the imports
+
     s = _check_sigma(sigma)
     with mpmath.workdps(_DPS):
         return +_pmf(check_int_at_least("k", k, -(2**31)), GRID * mpmath.mpf(s))
@@ -162,12 +173,15 @@ def rounded_gaussian_pmf(k: int, sigma: float) -> mpmath.mpf:
 
 @functools.lru_cache(maxsize=16)
 def _table(sigma: float) -> NoiseTable:
+    import mpmath  # deferred: see the imports
+
     with mpmath.workdps(_DPS):
         scale = GRID * mpmath.mpf(sigma)  # exact: sigma is a binary float
+        lowering = mpmath.mpf(2) ** _MASS_LOWERING_EXPONENT
         half = []
         k = 0
         while True:
-            mass = int(mpmath.floor(_pmf(k, scale) * _TWO_POW_64 - _MASS_LOWERING))
+            mass = int(mpmath.floor(_pmf(k, scale) * _TWO_POW_64 - lowering))
             if mass <= 0:
                 break
             half.append(mass)
@@ -425,6 +439,8 @@ def _isf_down(q, sigma: float) -> float:
     ``q`` is read exactly; ``x = -sqrt(2) erfinv(2 q - 1)`` at 50 digits is checked against
     ``erfc(x / sqrt(2)) / 2 >= q`` (x at most the exact quantile) and lowered until it passes.
     """
+    import mpmath  # deferred: see the imports
+
     with mpmath.workdps(_DPS):
         qm = mpmath.mpf(float(q))
         if qm >= 1:
@@ -490,6 +506,8 @@ def _quantile_up(p: float, sigma: float) -> float:
     # formed in mpmath.
     if p == 0.0:
         return math.inf
+    import mpmath  # deferred: see the imports
+
     with mpmath.workdps(_DPS):
         pm = mpmath.mpf(p)
         x = -mpmath.sqrt(2) * mpmath.erfinv(2 * pm - 1)  # = PhiInv(1 - p) > 0

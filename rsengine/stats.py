@@ -59,9 +59,9 @@ import numbers
 from decimal import ROUND_FLOOR, Decimal, localcontext
 
 import numpy as np
-from scipy import special
-from scipy.stats import beta, binom, norm
 
+# scipy.special and scipy.stats are imported inside the functions that use them: each takes 0.4 s
+# to import on 2 cores, and `import rsengine` and the CLI's start-up need neither.
 from .validation import (
     check_int_at_least,
     check_positive_float,
@@ -76,6 +76,7 @@ __all__ = [
     "binomial_pvalue",
     "radius",
     "max_radius",
+    "can_certify",
     "certify_from_counts",
     "predict_from_counts",
     "floor_significant",
@@ -183,6 +184,8 @@ def _complement_ceiling(alpha, n):
 def _tail_excess(q, a, b, alpha):
     # P(Beta(a, b) > q) - alpha, decreasing in q, from whichever tail is the smaller so it keeps
     # its relative digits (1 - alpha is exact for alpha >= 1/2).
+    from scipy import special  # deferred: see the imports
+
     return np.where(
         alpha <= 0.5,
         special.betaincc(a, b, q) - alpha,
@@ -196,6 +199,8 @@ def _newton_step(q, a, b, alpha):
     beta.isf stops short at large n; the step leaves only the error of the tail functions
     (measured in the module docstring).
     """
+    from scipy.stats import beta  # deferred: see the imports
+
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         step = _tail_excess(q, a, b, alpha) / beta.pdf(q, a, b)
         # The excess's second derivative over its first (d/dq log pdf); Newton's own error is
@@ -223,6 +228,8 @@ def _bisect(a, b, alpha, low):
 
 def _complement_bound(k: np.ndarray, n: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """``q = 1 - BetaInv(alpha; k, n - k + 1)``, computed without forming the bound; 1 at k = 0."""
+    from scipy.stats import beta  # deferred: see the imports
+
     k, n, alpha = np.broadcast_arrays(k, n, alpha)
     # beta(., 0) is not a distribution; np.maximum keeps scipy away from it (result discarded).
     successes = np.maximum(k, 1)
@@ -254,6 +261,8 @@ def _one_minus_rounded_down(q: np.ndarray) -> np.ndarray:
 
 
 def _clopper_pearson(k: np.ndarray, n: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    from scipy.stats import beta  # deferred: see the imports
+
     q = _complement_bound(k, n, alpha)
     # Above 1/2 the complement holds the digits; below it, beta.ppf keeps the relative digits of
     # a small bound that 1 - q would lose. The cap keeps that branch at or below the other, so
@@ -265,6 +274,8 @@ def _clopper_pearson(k: np.ndarray, n: np.ndarray, alpha: np.ndarray) -> np.ndar
 
 
 def _radius(p_lower: np.ndarray, sigma: float) -> np.ndarray:
+    from scipy.stats import norm  # deferred: see the imports
+
     # Above 1/2 from the widened complement (1 - p_lower is exact there), capped at 1/2 where the
     # radius is exactly 0. Below 1/2 (no certificate) the negative radius is lowered by the same
     # relative margin, so it too stays below max_radius where n and alpha allow no certificate.
@@ -274,6 +285,8 @@ def _radius(p_lower: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def _binomial_pvalue(n_a: np.ndarray, n_b: np.ndarray) -> np.ndarray:
+    from scipy.stats import binom  # deferred: see the imports
+
     # At p = 1/2 the binomial is symmetric, so the two-sided (minlike) p-value is twice the
     # smaller tail. When |n_a - n_b| <= 1 the two tails cover every outcome and the p-value is
     # exactly 1, but 2 * cdf lands a few ulp below it: pin it, as scipy's binomtest does.
@@ -415,7 +428,25 @@ def max_radius(sigma, n, alpha):
     n = check_positive_int("n", n)
     _check_trials("n", n)
     a = check_probability("alpha", alpha)
+    from scipy.stats import norm  # deferred: see the imports
+
     return float(s * norm.isf(_complement_ceiling(a, n)))
+
+
+def can_certify(n, alpha) -> bool:
+    """Whether any input can be certified with ``n`` samples at ``alpha``: ``max_radius(., n, alpha) > 0``.
+
+    Even ``n`` votes of ``n`` bound the top class's probability by ``alpha ** (1 / n)``; a
+    certificate needs that bound above 1/2. Decided without scipy (the CLI asks before every run,
+    and importing scipy.special costs it 0.4 s): ``norm.isf(q) > 0`` exactly when ``q < 1/2``.
+
+    Example:
+        >>> can_certify(100_000, 0.001), can_certify(9, 0.001)
+        (True, False)
+    """
+    n = check_positive_int("n", n)
+    _check_trials("n", n)
+    return bool(_complement_ceiling(check_probability("alpha", alpha), n) < 0.5)
 
 
 def certify_from_counts(c_hat, n_a, n, alpha, sigma):
@@ -450,6 +481,8 @@ def certify_from_counts(c_hat, n_a, n, alpha, sigma):
         >>> pred.tolist(), [floor_significant(r) for r in rad]
         ([2, -1], [0.75, 0.0])
     """
+    from scipy.stats import norm  # deferred: see the imports
+
     n, a, s, classes, votes = _certify_arguments(c_hat, n_a, n, alpha, sigma)
     complement = _widened(_complement_bound(votes, np.int64(n), np.float64(a)))
     certified = complement < 0.5

@@ -203,6 +203,21 @@ def test_max_radius_paper_setting():
     assert max_radius(0.25, 100_000, 0.001) == pytest.approx(0.25 * 3.81145656338995189)
 
 
+@pytest.mark.parametrize("alpha", [*ALPHAS, 0.5, 0.999999], ids=lambda a: f"alpha={a:g}")
+@pytest.mark.parametrize("n", [*TRIALS, 9, 10, 2**53], ids=lambda n: f"n={n}")
+def test_can_certify_is_max_radius_above_zero(n, alpha):
+    # The CLI's warning asks can_certify instead of max_radius (no scipy import at start-up).
+    assert rsengine.stats.can_certify(n, alpha) == (max_radius(1.0, n, alpha) > 0)
+
+
+def test_can_certify_at_its_edge():
+    # alpha ** (1/n) = 2 ** (-10/n) at alpha = 2**-10: 1/2 itself at n = 10 (a bound of 1/2 certifies
+    # nothing), below it at n = 9, above it at n = 11.
+    alpha = 2.0**-10
+    assert not rsengine.stats.can_certify(10, alpha) and not rsengine.stats.can_certify(9, alpha)
+    assert rsengine.stats.can_certify(11, alpha)
+
+
 @pytest.mark.parametrize("sigma", [0.12, 0.25, 1.0], ids=lambda s: f"sigma={s}")
 @pytest.mark.parametrize("alpha", ALPHAS, ids=lambda a: f"alpha={a:g}")
 @pytest.mark.parametrize("n", TRIALS, ids=lambda n: f"n={n}")
