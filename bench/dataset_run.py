@@ -6,8 +6,8 @@ The goal (issue "rsengine as a library backend"): a data-set run, through the AP
 workload is the one the issue measured: 20 held-out digits of the embedded default (every 3rd,
 the bundled CNN, sigma = 0.25, N0 = 100, N = 10,000, channels_last, the automatic batch size),
 seed 0, input i on stream i. The three ways alternate, round after round, in one process (the
-CLI as a subprocess, whose wall time includes its start-up) and the minimum of each is reported, with the instruction set and thread count (CPU ratios
-depend on them).
+CLI as a subprocess, whose wall time includes its start-up) and the minimum of each is reported,
+with the instruction set and thread count (CPU ratios depend on them).
 
 Usage:
     python bench/dataset_run.py [--rounds 3] [--write-record]
