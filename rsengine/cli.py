@@ -62,8 +62,9 @@ def _sampling_arguments(parser: argparse.ArgumentParser, certify: bool) -> None:
                         help=f"{', '.join(DATASETS)} or an ImageFolder directory "
                              f"(default: {EMBEDDED_DEFAULT['dataset']}, embedded)")
     parser.add_argument("base_classifier", nargs="?", metavar="BASE_CLASSIFIER",
-                        help="checkpoint (.pt) in rsengine's or the original code's format "
-                             "(default: the bundled MNIST CNN)")
+                        help="a checkpoint file (rsengine's, the original code's, PyTorch's ImageNet example's), or "
+                             f"a model to build: {', '.join(ARCHITECTURES)}, torchvision:NAME, timm:NAME or "
+                             "package.module:factory, with --weights (default: the bundled MNIST CNN)")
     kind = "certify" if certify else "predict"
     parser.add_argument("sigma", nargs="?", type=float, metavar="SIGMA",
                         help=f"the noise's standard deviation per input value (default: {EMBEDDED_DEFAULT['sigma']})")
@@ -126,9 +127,29 @@ def _sampling_arguments(parser: argparse.ArgumentParser, certify: bool) -> None:
                              f"({_either('channels_last')})")
     parser.add_argument("--data-dir", help="where cifar10/imagenet live (default: $RSENGINE_DATA, "
                                            "$IMAGENET_DIR, ./data)")
-    parser.add_argument("--trust-pickle", action="store_true",
-                        help="WARNING: unsafe. Load a checkpoint that weights_only=True refuses, with full "
-                             "pickle, which runs any code the file contains; only for files you trust")
+    model = parser.add_argument_group("the model (docs/cli.md#models)")
+    model.add_argument("--weights", metavar="FILE",
+                       help="with a model to build: its weights, a plain state dict or a checkpoint holding one "
+                            "(torchvision's, timm's, rsengine's; default: random weights)")
+    model.add_argument("--num-classes", type=int, metavar="K",
+                       help="the model's classes (default: the checkpoint's or the weights' head, else the data set's)")
+    model.add_argument("--mean", type=float, nargs="+", metavar="M",
+                       help="per-channel mean the model expects, one value for all channels or one per channel "
+                            "(default: the checkpoint's, torchvision's or timm's record, else none); with --std")
+    model.add_argument("--std", type=float, nargs="+", metavar="S", help="per-channel std, with --mean")
+    model.add_argument("--trust-pickle", action="store_true",
+                       help="WARNING: unsafe. Load a file that weights_only=True refuses (a whole pickled model, "
+                            "other objects) with full pickle, which runs any code the file contains; only for "
+                            "files you trust")
+    images = parser.add_argument_group("images of folders and ImageNet (the vision extra)")
+    images.add_argument("--resize", type=int, metavar="N",
+                        help="resize each image's shorter side to N (PIL bilinear; default: 256 for imagenet, "
+                             "none for a folder)")
+    images.add_argument("--crop", type=int, metavar="N",
+                        help="center-crop N x N (default: 224 for imagenet, none for a folder)")
+    images.add_argument("--channels", type=int, choices=(1, 3),
+                        help="convert every image to gray (1) or RGB (3) (default: 3 for imagenet; a folder: "
+                             "1 if its first image is gray, else 3)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace OUTFILE even if it holds other results (default: resume a run of "
                              "the same arguments, refuse anything else)")
@@ -155,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a base classifier with noise augmentation")
     train.add_argument("dataset", metavar="DATASET", help=f"{', '.join(DATASETS)} or an ImageFolder directory")
-    train.add_argument("arch", metavar="ARCH", help=", ".join(ARCHITECTURES))
+    train.add_argument("arch", metavar="ARCH", help=f"{', '.join(ARCHITECTURES)}, torchvision:NAME, timm:NAME or "
+                                                    "package.module:factory")
     train.add_argument("outfile", metavar="OUTFILE", help="checkpoint to write (.pt)")
     train.add_argument("--sigma", type=float, required=True,
                        help="training noise's standard deviation (the certification sigma)")
@@ -213,10 +235,11 @@ def main(argv=None) -> int:
         if speak:
             print(f"rsengine {opts.command}: interrupted{kept}", file=sys.stderr)
         return 130
-    # Bad input (ValueError, including rsengine's data, checkpoint and results errors), missing
-    # or unreadable files (OSError), non-finite logits, and a classifier that fails on the
-    # data (RuntimeError from torch, e.g. a shape mismatch) all end the run with one line.
-    except (ValueError, OSError, ArithmeticError, RuntimeError) as error:
+    # Bad input (ValueError, including rsengine's data, checkpoint and results errors; TypeError,
+    # e.g. a classifier returning neither logits nor an object holding them), missing or unreadable
+    # files (OSError), a missing extra or model module (ImportError), non-finite logits, and a
+    # classifier that fails on the data (RuntimeError from torch) all end the run with one line.
+    except (ValueError, TypeError, OSError, ImportError, ArithmeticError, RuntimeError) as error:
         message = " ".join(str(error).split())  # one line, whatever the source
         if speak:
             print(f"rsengine {opts.command}: error: {message}", file=sys.stderr)

@@ -20,7 +20,7 @@ import torch
 
 from . import analyze, distributed
 from . import sound as sound_mode
-from .checkpoints import load_checkpoint, save_checkpoint
+from .checkpoints import load_classifier, save_checkpoint
 from .data import dataset_num_classes, dataset_stats, load_dataset
 from .flags import certify_question, check_plot_path, check_sampling, check_sound
 from .models import build_model
@@ -60,24 +60,31 @@ def resolve_device(name: str | None) -> torch.device:
 
 
 def _smoothed_model(opts, seed: int | None = None, device_name: str | None = None):
-    """Load the checkpoint and data set and build the Smooth (seed: default opts.seed;
+    """Load the classifier and data set and build the Smooth (seed: default opts.seed;
     device_name: default opts.device, a torchrun rank passes its own)."""
     device = resolve_device(opts.device if device_name is None else device_name)
     dtype = PRECISIONS[opts.precision]
-    checkpoint = load_checkpoint(opts.base_classifier, device=device, trust_pickle=opts.trust_pickle)
-    dataset = load_dataset(opts.dataset, opts.split, opts.data_dir)
-    num_classes = dataset_num_classes(opts.dataset)
-    if checkpoint.num_classes != num_classes:
-        raise ValueError(f"Checkpoint {opts.base_classifier} has {checkpoint.num_classes} classes but data set "
-                         f"{opts.dataset!r} has {num_classes}")
+    classifier = load_classifier(opts.base_classifier, weights=opts.weights, num_classes=opts.num_classes,
+                                 device=device, trust_pickle=opts.trust_pickle)
+    data_classes = dataset_num_classes(opts.dataset)
+    num_classes = classifier.num_classes or data_classes  # 0: a pickled model or factory that does not say
+    dataset = load_dataset(opts.dataset, opts.split, opts.data_dir, resize=opts.resize, crop=opts.crop,
+                           channels=opts.channels, num_classes=num_classes)
+    # An image folder may hold some of the model's classes (its folder names say which); a named
+    # data set's labels are fixed, and another class count means another data set's model.
+    if num_classes != data_classes and not (os.path.isdir(opts.dataset) and num_classes > data_classes):
+        raise ValueError(f"The classifier {opts.base_classifier} has {num_classes} classes but data set "
+                         f"{opts.dataset!r} has {data_classes}")
+    opts.model_classes = num_classes  # for the summary's top-k ceiling
     top_k = getattr(opts, "top_k", None)
     if top_k is not None and top_k >= num_classes:  # every class is always in a top K of K
         raise ValueError(f"Expected `--top-k` < the number of classes of {opts.dataset!r} ({num_classes}), got {top_k}")
-    # The checkpoint says how its classifier normalizes (original checkpoints get their data
-    # set's statistics when loaded); None means it takes pixels as they are.
+    # The checkpoint (or the model's package) says how its classifier normalizes (original
+    # checkpoints get their data set's statistics when loaded); None: it takes pixels as they are.
+    mean, std = (classifier.mean, classifier.std) if opts.mean is None and opts.std is None else (opts.mean, opts.std)
     memory_format = torch.channels_last if opts.channels_last else torch.contiguous_format
-    model = checkpoint.model.to(device=device, dtype=dtype, memory_format=memory_format).eval()
-    smooth = Smooth(model, num_classes, opts.sigma, mean=checkpoint.mean, std=checkpoint.std,
+    model = classifier.model.to(device=device, dtype=dtype, memory_format=memory_format).eval()
+    smooth = Smooth(model, num_classes, opts.sigma, mean=mean, std=std,
                     seed=opts.seed if seed is None else seed, backend=opts.backend, device=device, dtype=dtype,
                     memory_format=memory_format, noise=opts.noise, sound=getattr(opts, "sound", False),
                     deterministic=opts.deterministic)
@@ -118,9 +125,16 @@ def _data_arguments(opts) -> dict:
     dataset = os.path.abspath(opts.dataset) if os.path.isdir(opts.dataset) else opts.dataset
     # Where the data came from too: the same name may point at another copy next time.
     data_dir = opts.data_dir or os.environ.get("IMAGENET_DIR" if opts.dataset == "imagenet" else "RSENGINE_DATA")
-    return dict(dataset=dataset, data_dir=os.path.abspath(data_dir) if data_dir else None, split=opts.split,
-                checkpoint_sha256=file_digest(opts.base_classifier), skip=opts.skip, max=opts.max,
-                precision=opts.precision, channels_last=opts.channels_last)
+    built = not os.path.exists(opts.base_classifier)  # a model source, not a checkpoint file
+    arguments = dict(dataset=dataset, data_dir=os.path.abspath(data_dir) if data_dir else None, split=opts.split,
+                     checkpoint_sha256=None if built else file_digest(opts.base_classifier), skip=opts.skip,
+                     max=opts.max, precision=opts.precision, channels_last=opts.channels_last)
+    # The model's options enter the record only when given, so a run without them keeps the keys
+    # (and resumes the results files) of earlier versions.
+    model = dict(model=opts.base_classifier if built else None,
+                 weights_sha256=file_digest(opts.weights) if opts.weights else None, num_classes=opts.num_classes,
+                 mean=opts.mean, std=opts.std, resize=opts.resize, crop=opts.crop, channels=opts.channels)
+    return {**arguments, **{key: value for key, value in model.items() if value is not None}}
 
 
 def _run(opts, question: Question) -> Results | None:
@@ -141,7 +155,9 @@ def run_certify(opts) -> None:
     question = certify_question(opts)
     results = _run(opts, question)
     if results is not None and len(results):
-        num_classes = dataset_num_classes(opts.dataset) if isinstance(question, TopK) else 0
+        # The classifier's classes (a folder may hold fewer); a finished run resumed loads no classifier.
+        num_classes = (getattr(opts, "model_classes", None) or dataset_num_classes(opts.dataset)
+                       if isinstance(question, TopK) else 0)
         _summarize(results, opts, question, num_classes)
 
 

@@ -17,15 +17,18 @@ Data sets (rsengine never downloads anything; a missing data set raises
   array-reconstruction functions, so a tampered file cannot run code.
 * ``imagenet``: an ImageFolder tree ``root/{train,val}/<wnid>/*.JPEG`` with ``root`` from the
   argument or ``$IMAGENET_DIR``; the ``test`` split reads ``val``. Each image is converted to
-  RGB, its shorter side resized to 256 (PIL bilinear), then center-cropped to 224x224: exactly
-  torchvision's ``Resize(256), CenterCrop(224), ToTensor()`` that produced the paper's results.
-  Both splits use this deterministic transform (no augmentation).
+  RGB, its shorter side resized to 256 (PIL bilinear), then center-cropped to 224x224:
+  torchvision's ``Resize(256), CenterCrop(224), ToTensor()`` that produced the paper's results
+  (``resize=``/``crop=`` change them). Labels are the wnids' indices among ImageNet-1k's 1,000
+  classes, so a folder holding some of them labels each image as the 1,000-class head does.
 * any existing directory: an ImageFolder (one subfolder per class, classes indexed in sorted
   order, as torchvision does). If it holds a ``val`` (or ``test``) subfolder for the ``test``
-  split, or ``train`` for the ``train`` split, that subfolder is used. Images whose shorter
-  side is at least 224 get the ImageNet transform; smaller ones (CIFAR- or MNIST-sized exports)
-  are kept at their own size. Grayscale images ("1", "L", "LA" modes) give one channel, others
-  RGB.
+  split, or ``train`` for the ``train`` split, that subfolder is used. Images keep their size
+  unless ``resize``/``crop`` are given, and all get the channels of the first (gray: one, else
+  RGB) unless ``channels`` says.
+
+Image folders and ImageNet are read by torchvision (:class:`rsengine.vision.ImageFolder`, the
+``vision`` extra); MNIST and CIFAR-10 need nothing beyond the core.
 
 Example:
     >>> from rsengine.data import load_dataset, dataset_stats
@@ -43,24 +46,19 @@ import functools
 import gzip
 import os
 import pickle
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from rsengine.validation import check_choice
-
-# PIL is imported where image files are read: the embedded MNIST and CIFAR-10 need none.
-if TYPE_CHECKING:
-    from PIL import Image
+from rsengine.vision import ImageFolder
 
 __all__ = [
     "DATASETS",
     "DATASET_STATS",
     "DatasetNotFoundError",
     "TensorImageDataset",
-    "ImageFolderDataset",
     "load_dataset",
     "dataset_num_classes",
     "dataset_stats",
@@ -81,7 +79,8 @@ DATASET_STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 
 _NUM_CLASSES = {"mnist": 10, "cifar10": 10, "imagenet": 1000}
 SPLITS = ("train", "test")
-_IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+# ImageNet's pipeline in the paper: torchvision's Resize(256), CenterCrop(224) of RGB images.
+IMAGENET_TRANSFORM = dict(resize=256, crop=224, channels=3)
 _CIFAR_DIR = "cifar-10-batches-py"
 _CIFAR_FILES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
 
@@ -124,102 +123,6 @@ class TensorImageDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         return self.images[index].float().div(255), int(self.labels[index])
-
-
-class ImageFolderDataset(Dataset):
-    """An ImageFolder tree ``root/<class>/**/<image>``, indexed exactly like torchvision's.
-
-    Classes are the sorted subfolder names; images are collected per class in sorted
-    ``os.walk`` order, so index ``i`` is the same image torchvision's ``ImageFolder`` gives
-    (the original code's certify output refers to images by that index).
-
-    Args:
-        root: the folder holding one subfolder per class.
-        resize: shorter side after resizing (PIL bilinear), ``None`` for no resize.
-        crop: side of the center crop, ``None`` for no crop.
-        keep_small: leave images whose shorter side is below ``crop`` at their own size.
-        keep_gray: return grayscale images with one channel instead of converting to RGB.
-
-    Example:
-        >>> import os, tempfile
-        >>> from PIL import Image
-        >>> root = tempfile.mkdtemp()
-        >>> os.mkdir(os.path.join(root, "n01440764"))
-        >>> Image.new("RGB", (500, 375)).save(os.path.join(root, "n01440764", "a.JPEG"))
-        >>> ds = ImageFolderDataset(root)
-        >>> ds[0][0].shape, ds[0][1]
-        (torch.Size([3, 224, 224]), 0)
-    """
-
-    def __init__(
-        self,
-        root: str | os.PathLike,
-        *,
-        resize: int | None = 256,
-        crop: int | None = 224,
-        keep_small: bool = False,
-        keep_gray: bool = False,
-    ):
-        self.root = os.fspath(root)
-        self.resize = resize
-        self.crop = crop
-        self.keep_small = keep_small
-        self.keep_gray = keep_gray
-        self.classes = _find_classes(self.root)
-        self.samples: list[tuple[str, int]] = []
-        for index, name in enumerate(self.classes):
-            class_dir = os.path.join(self.root, name)
-            for folder, _, files in sorted(os.walk(class_dir, followlinks=True)):
-                self.samples += [
-                    (os.path.join(folder, f), index)
-                    for f in sorted(files)
-                    if f.lower().endswith(_IMG_EXTENSIONS)
-                ]
-        if not self.samples:
-            raise DatasetNotFoundError(
-                f"No images ({', '.join(_IMG_EXTENSIONS)}) in the class folders of "
-                f"{os.path.abspath(self.root)}; expected <root>/<class>/<image>"
-            )
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        from PIL import Image  # deferred: see the imports
-
-        path, label = self.samples[index]
-        with Image.open(path) as img:
-            gray = self.keep_gray and img.mode in ("1", "L", "LA")
-            img = img.convert("L" if gray else "RGB")
-        if not (self.keep_small and self.crop is not None and min(img.size) < self.crop):
-            img = self._resize_and_crop(img)
-        pixels = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy())  # [H, W] or [H, W, 3]
-        pixels = pixels.unsqueeze(0) if pixels.dim() == 2 else pixels.permute(2, 0, 1)
-        return pixels.float().div(255), label
-
-    def _resize_and_crop(self, img: Image.Image) -> Image.Image:
-        # torchvision's Resize(int) and CenterCrop, including its int() truncation of the long
-        # side and round() of the crop offsets, so pixels match the original pipeline.
-        from PIL import Image  # deferred: see the imports
-
-        if self.resize is not None:
-            w, h = img.size
-            short, long = min(w, h), max(w, h)
-            if short != self.resize:
-                new_long = int(self.resize * long / short)
-                size = (self.resize, new_long) if w <= h else (new_long, self.resize)
-                img = img.resize(size, Image.BILINEAR)
-        if self.crop is not None:
-            w, h = img.size
-            if w < self.crop or h < self.crop:
-                raise ValueError(
-                    f"Image {img.size[0]}x{img.size[1]} is smaller than the {self.crop}x"
-                    f"{self.crop} center crop"
-                )
-            top = int(round((h - self.crop) / 2.0))
-            left = int(round((w - self.crop) / 2.0))
-            img = img.crop((left, top, left + self.crop, top + self.crop))
-        return img
 
 
 def _find_classes(root: str) -> list[str]:
@@ -320,7 +223,7 @@ def _mnist(split: str) -> TensorImageDataset:
     return TensorImageDataset(images[keep], labels[keep])
 
 
-def _imagenet(split: str, root: str | os.PathLike | None) -> ImageFolderDataset:
+def _imagenet(split: str, root: str | os.PathLike | None, image: dict) -> Dataset:
     base = os.fspath(root) if root is not None else os.environ.get("IMAGENET_DIR")
     if base is None:
         raise DatasetNotFoundError(
@@ -334,7 +237,7 @@ def _imagenet(split: str, root: str | os.PathLike | None) -> ImageFolderDataset:
             f"IMAGENET_DIR or pass --data-dir to the folder holding train/ and val/ "
             f"(one subfolder per class; rsengine never downloads)"
         )
-    return ImageFolderDataset(folder)
+    return ImageFolder(folder, imagenet=True, **{**IMAGENET_TRANSFORM, **image})
 
 
 def _folder_root(path: str, split: str) -> str:
@@ -362,7 +265,14 @@ def _check_name(name) -> str:
 
 
 def load_dataset(
-    name: str | os.PathLike, split: str = "test", root: str | os.PathLike | None = None
+    name: str | os.PathLike,
+    split: str = "test",
+    root: str | os.PathLike | None = None,
+    *,
+    resize: int | None = None,
+    crop: int | None = None,
+    channels: int | None = None,
+    num_classes: int | None = None,
 ) -> Dataset:
     """Load a data set; items are ``(x, label)`` with ``x`` float32 ``[C, H, W]`` in [0, 1].
 
@@ -371,13 +281,19 @@ def load_dataset(
         split: ``"train"`` or ``"test"``.
         root: where to find ``cifar10`` / ``imagenet`` (defaults: ``$RSENGINE_DATA`` or
             ``./data``; ``$IMAGENET_DIR``). Unused for ``mnist`` and directories.
+        resize, crop, channels: image folders' and ImageNet's transform: the shorter side after
+            resizing, the center crop's side, 1 (gray) or 3 (RGB) channels. ``None``: ImageNet's
+            256, 224 and 3; a directory's images as they are, with the first image's channels.
+        num_classes: the classifier's classes, for a directory holding some of them (see
+            :class:`rsengine.vision.ImageFolder`).
 
     Returns:
         A map-style :class:`torch.utils.data.Dataset`.
 
     Raises:
         DatasetNotFoundError: the files are not where the message says it looked.
-        ValueError: unknown name or split, or a malformed file.
+        ValueError: unknown name or split, or a malformed file; image options for MNIST or CIFAR-10.
+        rsengine.vision.MissingExtraError: an image folder or ImageNet without torchvision.
 
     Example:
         >>> ds = load_dataset("mnist", "train")
@@ -386,18 +302,23 @@ def load_dataset(
     """
     name = _check_name(name)
     check_choice("split", split, SPLITS)
+    image = {key: value for key, value in dict(resize=resize, crop=crop, channels=channels).items()
+             if value is not None}
+    if image and name in ("mnist", "cifar10"):
+        raise ValueError(f"{', '.join(image)} apply to image folders and ImageNet; {name!r} images are "
+                         f"used at their own size")
     if name == "mnist":
         return _mnist(split)
     if name == "cifar10":
         return _cifar10(split, root)
     if name == "imagenet":
-        return _imagenet(split, root)
+        return _imagenet(split, root, image)
     if not os.path.isdir(name):
         raise DatasetNotFoundError(
             f"Dataset directory {os.path.abspath(name)} does not exist; pass an existing "
             f"ImageFolder directory (<dir>/<class>/<image>) or one of {', '.join(DATASETS)}"
         )
-    return ImageFolderDataset(_folder_root(name, split), keep_small=True, keep_gray=True)
+    return ImageFolder(_folder_root(name, split), num_classes=num_classes, **image)
 
 
 def dataset_num_classes(name: str | os.PathLike) -> int:

@@ -1,20 +1,21 @@
-"""Base classifiers: a small MNIST CNN, He et al.'s CIFAR ResNets and torchvision's ResNet-50.
+"""Base classifiers: rsengine's own (an MNIST CNN, He et al.'s CIFAR ResNets) and where others come from.
 
 Every model here takes NORMALIZED input, ``(x - mean) / std``: rsengine applies the
 normalization inside its fused noise kernel, after the noise is added in pixel space, so the
 models themselves hold no normalize layer (the original locuslab/smoothing models did:
 ``nn.Sequential(NormalizeLayer, model)``; :mod:`rsengine.checkpoints` strips that wrapper).
 
-Module names and parameter shapes match the checkpoints published with the paper, so their
-``state_dict`` loads as it is once the wrapper prefix is gone:
+A model *source* names a classifier to build (:func:`build_classifier`):
 
-* ``cifar_resnet20`` / ``cifar_resnet110``: the CIFAR ResNet of locuslab/smoothing
-  (``archs/cifar_resnet.py``, itself from bearpaw/pytorch-classification): 3x3 convolutions
-  without bias, 16/32/64 channels, ``(depth - 2) / 6`` BasicBlocks per stage, a 1x1 convolution
-  + BatchNorm shortcut (``downsample.0`` / ``downsample.1``) where the shape changes.
-* ``resnet50``: torchvision's ResNet-50 (v1.5: the stride sits on the 3x3 convolution of a
-  Bottleneck), re-implemented here with identical ``state_dict`` keys because torchvision is
-  not a dependency of rsengine.
+* one of :data:`ARCHITECTURES`: ``mnist_cnn``, ``cifar_resnet20``, ``cifar_resnet110`` (the CIFAR
+  ResNet of locuslab/smoothing, ``archs/cifar_resnet.py``, with the same module names and shapes,
+  so its published checkpoints load as they are), and ``resnet50``, torchvision's ResNet-50 as the
+  paper used it;
+* ``torchvision:NAME`` and ``timm:NAME``: those packages' classification models (the ``vision``
+  extra, :mod:`rsengine.vision`), with the mean and std their published weights expect;
+* ``package.module:factory``: any function returning an ``nn.Module``, called with
+  ``num_classes=`` when it takes that argument (the module is looked up on ``sys.path``, then in
+  the current directory).
 
 Example:
     >>> import torch
@@ -25,20 +26,29 @@ Example:
 """
 from __future__ import annotations
 
+import importlib
+import inspect
+import os
+import re
+import sys
 from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rsengine.data import dataset_stats
 from rsengine.validation import check_choice, check_positive_int
+from rsengine.vision import VISION_SOURCES, build_vision_model
 
 __all__ = [
     "ArchSpec",
     "ARCHITECTURES",
+    "BuiltModel",
+    "is_model_source",
+    "build_classifier",
     "MnistCNN",
     "CifarResNet",
-    "ResNet50",
     "mnist_cnn",
     "cifar_resnet20",
     "cifar_resnet110",
@@ -128,28 +138,6 @@ class _BasicBlock(nn.Module):
         return F.relu(out + identity)
 
 
-class _Bottleneck(nn.Module):
-    expansion = 4
-
-    def __init__(self, in_planes: int, planes: int, stride: int = 1):
-        super().__init__()
-        out_planes = planes * self.expansion
-        self.conv1 = _conv1x1(in_planes, planes)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = _conv3x3(planes, planes, stride)  # torchvision v1.5: stride on the 3x3
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = _conv1x1(planes, out_planes)
-        self.bn3 = nn.BatchNorm2d(out_planes)
-        self.downsample = _shortcut(in_planes, out_planes, stride)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = F.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        identity = x if self.downsample is None else self.downsample(x)
-        return F.relu(out + identity)
-
-
 class CifarResNet(nn.Module):
     """He et al.'s CIFAR ResNet with ``(depth - 2) / 6`` BasicBlocks per stage.
 
@@ -199,52 +187,6 @@ class CifarResNet(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
-class ResNet50(nn.Module):
-    """torchvision's ResNet-50 (v1.5), with the same ``state_dict`` keys and shapes.
-
-    conv1 (3->64, 7x7, stride 2), bn1, relu, maxpool (3x3, stride 2), layer1..layer4 of
-    3/4/6/3 Bottleneck blocks (64/128/256/512 planes, x4 expansion), global average pooling,
-    fc (2048 -> num_classes). 25,557,032 parameters for 1000 classes.
-
-    Args:
-        num_classes: number of output logits.
-
-    Shapes:
-        input ``[B, 3, H, W]`` (normalized; 224x224 for ImageNet), output ``[B, num_classes]``.
-
-    Example:
-        >>> import torch
-        >>> ResNet50(num_classes=10).eval()(torch.zeros(1, 3, 64, 64)).shape
-        torch.Size([1, 10])
-    """
-
-    def __init__(self, num_classes: int = 1000):
-        super().__init__()
-        self.num_classes = check_positive_int("num_classes", num_classes)
-        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = self._make_layer(64, 64, 3, stride=1)
-        self.layer2 = self._make_layer(256, 128, 4, stride=2)
-        self.layer3 = self._make_layer(512, 256, 6, stride=2)
-        self.layer4 = self._make_layer(1024, 512, 3, stride=2)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(512 * _Bottleneck.expansion, num_classes)
-        _init_weights(self)
-
-    @staticmethod
-    def _make_layer(in_planes: int, planes: int, blocks: int, stride: int) -> nn.Sequential:
-        out_planes = planes * _Bottleneck.expansion
-        layers = [_Bottleneck(in_planes, planes, stride)]
-        layers += [_Bottleneck(out_planes, planes) for _ in range(1, blocks)]
-        return nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(F.relu(self.bn1(self.conv1(x))))  # [B, 64, H/4, W/4]
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))  # [B, 2048, H/32, W/32]
-        return self.fc(torch.flatten(self.avgpool(x), 1))
-
-
 def mnist_cnn(num_classes: int = 10) -> MnistCNN:
     """Return a randomly initialised :class:`MnistCNN`.
 
@@ -275,14 +217,16 @@ def cifar_resnet110(num_classes: int = 10) -> CifarResNet:
     return CifarResNet(110, num_classes)
 
 
-def resnet50(num_classes: int = 1000) -> ResNet50:
-    """Return a randomly initialised :class:`ResNet50`.
+def resnet50(num_classes: int = 1000) -> nn.Module:
+    """Return a randomly initialised torchvision ResNet-50 (v1.5), the paper's ImageNet model.
+
+    Needs the ``vision`` extra (``pip install "rsengine[vision]"``).
 
     Example:
         >>> sum(p.numel() for p in resnet50().parameters())
         25557032
     """
-    return ResNet50(num_classes)
+    return build_vision_model("torchvision", "resnet50", num_classes).model
 
 
 class ArchSpec(NamedTuple):
@@ -291,21 +235,111 @@ class ArchSpec(NamedTuple):
     constructor: Callable[..., nn.Module]
     input_shape: tuple[int, int, int]  # [C, H, W] of one input
     num_classes: int  # default number of classes
+    dataset: str  # whose normalization it is trained with (the original checkpoints' too)
 
 
 ARCHITECTURES: dict[str, ArchSpec] = {
-    "mnist_cnn": ArchSpec(mnist_cnn, (1, 28, 28), 10),
-    "cifar_resnet20": ArchSpec(cifar_resnet20, (3, 32, 32), 10),
-    "cifar_resnet110": ArchSpec(cifar_resnet110, (3, 32, 32), 10),
-    "resnet50": ArchSpec(resnet50, (3, 224, 224), 1000),
+    "mnist_cnn": ArchSpec(mnist_cnn, (1, 28, 28), 10, "mnist"),
+    "cifar_resnet20": ArchSpec(cifar_resnet20, (3, 32, 32), 10, "cifar10"),
+    "cifar_resnet110": ArchSpec(cifar_resnet110, (3, 32, 32), 10, "cifar10"),
+    "resnet50": ArchSpec(resnet50, (3, 224, 224), 1000, "imagenet"),
 }
+
+_FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")  # package.module:function
+
+
+class BuiltModel(NamedTuple):
+    """A randomly initialised classifier from a model source, and what certifying with it needs.
+
+    Attributes:
+        model: the network, in training mode, taking normalized input.
+        num_classes: its logits, ``None`` when a factory does not say.
+        mean, std: the normalization it expects, ``None`` when its source records none.
+    """
+
+    model: nn.Module
+    num_classes: int | None
+    mean: tuple[float, ...] | None
+    std: tuple[float, ...] | None
+
+
+def is_model_source(text: str) -> bool:
+    """Whether ``text`` names a model to build rather than a file (see the module docstring).
+
+    Example:
+        >>> is_model_source("torchvision:resnet50"), is_model_source("cifar_resnet20"), is_model_source("m.pt")
+        (True, True, False)
+    """
+    return text in ARCHITECTURES or text.split(":", 1)[0] in VISION_SOURCES or bool(_FACTORY.match(text))
+
+
+def _factory(source: str) -> Callable[..., nn.Module]:
+    module_name, function = source.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name is None or not module_name.startswith(error.name) or os.getcwd() in sys.path:
+            raise
+        # A console script does not put the current directory on sys.path, as `python -m` does.
+        sys.path.insert(0, os.getcwd())
+        module = importlib.import_module(module_name)
+    factory = getattr(module, function, None)
+    if not callable(factory):
+        raise ValueError(f"{module_name} has no function {function!r} to build the model with")
+    return factory
+
+
+def _build_from_factory(source: str, num_classes: int | None) -> BuiltModel:
+    factory = _factory(source)
+    try:
+        takes_classes = "num_classes" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a builtin or C function: no signature to read
+        takes_classes = False
+    model = factory(num_classes=num_classes) if takes_classes and num_classes is not None else factory()
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{source} returned a {type(model).__name__}, not a torch.nn.Module")
+    known = getattr(model, "num_classes", None)
+    return BuiltModel(model, known if isinstance(known, int) else num_classes if takes_classes else None, None, None)
+
+
+def build_classifier(source: str, num_classes: int | None = None) -> BuiltModel:
+    """Build the classifier a model source names, with random weights.
+
+    Args:
+        source: an rsengine architecture, ``torchvision:NAME``, ``timm:NAME`` or
+            ``package.module:factory``.
+        num_classes: the head's size; ``None``: the source's default.
+
+    Raises:
+        ValueError: an unknown source or model name.
+        rsengine.vision.MissingExtraError: torchvision or timm is needed and not installed.
+
+    Example:
+        >>> built = build_classifier("cifar_resnet20", num_classes=100)
+        >>> built.num_classes, built.mean
+        (100, (0.4914, 0.4822, 0.4465))
+    """
+    if num_classes is not None:
+        check_positive_int("num_classes", num_classes)
+    if source in ARCHITECTURES:
+        spec = ARCHITECTURES[source]
+        model = spec.constructor(spec.num_classes if num_classes is None else num_classes)
+        return BuiltModel(model, spec.num_classes if num_classes is None else num_classes,
+                          *dataset_stats(spec.dataset))
+    kind, _, name = source.partition(":")
+    if kind in VISION_SOURCES:
+        return BuiltModel(*build_vision_model(kind, name, num_classes))
+    if _FACTORY.match(source):
+        return _build_from_factory(source, num_classes)
+    raise ValueError(f"Expected a model source ({', '.join(ARCHITECTURES)}, torchvision:NAME, timm:NAME or "
+                     f"package.module:factory), got {source!r}")
 
 
 def build_model(arch: str, num_classes: int | None = None) -> nn.Module:
-    """Build a randomly initialised model by architecture name.
+    """Build a randomly initialised model by architecture name or model source.
 
     Args:
-        arch: a key of :data:`ARCHITECTURES`.
+        arch: a key of :data:`ARCHITECTURES`, or any source :func:`build_classifier` takes.
         num_classes: number of output logits; ``None`` takes the architecture's default.
 
     Returns:
@@ -319,7 +353,7 @@ def build_model(arch: str, num_classes: int | None = None) -> nn.Module:
         >>> build_model("cifar_resnet20", num_classes=100).fc.out_features
         100
     """
-    spec = ARCHITECTURES[check_choice("arch", arch, tuple(ARCHITECTURES))]
-    if num_classes is None:
-        num_classes = spec.num_classes
-    return spec.constructor(check_positive_int("num_classes", num_classes))
+    if isinstance(arch, str) and arch not in ARCHITECTURES and is_model_source(arch):
+        return build_classifier(arch, num_classes).model
+    check_choice("arch", arch, tuple(ARCHITECTURES))
+    return build_classifier(arch, num_classes).model

@@ -13,10 +13,12 @@ from rsengine.checkpoints import (
     CheckpointNotFoundError,
     LoadedCheckpoint,
     load_checkpoint,
+    load_classifier,
     save_checkpoint,
 )
 from rsengine.data import DATASET_STATS
 from rsengine.models import ARCHITECTURES, build_model
+from vision_extra import needs
 
 
 class NormalizeLayer(nn.Module):
@@ -101,7 +103,7 @@ def test_save_unwraps_data_parallel(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        ({"arch": "lenet"}, ValueError, "Expected `arch` to be one of"),
+        ({"arch": "lenet"}, ValueError, "Expected `arch` to name a model source"),
         ({"arch": "cifar_resnet20"}, ValueError, "does not match arch 'cifar_resnet20'"),
         ({"sigma": -0.5}, ValueError, "Expected `sigma`"),
         ({"sigma": "0.25"}, TypeError, "Expected `sigma`"),
@@ -157,7 +159,8 @@ def test_load_original_cifar_checkpoint(tmp_path, arch, legacy):
         torch.testing.assert_close(loaded.model((pixels - mean) / std), wrapped(pixels))
 
 
-def test_load_original_imagenet_checkpoint_with_data_parallel_prefix(tmp_path):
+@needs("torchvision")
+def test_load_original_imagenet_checkpoint_into_torchvisions_resnet50(tmp_path):
     model = _randomized("resnet50")
     path = tmp_path / "checkpoint.pth.tar"
     _save_original(path, "resnet50", model, data_parallel=True)
@@ -251,7 +254,7 @@ def test_whole_pickled_module_refused(tmp_path):
         (torch.zeros(3), "expected a dict with 'arch' and 'state_dict', got Tensor"),
         ({"state_dict": {}}, "no 'arch' entry"),
         ({"arch": "mnist_cnn", "model": {}}, "no 'state_dict' entry"),
-        ({"arch": "vgg16", "state_dict": {}}, "unknown arch 'vgg16'; known: mnist_cnn, cifar_resnet20"),
+        ({"arch": "lenet5", "state_dict": {}}, "unknown arch 'lenet5': not rsengine's|neither rsengine's"),
         ({"arch": "mnist_cnn", "state_dict": [1, 2]}, "'state_dict' is a list"),
     ],
     ids=["not-a-dict", "no-arch", "no-state-dict", "unknown-arch", "state-dict-not-dict"],
@@ -264,10 +267,19 @@ def test_bad_structure(tmp_path, content, match):
     _one_line(info, path)
 
 
-def test_bare_state_dict_says_what_it_found(tmp_path):
+def test_bare_state_dict_says_how_to_name_its_model(tmp_path):
     path = tmp_path / "bare.pt"
     torch.save(build_model("mnist_cnn").state_dict(), path)
-    with pytest.raises(CheckpointError, match=r"no 'arch' entry.*conv1\.weight, conv1\.bias, conv2\.weight, \.\.\.$"):
+    with pytest.raises(CheckpointError, match=r"a plain state dict, which does not say its model: .*torchvision:NAME "
+                                              r"--weights") as info:
+        load_checkpoint(path)
+    _one_line(info, path)
+
+
+def test_a_dict_without_arch_lists_its_keys(tmp_path):
+    path = tmp_path / "bare.pt"
+    torch.save({"epoch": 3, "weights": build_model("mnist_cnn").state_dict()}, path)
+    with pytest.raises(CheckpointError, match=r"no 'arch' entry.*this one epoch, weights; a file of weights alone"):
         load_checkpoint(path)
 
 
@@ -308,6 +320,101 @@ def test_every_architecture_round_trips_on_meta_shapes(tmp_path):
     # save_checkpoint checks shapes against a meta-device model; loading rebuilds the real one.
     for arch in ARCHITECTURES:
         if arch == "resnet50":
-            continue  # covered by the original-format test above; 100 MB per save
+            continue  # torchvision's; covered by the original-format test above (100 MB per save)
         save_checkpoint(tmp_path / f"{arch}.pt", build_model(arch), arch)
         assert load_checkpoint(tmp_path / f"{arch}.pt").arch == arch
+
+
+# ------------------------------------------------------------------------------ heads, any model, weights files
+
+
+def test_an_original_checkpoint_with_another_head_loads_with_it(tmp_path):
+    # The original format records no class count: it is read off the head's shapes.
+    path = tmp_path / "checkpoint.pth.tar"
+    _save_original(path, "cifar_resnet20", _randomized("cifar_resnet20", num_classes=100))
+    loaded = load_checkpoint(path)
+    assert loaded.num_classes == 100 and loaded.model.fc.out_features == 100
+
+
+def test_a_factory_model_round_trips_with_num_classes(tmp_path):
+    from model_factories import tiny_gray_net
+
+    model = tiny_gray_net(num_classes=3)
+    save_checkpoint(tmp_path / "m.pt", model, "model_factories:tiny_gray_net", num_classes=3,
+                    mean=(0.5,), std=(0.25,))
+    loaded = load_checkpoint(tmp_path / "m.pt")
+    assert (loaded.arch, loaded.num_classes, loaded.mean) == ("model_factories:tiny_gray_net", 3, (0.5,))
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(loaded.model(x), model(x))
+
+
+def test_save_reads_the_head_when_the_model_does_not_say(tmp_path):
+    model = build_model("cifar_resnet20", 7)
+    del model.num_classes  # as torchvision's models: no num_classes attribute
+    save_checkpoint(tmp_path / "m.pt", model, "cifar_resnet20")
+    assert load_checkpoint(tmp_path / "m.pt").num_classes == 7
+
+
+@pytest.mark.parametrize("wrap", [lambda sd: sd, lambda sd: {"state_dict": sd, "epoch": 3},
+                                  lambda sd: {"model": sd, "args": "x"},
+                                  lambda sd: {"module." + k: v for k, v in sd.items()}],
+                         ids=["plain", "state_dict-entry", "model-entry", "data-parallel"])
+def test_weights_files_load_into_a_named_model(tmp_path, wrap):
+    model = _randomized("cifar_resnet20", num_classes=4)
+    torch.save(wrap(model.state_dict()), tmp_path / "w.pt")
+    loaded = load_classifier("cifar_resnet20", weights=tmp_path / "w.pt")
+    assert (loaded.arch, loaded.num_classes, loaded.mean) == ("cifar_resnet20", 4, DATASET_STATS["cifar10"][0])
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded.model(x), model(x))
+
+
+def test_a_weights_file_that_holds_no_state_dict_says_what_it_holds(tmp_path):
+    torch.save({"epoch": 3, "lr": 0.1}, tmp_path / "w.pt")
+    with pytest.raises(CheckpointError, match=r"holds no state dict: .*but epoch, lr"):
+        load_classifier("cifar_resnet20", weights=tmp_path / "w.pt")
+
+
+def test_weights_go_with_a_model_source_not_a_checkpoint(tmp_path):
+    save_checkpoint(tmp_path / "m.pt", build_model("mnist_cnn"), "mnist_cnn")
+    with pytest.raises(ValueError, match="is a checkpoint file: weights go with a model source"):
+        load_classifier(tmp_path / "m.pt", weights=tmp_path / "m.pt")
+
+
+def test_a_whole_pickled_model_loads_when_trusted(tmp_path):
+    path = tmp_path / "module.pt"
+    model = _randomized("mnist_cnn")
+    torch.save(model, path)
+    with pytest.warns(UserWarning, match="runs any code the file contains"):
+        loaded = load_classifier(path, trust_pickle=True)
+    assert (loaded.arch, loaded.num_classes, loaded.mean) == ("MnistCNN", 10, None)
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(loaded.model(x), model(x))
+
+
+@needs("torchvision")
+def test_pytorch_imagenet_example_checkpoints_load_into_torchvision(tmp_path):
+    import torchvision
+
+    # examples/imagenet/main.py saves {"epoch", "arch", "state_dict" (of DataParallel), "best_acc1", ...}.
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=12).eval()
+    state = {"module." + k: v for k, v in model.state_dict().items()}
+    torch.save({"epoch": 90, "arch": "resnet18", "state_dict": state, "best_acc1": 70.0}, tmp_path / "ckpt.pth.tar")
+    loaded = load_checkpoint(tmp_path / "ckpt.pth.tar")
+    assert (loaded.arch, loaded.num_classes, loaded.mean) == ("torchvision:resnet18", 12, (0.485, 0.456, 0.406))
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded.model(x), model(x))
+
+
+@needs("torchvision")
+def test_a_torchvision_model_saves_with_its_class_count(tmp_path):
+    import torchvision
+
+    model = torchvision.models.resnet50(num_classes=2)  # no num_classes attribute: read off fc
+    save_checkpoint(tmp_path / "m.pt", model, "torchvision:resnet50", sigma=0.5)
+    loaded = load_checkpoint(tmp_path / "m.pt")
+    assert (loaded.arch, loaded.num_classes, loaded.sigma) == ("torchvision:resnet50", 2, 0.5)

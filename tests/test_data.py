@@ -1,5 +1,6 @@
 """Tests for rsengine.data: the embedded MNIST split, CIFAR-10 pickles read safely, ImageFolder
-trees transformed like torchvision, and the one-line errors for missing data sets."""
+trees read by torchvision (labels, transforms, subsets of a model's classes), and the one-line
+errors for missing data sets."""
 import os
 import pickle
 import struct
@@ -13,12 +14,13 @@ from rsengine.data import (
     DATASET_STATS,
     DATASETS,
     DatasetNotFoundError,
-    ImageFolderDataset,
     TensorImageDataset,
     dataset_num_classes,
     dataset_stats,
     load_dataset,
 )
+from rsengine.vision import ImageFolder, imagenet_wnids
+from vision_extra import needs
 
 
 @pytest.fixture(scope="module")
@@ -233,6 +235,8 @@ def test_cifar10_default_root_is_data_in_cwd(tmp_path, monkeypatch):
 
 # -------------------------------------------------------------------------------------- ImageNet
 
+TENCH, GOLDFISH = "n01440764", "n01443537"  # ImageNet-1k's classes 0 and 1
+
 
 def _image(path, size, mode="RGB", seed=0):
     rng = np.random.default_rng(seed)
@@ -244,13 +248,13 @@ def _image(path, size, mode="RGB", seed=0):
 def _fake_imagenet(root):
     # Files are created out of order, with a nested folder and a non-image, to pin the order.
     val = root / "val"
-    (val / "n02").mkdir(parents=True)
-    (val / "n01" / "sub").mkdir(parents=True)
-    _image(val / "n02" / "b.JPEG", (300, 400), seed=1)  # portrait: 256 x 341, crop at (16, 58)
-    _image(val / "n02" / "a.JPEG", (500, 260), seed=2)  # landscape: 492 x 256
-    _image(val / "n01" / "z.png", (256, 256), seed=3)  # already 256: no resize
-    _image(val / "n01" / "sub" / "c.jpg", (224, 230), "L", seed=4)  # grayscale: to RGB
-    (val / "n01" / "notes.txt").write_text("not an image")
+    (val / GOLDFISH).mkdir(parents=True)
+    (val / TENCH / "sub").mkdir(parents=True)
+    _image(val / GOLDFISH / "b.JPEG", (300, 400), seed=1)  # portrait: 256 x 341, crop at (16, 58)
+    _image(val / GOLDFISH / "a.JPEG", (500, 260), seed=2)  # landscape: 492 x 256
+    _image(val / TENCH / "z.png", (256, 256), seed=3)  # already 256: no resize
+    _image(val / TENCH / "sub" / "c.jpg", (224, 230), "L", seed=4)  # grayscale: to RGB
+    (val / TENCH / "notes.txt").write_text("not an image")
     return val
 
 
@@ -263,28 +267,50 @@ def _reference_transform(path, resized_size, box):
     return torch.from_numpy(pixels).permute(2, 0, 1)
 
 
+@needs("torchvision")
 def test_imagenet_from_fake_image_folder(tmp_path):
     val = _fake_imagenet(tmp_path)
     ds = load_dataset("imagenet", "test", root=tmp_path)
-    assert isinstance(ds, ImageFolderDataset)
-    assert ds.classes == ["n01", "n02"]
+    assert isinstance(ds, ImageFolder)
+    assert ds.classes == [TENCH, GOLDFISH]
     # torchvision's order: classes sorted, then sorted os.walk (root before sub), files sorted.
     assert [(os.path.relpath(p, val), c) for p, c in ds.samples] == [
-        ("n01/z.png", 0), ("n01/sub/c.jpg", 0), ("n02/a.JPEG", 1), ("n02/b.JPEG", 1)]
+        (f"{TENCH}/z.png", 0), (f"{TENCH}/sub/c.jpg", 0), (f"{GOLDFISH}/a.JPEG", 1), (f"{GOLDFISH}/b.JPEG", 1)]
     for i in range(len(ds)):
         x, label = ds[i]
         assert x.shape == (3, 224, 224) and x.dtype == torch.float32
         assert 0.0 <= x.min() and x.max() <= 1.0
-    # int(256 * 400 / 300) = 341; offsets round((341 - 224) / 2) = 58, round(32 / 2) = 16.
-    torch.testing.assert_close(ds[3][0], _reference_transform(val / "n02" / "b.JPEG", (256, 341), (16, 58, 240, 282)),
-                               rtol=0, atol=0)
+    # The paper's pipeline, stated in PIL: int(256 * 400 / 300) = 341; offsets round((341 - 224) / 2) = 58,
+    # round(32 / 2) = 16.
+    torch.testing.assert_close(ds[3][0], _reference_transform(val / GOLDFISH / "b.JPEG", (256, 341),
+                                                              (16, 58, 240, 282)), rtol=0, atol=0)
     # int(256 * 500 / 260) = 492; offsets round(268 / 2) = 134, 16.
-    torch.testing.assert_close(ds[2][0], _reference_transform(val / "n02" / "a.JPEG", (492, 256), (134, 16, 358, 240)),
-                               rtol=0, atol=0)
-    torch.testing.assert_close(ds[0][0], _reference_transform(val / "n01" / "z.png", (256, 256), (16, 16, 240, 240)),
+    torch.testing.assert_close(ds[2][0], _reference_transform(val / GOLDFISH / "a.JPEG", (492, 256),
+                                                              (134, 16, 358, 240)), rtol=0, atol=0)
+    torch.testing.assert_close(ds[0][0], _reference_transform(val / TENCH / "z.png", (256, 256), (16, 16, 240, 240)),
                                rtol=0, atol=0)
 
 
+@needs("torchvision")
+def test_imagenet_subsets_keep_each_class_index_in_the_1000(tmp_path):
+    wnids = imagenet_wnids()
+    for index in (3, 999):
+        (tmp_path / "val" / wnids[index]).mkdir(parents=True)
+        _image(tmp_path / "val" / wnids[index] / "0.png", (300, 300), seed=index)
+    ds = load_dataset("imagenet", root=tmp_path, resize=64, crop=56)
+    assert [label for _, label in ds.samples] == [3, 999]
+    assert ds[1][0].shape == (3, 56, 56)
+
+
+@needs("torchvision")
+def test_imagenet_refuses_a_class_folder_that_is_no_wnid(tmp_path):
+    (tmp_path / "val" / "cats").mkdir(parents=True)
+    _image(tmp_path / "val" / "cats" / "0.png", (8, 8))
+    with pytest.raises(ValueError, match="class folder 'cats' is not an ImageNet-1k wnid"):
+        load_dataset("imagenet", root=tmp_path)
+
+
+@needs("torchvision")
 def test_imagenet_root_from_env(tmp_path, monkeypatch):
     _fake_imagenet(tmp_path)
     monkeypatch.setenv("IMAGENET_DIR", str(tmp_path))
@@ -305,16 +331,33 @@ def test_imagenet_missing_split_dir(tmp_path):
     _assert_one_line_not_found(info, str(tmp_path / "train"), "IMAGENET_DIR", "--data-dir")
 
 
+@needs("torchvision")
 def test_image_folder_without_images(tmp_path):
-    (tmp_path / "val" / "n01").mkdir(parents=True)
-    with pytest.raises(DatasetNotFoundError, match="No images"):
+    (tmp_path / "val" / TENCH).mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="No images"):
         load_dataset("imagenet", root=tmp_path)
+
+
+def test_image_folders_without_torchvision_say_which_extra(tmp_path, monkeypatch):
+    import sys
+
+    (tmp_path / "a").mkdir()
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # as on a core install: import fails
+    with pytest.raises(ImportError, match=r'torchvision is not importable here .*pip install "rsengine\[vision\]"'):
+        load_dataset(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["mnist", "cifar10"])
+def test_image_options_are_for_image_folders(name):
+    with pytest.raises(ValueError, match="resize, crop apply to image folders and ImageNet"):
+        load_dataset(name, resize=32, crop=28)
 
 
 # ------------------------------------------------------------------------------- any directory
 
 
-def test_directory_dataset_keeps_small_and_gray_images(tmp_path):
+@needs("torchvision")
+def test_directory_dataset_keeps_sizes_and_takes_the_first_images_channels(tmp_path):
     _image(tmp_path / "cat.png", (1, 1))  # a file beside the class folders is ignored
     (tmp_path / "b").mkdir()
     (tmp_path / "a").mkdir()
@@ -328,12 +371,45 @@ def test_directory_dataset_keeps_small_and_gray_images(tmp_path):
     with Image.open(tmp_path / "a" / "0.png") as img:
         assert torch.equal(x, torch.from_numpy(np.asarray(img, dtype=np.float32) / 255).permute(2, 0, 1))
     x, label = ds[1]
-    assert x.shape == (1, 28, 28) and label == 1
-    assert ds[2][0].shape == (3, 224, 224)
+    assert x.shape == (3, 28, 28) and label == 1  # gray, converted to the first image's RGB
+    assert ds[2][0].shape == (3, 250, 300)  # no silent crop: sizes are the images' own
     assert dataset_num_classes(str(tmp_path)) == 2
     assert dataset_stats(str(tmp_path)) == (None, None)
+    gray = load_dataset(str(tmp_path), channels=1, resize=28, crop=28)
+    assert [tuple(gray[i][0].shape) for i in range(3)] == [(1, 28, 28)] * 3
 
 
+@needs("torchvision")
+def test_a_crop_larger_than_the_image_is_refused_not_padded(tmp_path):
+    (tmp_path / "a").mkdir()
+    _image(tmp_path / "a" / "0.png", (20, 30))
+    with pytest.raises(ValueError, match=r"0\.png is 20x30, smaller than the 28x28 crop; resize it first"):
+        load_dataset(tmp_path, crop=28)[0]
+
+
+@needs("torchvision")
+def test_a_folder_may_hold_some_of_the_models_classes_named_by_index(tmp_path):
+    for name in ("3", "12"):
+        (tmp_path / name).mkdir()
+        _image(tmp_path / name / "0.png", (8, 8), "L")
+    ds = load_dataset(tmp_path, num_classes=20)
+    assert [label for _, label in ds.samples] == [12, 3]  # sorted names: "12" < "3"
+    with pytest.raises(ValueError, match="class folder '12' is beyond the model's 3 classes"):
+        load_dataset(tmp_path, num_classes=3)
+
+
+@needs("torchvision")
+def test_a_subset_of_classes_with_other_names_is_refused(tmp_path):
+    for name in ("cat", "dog"):
+        (tmp_path / name).mkdir()
+        _image(tmp_path / name / "0.png", (8, 8))
+    with pytest.raises(ValueError, match=r"has 2 class folders \('cat' \.\.\.\) but the model has 10 classes: name "
+                                         r"each folder by its class index"):
+        load_dataset(tmp_path, num_classes=10)
+    assert [label for _, label in load_dataset(tmp_path, num_classes=2).samples] == [0, 1]
+
+
+@needs("torchvision")
 def test_directory_dataset_uses_split_subfolder(tmp_path):
     for split, classes in (("train", "abc"), ("val", "xy")):
         for c in classes:

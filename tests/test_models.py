@@ -1,10 +1,12 @@
 """Tests for rsengine.models: parameter counts, state_dict names against the published layouts,
-forward shapes, and forward semantics against a functional re-statement of the originals."""
+forward shapes, forward semantics against a functional re-statement of the originals, and the
+model sources (torchvision, timm, package.module:factory)."""
 import pytest
 import torch
 import torch.nn.functional as F
 
-from rsengine.models import ARCHITECTURES, CifarResNet, build_model
+from rsengine.models import ARCHITECTURES, CifarResNet, build_classifier, build_model, is_model_source
+from vision_extra import marks, needs
 
 BN_KEYS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 
@@ -76,23 +78,6 @@ def _ref_cifar_resnet(sd, x, depth):
     return F.linear(x, sd["fc.weight"], sd["fc.bias"])
 
 
-def _ref_resnet50(sd, x):
-    """torchvision v1.5 ResNet-50, restated functionally: the stride sits on the 3x3 conv2."""
-    x = F.relu(_ref_bn(sd, "bn1", F.conv2d(x, sd["conv1.weight"], stride=2, padding=3)))
-    x = F.max_pool2d(x, 3, stride=2, padding=1)
-    for stage, blocks in zip((1, 2, 3, 4), (3, 4, 6, 3)):
-        for b in range(blocks):
-            p = f"layer{stage}.{b}"
-            stride = 2 if (b == 0 and stage > 1) else 1
-            out = F.relu(_ref_bn(sd, f"{p}.bn1", F.conv2d(x, sd[f"{p}.conv1.weight"])))
-            out = F.relu(_ref_bn(sd, f"{p}.bn2", F.conv2d(out, sd[f"{p}.conv2.weight"], stride=stride, padding=1)))
-            out = _ref_bn(sd, f"{p}.bn3", F.conv2d(out, sd[f"{p}.conv3.weight"]))
-            if b == 0:
-                x = _ref_bn(sd, f"{p}.downsample.1", F.conv2d(x, sd[f"{p}.downsample.0.weight"], stride=stride))
-            x = F.relu(out + x)
-    return F.linear(F.adaptive_avg_pool2d(x, 1).flatten(1), sd["fc.weight"], sd["fc.bias"])
-
-
 @pytest.fixture(scope="module")
 def resnet50_model():
     torch.manual_seed(0)
@@ -130,7 +115,8 @@ def test_cifar_param_count_matches_formula():
     assert _cifar_param_count(18) == 1_730_714
 
 
-def test_resnet50_param_count_is_torchvisions(resnet50_model):
+@needs("torchvision")
+def test_resnet50_is_torchvisions_with_the_original_checkpoints_layout(resnet50_model):
     assert _num_params(resnet50_model) == 25_557_032
 
 
@@ -149,7 +135,8 @@ def test_cifar_resnet_state_dict_keys_match_original(depth):
     assert not any(k.endswith("bias") and "conv" in k for k in shapes), "convs have no bias"
 
 
-def test_resnet50_state_dict_keys_match_torchvision(resnet50_model):
+@needs("torchvision")
+def test_resnet50_state_dict_keys_are_the_original_checkpoints(resnet50_model):
     sd = resnet50_model.state_dict()
     assert list(sd) == _torchvision_resnet50_keys()
     assert len(sd) == 320
@@ -168,10 +155,11 @@ def test_resnet50_state_dict_keys_match_torchvision(resnet50_model):
     assert resnet50_model.layer2[0].downsample[0].stride == (2, 2)
 
 
-@pytest.mark.parametrize("arch", list(ARCHITECTURES))
-def test_forward_shape_matches_arch_spec(arch, resnet50_model):
+@pytest.mark.parametrize("arch", [pytest.param(arch, marks=marks("torchvision") if arch == "resnet50" else [])
+                                  for arch in ARCHITECTURES])
+def test_forward_shape_matches_arch_spec(arch, request):
     spec = ARCHITECTURES[arch]
-    model = resnet50_model if arch == "resnet50" else build_model(arch)
+    model = request.getfixturevalue("resnet50_model") if arch == "resnet50" else build_model(arch)
     with torch.no_grad():
         out = model.eval()(torch.rand(2, *spec.input_shape))
     assert out.shape == (2, spec.num_classes)
@@ -188,13 +176,6 @@ def test_cifar_resnet_forward_matches_original_semantics(depth):
     x = torch.randn(3, 3, 32, 32, dtype=torch.float64)
     with torch.no_grad():
         torch.testing.assert_close(model(x), _ref_cifar_resnet(model.state_dict(), x, depth))
-
-
-def test_resnet50_forward_matches_torchvision_semantics(resnet50_model):
-    model = _randomize_bn(resnet50_model)
-    x = torch.randn(1, 3, 96, 80)
-    with torch.no_grad():
-        torch.testing.assert_close(model(x), _ref_resnet50(model.state_dict(), x))
 
 
 def test_mnist_cnn_forward_matches_relu_then_pool():
@@ -246,3 +227,59 @@ def test_models_have_no_normalize_layer():
     model.conv1.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
     model(torch.zeros(1, 1, 28, 28))
     assert torch.equal(seen[0], torch.zeros(1, 1, 28, 28))
+
+
+# ------------------------------------------------------------------------------ model sources
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("cifar_resnet20", True), ("torchvision:resnet50", True), ("timm:vit_tiny_patch16_224", True),
+    ("my_pkg.models:make_net", True), ("model.pt", False), ("runs/model.pt", False), ("./m:x", False),
+    ("resnet18", False), ("a:b:c", False)])
+def test_is_model_source(text, expected):
+    assert is_model_source(text) is expected
+
+
+def test_a_factory_is_called_with_num_classes():
+    built = build_classifier("model_factories:tiny_gray_net", num_classes=4)
+    assert (built.num_classes, built.mean, built.std) == (4, None, None)
+    assert built.model(torch.zeros(2, 1, 28, 28)).shape == (2, 4)
+
+
+def test_a_factory_without_num_classes_leaves_them_unknown():
+    built = build_classifier("model_factories:fixed_head_net", num_classes=7)
+    assert built.num_classes is None  # not 7: the factory never heard of it; the forward pass decides
+    assert built.model(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
+
+
+@pytest.mark.parametrize("source, error, match", [
+    ("model_factories:not_a_module", TypeError, "returned a Tensor, not a torch.nn.Module"),
+    ("model_factories:nothing_here", ValueError, "model_factories has no function 'nothing_here'"),
+    ("no_such_package_xyz.models:net", ModuleNotFoundError, "no_such_package_xyz"),
+    ("lenet", ValueError, "Expected a model source"),
+])
+def test_bad_factories_say_what_is_wrong(source, error, match):
+    with pytest.raises(error, match=match):
+        build_classifier(source)
+
+
+@needs("torchvision")
+def test_torchvision_models_come_with_their_weights_normalization():
+    built = build_classifier("torchvision:resnet18", num_classes=3)
+    assert built.num_classes == 3 and built.model.fc.out_features == 3
+    assert (built.mean, built.std) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    assert build_classifier("torchvision:resnet18").num_classes == 1000
+
+
+@needs("torchvision")
+def test_a_misspelt_torchvision_model_is_named_with_close_ones():
+    with pytest.raises(ValueError, match=r"torchvision has no classification model 'resnet5'; did you mean .*resnet50"):
+        build_classifier("torchvision:resnet5")
+
+
+@needs("timm")
+def test_timm_models_come_with_their_pretrained_configs_normalization():
+    built = build_classifier("timm:test_resnet", num_classes=5)
+    assert built.num_classes == 5
+    assert (built.mean, built.std) == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    assert built.model.eval()(torch.zeros(1, 3, 32, 32)).shape == (1, 5)
