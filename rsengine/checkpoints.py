@@ -334,7 +334,7 @@ def _from_dict(path: str, checkpoint: Mapping, device) -> LoadedCheckpoint:
     if isinstance(meta, Mapping):
         state_dict, num_classes, mean, std, sigma, extra = _rsengine_format(path, checkpoint, meta)
     else:
-        state_dict, sigma, extra = _strip_prefixes(checkpoint["state_dict"]), None, None
+        state_dict, sigma, extra = _strip_prefixes(checkpoint["state_dict"], arch), None, None
         num_classes = _head_size(arch, state_dict)  # the original format fixed 1,000 for ImageNet
     built = build_classifier(arch, num_classes)
     if not isinstance(meta, Mapping):
@@ -404,7 +404,7 @@ def load_classifier(
     state_dict = None
     if weights is not None:
         weights = os.fspath(weights)
-        state_dict = _weights_state_dict(weights, trust_pickle)
+        state_dict = _strip_prefixes(_weights_state_dict(weights, trust_pickle), source)
         if num_classes is None:
             num_classes = _head_size(source, state_dict)
     built = build_classifier(source, num_classes)
@@ -440,7 +440,7 @@ def _weights_state_dict(path: str, trust_pickle: bool) -> dict[str, Any]:
         loaded = inner
     if not isinstance(loaded, Mapping) or not _is_state_dict(loaded):
         raise CheckpointError(f"{path}: holds a {type(loaded).__name__}, not a state dict of tensors")
-    return _strip_prefixes(loaded)
+    return dict(loaded)
 
 
 def _is_state_dict(value: Mapping) -> bool:
@@ -520,10 +520,20 @@ def _rsengine_format(path: str, checkpoint: Mapping, meta: Mapping) -> tuple:
     return checkpoint["state_dict"], num_classes, mean, std, sigma, meta.get("extra")
 
 
-def _strip_prefixes(state_dict: Mapping[str, Any]) -> dict[str, Any]:
-    # The original code's Sequential(NormalizeLayer, model) puts the model at index 1;
-    # DataParallel and DistributedDataParallel add "module.".
-    for prefix in ("1.", "module."):
-        if state_dict and all(isinstance(k, str) and k.startswith(prefix) for k in state_dict):
-            state_dict = {k[len(prefix):]: v for k, v in state_dict.items()}
-    return dict(state_dict)
+def _strip_prefixes(state_dict: Mapping[str, Any], arch: str) -> dict[str, Any]:
+    """``state_dict`` with the wrappers' key prefixes that ``arch``'s own keys lack removed.
+
+    The original code's ``Sequential(NormalizeLayer, model)`` puts the model at ``1.``;
+    ``DataParallel`` and ``DistributedDataParallel`` add ``module.``. A prefix goes only when the
+    keys then match the model's better: an ``nn.Sequential`` model's own keys start with ``1.`` too.
+    """
+    expected = set(_meta_build(arch, None).model.state_dict())
+    best = dict(state_dict)
+    for prefixes in (("module.",), ("1.",), ("1.", "module.")):
+        candidate = dict(state_dict)
+        for prefix in prefixes:
+            if candidate and all(isinstance(k, str) and k.startswith(prefix) for k in candidate):
+                candidate = {k[len(prefix):]: v for k, v in candidate.items()}
+        if len(expected & set(candidate)) > len(expected & set(best)):
+            best = candidate
+    return best

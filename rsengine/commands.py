@@ -66,10 +66,10 @@ def _smoothed_model(opts, seed: int | None = None, device_name: str | None = Non
     dtype = PRECISIONS[opts.precision]
     classifier = load_classifier(opts.base_classifier, weights=opts.weights, num_classes=opts.num_classes,
                                  device=device, trust_pickle=opts.trust_pickle)
+    dataset = load_dataset(opts.dataset, opts.split, opts.data_dir, resize=opts.resize, crop=opts.crop,
+                           channels=opts.channels, num_classes=classifier.num_classes or None)
     data_classes = dataset_num_classes(opts.dataset)
     num_classes = classifier.num_classes or data_classes  # 0: a pickled model or factory that does not say
-    dataset = load_dataset(opts.dataset, opts.split, opts.data_dir, resize=opts.resize, crop=opts.crop,
-                           channels=opts.channels, num_classes=num_classes)
     # An image folder may hold some of the model's classes (its folder names say which); a named
     # data set's labels are fixed, and another class count means another data set's model.
     if num_classes != data_classes and not (os.path.isdir(opts.dataset) and num_classes > data_classes):

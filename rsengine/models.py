@@ -276,17 +276,28 @@ def is_model_source(text: str) -> bool:
 def _factory(source: str) -> Callable[..., nn.Module]:
     module_name, function = source.split(":")
     try:
-        module = importlib.import_module(module_name)
+        module = _import(module_name)
     except ModuleNotFoundError as error:
-        if error.name is None or not module_name.startswith(error.name) or os.getcwd() in sys.path:
-            raise
-        # A console script does not put the current directory on sys.path, as `python -m` does.
-        sys.path.insert(0, os.getcwd())
-        module = importlib.import_module(module_name)
+        if error.name is None or not module_name.startswith(error.name):
+            raise  # the module exists but lacks one of its own imports: its message says which
+        raise ValueError(f"No module {error.name!r} for the model source {source!r}, and no file of that name; a "
+                         f"model is {', '.join(ARCHITECTURES)}, torchvision:NAME, timm:NAME or package.module:factory"
+                         ) from None
     factory = getattr(module, function, None)
     if not callable(factory):
         raise ValueError(f"{module_name} has no function {function!r} to build the model with")
     return factory
+
+
+def _import(module_name: str):
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError:
+        if os.getcwd() in sys.path:
+            raise
+        # A console script does not put the current directory on sys.path, as `python -m` does.
+        sys.path.insert(0, os.getcwd())
+        return importlib.import_module(module_name)
 
 
 def _build_from_factory(source: str, num_classes: int | None) -> BuiltModel:

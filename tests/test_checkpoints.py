@@ -418,3 +418,15 @@ def test_a_torchvision_model_saves_with_its_class_count(tmp_path):
     save_checkpoint(tmp_path / "m.pt", model, "torchvision:resnet50", sigma=0.5)
     loaded = load_checkpoint(tmp_path / "m.pt")
     assert (loaded.arch, loaded.num_classes, loaded.sigma) == ("torchvision:resnet50", 2, 0.5)
+
+
+def test_a_sequential_models_own_1_prefix_is_kept(tmp_path):
+    # nn.Sequential(Flatten, Linear) names its weights "1.weight": not the original code's wrapper.
+    from model_factories import tiny_gray_net
+
+    model = tiny_gray_net(10)
+    for name, weights in (("plain.pt", model.state_dict()),
+                          ("ddp.pt", {"module." + k: v for k, v in model.state_dict().items()})):
+        torch.save(weights, tmp_path / name)
+        loaded = load_classifier("model_factories:tiny_gray_net", weights=tmp_path / name, num_classes=10)
+        assert torch.equal(loaded.model[1].weight, model[1].weight)

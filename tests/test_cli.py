@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from reference_results import REFERENCE, needs_reference
+from vision_extra import needs
 from rsengine.checkpoints import save_checkpoint
 from rsengine import commands
 from rsengine.cli import _fill_defaults, build_parser
@@ -105,6 +106,7 @@ def test_predict_writes_its_file(tmp_path):
     assert "accuracy" in result.stdout
 
 
+@needs("torchvision")
 def test_certify_loads_an_original_format_checkpoint(tmp_path):
     # The original checkpoints: {'arch', 'state_dict'} of Sequential(NormalizeLayer, model),
     # keys "1.*". Certify a 32x32 RGB ImageFolder with a cifar_resnet20 saved that way.

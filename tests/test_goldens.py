@@ -25,7 +25,13 @@ def test_the_goldens_are_the_cases(goldens):
         f"goldens without a case: {sorted(set(goldens) - set(names))[:10]}")
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case["name"] for case in CASES])
+# Image-folder cases need torchvision: CI runs them in its vision venv (pytest -m vision).
+_VISION = [pytest.mark.vision, pytest.mark.skipif(not cases.vision_importable(),
+                                                  reason='reads an image folder: needs pip install "rsengine[vision]"')]
+
+
+@pytest.mark.parametrize("case", [pytest.param(case, marks=_VISION if cases.needs_vision(case) else [])
+                                  for case in CASES], ids=[case["name"] for case in CASES])
 def test_golden(case, goldens, tmp_path):
     golden = goldens.get(case["name"])
     if golden is None:

@@ -255,7 +255,7 @@ def test_a_factory_without_num_classes_leaves_them_unknown():
 @pytest.mark.parametrize("source, error, match", [
     ("model_factories:not_a_module", TypeError, "returned a Tensor, not a torch.nn.Module"),
     ("model_factories:nothing_here", ValueError, "model_factories has no function 'nothing_here'"),
-    ("no_such_package_xyz.models:net", ModuleNotFoundError, "no_such_package_xyz"),
+    ("no_such_package_xyz.models:net", ValueError, "No module 'no_such_package_xyz' for the model source"),
     ("lenet", ValueError, "Expected a model source"),
 ])
 def test_bad_factories_say_what_is_wrong(source, error, match):

@@ -1231,6 +1231,20 @@ def run_api_refusal_case(case: dict):
 
 # -- all cases ---------------------------------------------------------------------------------
 
+def needs_vision(case: dict) -> bool:
+    """Whether a case reads an image folder (torchvision's ImageFolder, the vision extra)."""
+    return any("images" in step for step in case.get("steps", ()))
+
+
+def vision_importable() -> bool:
+    """Whether torchvision imports here (torch 2.13.0's CPU build, the Quick start's, cannot)."""
+    try:
+        import torchvision  # noqa: F401
+    except Exception:  # noqa: BLE001 - a broken install counts as absent
+        return False
+    return True
+
+
 def all_cases() -> list[dict]:
     """Every case, in the order the generator runs them (names are unique)."""
     cases = [*matrix_cases(), *extra_run_cases(), *refusal_cases(), *stats_cases(), *smooth_cases(),
