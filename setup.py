@@ -10,15 +10,15 @@ setup(
     # package named `kernels` would collide with another project of that name.
     packages=["rsengine", "rsengine.kernels"],
     package_dir={"rsengine": "rsengine", "rsengine.kernels": "kernels"},
-    # cpu_noise.c is compiled on first use by rsengine.kernels.cpu_build (a C compiler, no headers).
-    package_data={"rsengine": ["weights/*.pt"], "rsengine.kernels": ["*.c"]},
+    # cpu_noise.c is compiled on first use by rsengine.kernels.cpu_build (a C compiler, no headers);
+    # digits/ holds the embedded MNIST digits as arrays (digits/make_digits.py says whence).
+    package_data={"rsengine": ["weights/*.pt", "digits/*.npz"], "rsengine.kernels": ["*.c"]},
     install_requires=[
         "torch>=2.4",
         "numpy>=1.24",
         "scipy>=1.11",
         "matplotlib>=3.7",
         "pillow>=9",
-        "mlxtend>=0.23",
         "tqdm>=4.60",
     ],
     extras_require={
