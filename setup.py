@@ -17,13 +17,16 @@ setup(
         "torch>=2.4",
         "numpy>=1.24",
         "scipy>=1.11",
-        "matplotlib>=3.7",
         "pillow>=9",
         "tqdm>=4.60",
     ],
+    # Plots are the one use of matplotlib: a run without --plot needs none (the embedded default
+    # skips its plot with a note when it is missing).
     extras_require={
+        "plot": ["matplotlib>=3.7"],
         "triton": ["triton>=3.0"],
-        "test": ["pytest>=8", "pytest-benchmark>=4", "statsmodels>=0.14", "hypothesis>=6", "triton>=3.0"],
+        "test": ["pytest>=8", "pytest-benchmark>=4", "statsmodels>=0.14", "hypothesis>=6", "triton>=3.0",
+                 "matplotlib>=3.7"],
     },
     entry_points={"console_scripts": ["rsengine=rsengine.cli:console_main"]},
 )

@@ -178,6 +178,8 @@ def _summarize(results: Results, opts, question: Question, num_classes: int) -> 
         analyze.plot_certified_accuracy([results.table], opts.plot, names=[os.path.basename(opts.outfile)],
                                         norm=noise.norm)
         print(f"plot saved to {os.path.abspath(opts.plot)}")
+    elif getattr(opts, "plot_skipped", None):  # the embedded default's plot, without matplotlib
+        print(f"note: no plot ({opts.plot_skipped})", file=sys.stderr)
 
 
 # -- analyze, train ------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from reference_results import REFERENCE, each_reference_file, needs_reference, reference_files
-from rsengine.analyze import certified_accuracy, default_radii, format_table, plot_certified_accuracy
+from rsengine.analyze import (certified_accuracy, default_radii, format_table, plot_certified_accuracy,
+                              plot_unavailable)
 from rsengine.results import ResultsTable, read_results
 
 CERTIFY_FILES = reference_files("certify")
@@ -243,6 +244,14 @@ def test_plot_certified_accuracy_rejects_bad_input(tmp_path, imagenet_tables):
         plot_certified_accuracy([], tmp_path / "p.png")
     with pytest.raises(ValueError, match="max_radius"):
         plot_certified_accuracy(imagenet_tables, tmp_path / "p.png", max_radius=0.0)
+
+
+def test_plot_certified_accuracy_names_the_plot_extra_without_matplotlib(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as an install without rsengine[plot]
+    assert plot_unavailable() == 'matplotlib is not installed: pip install "rsengine[plot]"'
+    with pytest.raises(ImportError, match=r'pip install "rsengine\[plot\]"'):
+        plot_certified_accuracy([_table([0.5], [1])], tmp_path / "p.png")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_plot_certified_accuracy_all_abstain_table(tmp_path):

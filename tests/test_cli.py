@@ -27,6 +27,13 @@ def rsengine(*args, cwd=None, timeout=600):
                           capture_output=True, text=True, timeout=timeout)
 
 
+def rsengine_without_matplotlib(*args, cwd=None, timeout=600):
+    """``rsengine ARGS`` in a process where matplotlib cannot be imported, as without the plot extra."""
+    code = ("import sys; sys.modules['matplotlib'] = None; from rsengine.cli import console_main; "
+            f"sys.argv = ['rsengine', *{[str(a) for a in args]!r}]; sys.exit(console_main())")
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
 def assert_one_line_error(result, *fragments):
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
@@ -320,6 +327,28 @@ def test_analyze_rejects_a_file_that_is_not_a_results_file(tmp_path):
 def test_analyze_rejects_a_plot_with_an_unknown_extension(tmp_path):
     ref = CERTIFY_REF / "cifar10/resnet110/noise_0.25/test/sigma_0.25"
     assert_one_line_error(rsengine("analyze", ref, "--plot", tmp_path / "curve.jpgx"), ".jpgx")
+
+
+def test_a_plot_without_matplotlib_is_refused_before_any_sampling(tmp_path):
+    out = tmp_path / "o.tsv"
+    refused = rsengine_without_matplotlib("certify", "mnist", bundled_checkpoint(), 0.25, out, "--plot",
+                                          tmp_path / "p.png", "--max", 1, "--N", 50)
+    assert_one_line_error(refused, "--plot needs matplotlib", 'pip install "rsengine[plot]"')
+    assert list(tmp_path.iterdir()) == []  # no results file, no run record: nothing was sampled
+    table = tmp_path / "certify.tsv"
+    table.write_text("idx\tlabel\tpredict\tradius\tcorrect\ttime\n0\t1\t1\t0.5\t1\t0:00:01.000000\n")
+    assert_one_line_error(rsengine_without_matplotlib("analyze", table, "--plot", tmp_path / "p.pdf"),
+                          'pip install "rsengine[plot]"')
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["certify.tsv"]
+
+
+def test_the_embedded_default_skips_its_plot_without_matplotlib(tmp_path):
+    result = rsengine_without_matplotlib("certify", "--max", 4, "--N", 100, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert 'note: no plot (matplotlib is not installed: pip install "rsengine[plot]")' in result.stderr.splitlines()
+    assert "plot saved" not in result.stdout and "average certified radius" in result.stdout
+    assert not (tmp_path / "certify_mnist_sigma0.25.png").exists()
+    assert len(read_results(tmp_path / "certify_mnist_sigma0.25.tsv")) == 2
 
 
 def test_train_rejects_unknown_architectures(tmp_path):
