@@ -20,6 +20,7 @@ import gc
 import os
 import sys
 
+from . import __version__
 from .analyze import PLOT_FORMATS, TABLE_FORMATS, plot_unavailable
 from .backends import BACKENDS
 from .checkpoints import bundled_checkpoint
@@ -139,6 +140,7 @@ def _sampling_arguments(parser: argparse.ArgumentParser, certify: bool) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``rsengine`` command."""
     parser = _Parser(prog="rsengine", description="Randomized-smoothing certification (Cohen et al. 2019).")
+    parser.add_argument("--version", action="version", version=f"rsengine {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     certify = commands.add_parser("certify", help="certify a data set (no arguments: the embedded MNIST default)")
     _sampling_arguments(certify, certify=True)

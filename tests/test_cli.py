@@ -355,6 +355,14 @@ def test_train_rejects_unknown_architectures(tmp_path):
     assert_one_line_error(rsengine("train", "mnist", "vgg16", tmp_path / "m.pt", "--sigma", 0.25), "vgg16")
 
 
+def test_version_is_the_installed_packages():
+    from importlib import metadata
+
+    result = rsengine("--version")
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout == f"rsengine {metadata.version('rsengine')}\n" == "rsengine 0.1.0\n"
+
+
 def test_help_and_usage_errors():
     assert rsengine("--help").returncode == 0
     assert_one_line_error(rsengine("frobnicate"), "frobnicate")
