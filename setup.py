@@ -18,7 +18,6 @@ setup(
         "numpy>=1.24",
         "scipy>=1.11",
         "pillow>=9",
-        "tqdm>=4.60",
     ],
     # Plots are the one use of matplotlib: a run without --plot needs none (the embedded default
     # skips its plot with a note when it is missing).

@@ -2,6 +2,7 @@
 import datetime
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -353,6 +354,20 @@ def test_the_embedded_default_skips_its_plot_without_matplotlib(tmp_path):
 
 def test_train_rejects_unknown_architectures(tmp_path):
     assert_one_line_error(rsengine("train", "mnist", "vgg16", tmp_path / "m.pt", "--sigma", 0.25), "vgg16")
+
+
+def test_a_run_logged_to_a_file_prints_plain_progress_lines(tmp_path):
+    # stderr is a pipe here, as in a SLURM log or nohup.out: lines, not a redrawn bar.
+    result = rsengine("certify", "mnist", bundled_checkpoint(), 0.25, tmp_path / "o.tsv", "--skip", 50, "--N0", 20,
+                      "--N", 100, "--batch", 20)  # 20 inputs, chunks of 2: a line each 10%
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert "\r" not in result.stderr and len(lines) == 10, result.stderr
+    pattern = r"certify: (\d+)/20 inputs \((\d+)%\), \d+:\d\d:\d\d elapsed, ETA \d+:\d\d:\d\d"
+    done = [re.fullmatch(pattern, line).groups() for line in lines]
+    assert done == [(str(2 * k), str(10 * k)) for k in range(1, 11)]
+    predicted = rsengine("predict", "mnist", bundled_checkpoint(), 0.25, tmp_path / "p.tsv", "--skip", 100, "--N", 50)
+    assert predicted.returncode == 0 and predicted.stderr.splitlines()[-1].startswith("predict: 10/10 inputs (100%), ")
 
 
 def test_version_is_the_installed_packages():
