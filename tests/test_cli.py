@@ -370,6 +370,43 @@ def test_a_run_logged_to_a_file_prints_plain_progress_lines(tmp_path):
     assert predicted.returncode == 0 and predicted.stderr.splitlines()[-1].startswith("predict: 10/10 inputs (100%), ")
 
 
+def test_analyze_for_tools_csv_and_json_trimmed_at_the_ceiling(tmp_path):
+    out = tmp_path / "o.tsv"
+    ran = rsengine("certify", "mnist", bundled_checkpoint(), 0.25, out, "--skip", 250, "--N0", 20, "--N", 200,
+                   "--plot", tmp_path / "o.png")
+    assert ran.returncode == 0, ran.stderr
+    original = tmp_path / "original.tsv"  # the original code's file: no run record, today's columns
+    original.write_text("idx\tlabel\tpredict\tradius\tcorrect\ttime\n0\t1\t1\t1.2\t1\t0:00:01.000000\n")
+    as_csv = rsengine("analyze", out, "--format", "csv")
+    assert as_csv.returncode == 0 and as_csv.stderr == "", as_csv.stderr
+    header, row = as_csv.stdout.splitlines()  # N = 200: no radius can pass 0.25 * PhiInv(0.001 ** (1/200)) = 0.44
+    assert header == "file,acr,r=0.0,r=0.25" and row.startswith(f"{out},")
+    assert float(row.split(",")[1]) == pytest.approx(commands.analyze.average_certified_radius(read_results(out)))
+    both = rsengine("analyze", out, original, "--format", "json")
+    assert both.returncode == 0 and both.stderr == "", both.stderr
+    files = json.loads(both.stdout)
+    assert [f["file"] for f in files] == [str(out), str(original)] and files[1]["acr"] == 1.2
+    # A file without a record has no known ceiling: today's columns for both.
+    assert list(files[0]["certified_accuracy"]) == [f"{0.25 * k}" for k in range(10)]
+    assert files[1]["certified_accuracy"]["1.0"] == 1.0 and files[1]["certified_accuracy"]["1.25"] == 0.0
+    markdown = rsengine("analyze", out)
+    assert markdown.stdout.splitlines()[0] == "|  | r = 0.0 | r = 0.25 |"
+
+
+def test_plot_titles_come_from_the_run_record(tmp_path):
+    from rsengine.resume import read_run_record, recorded_arguments
+
+    out = tmp_path / "o.tsv"
+    ran = rsengine("certify", "mnist", bundled_checkpoint(), 0.25, out, "--skip", 500, "--N0", 20, "--N", 200)
+    assert ran.returncode == 0, ran.stderr
+    arguments = recorded_arguments(read_run_record(out))
+    assert commands.plot_title([arguments]) == "sigma = 0.25, N = 200, alpha = 0.001\nmodel mnist_cnn_sigma0.25.pt on mnist"
+    other = dict(arguments, checkpoint_sha256="ab" * 32, sigma=0.5, noise="laplace")
+    assert commands.plot_title([other]) == "sigma = 0.5, N = 200, alpha = 0.001, laplace noise\nmodel checkpoint abababababab on mnist"
+    assert commands.plot_title([arguments, other]) == "N = 200, alpha = 0.001"  # only what the files share
+    assert commands.plot_title([{}]) is None  # the original code's files
+
+
 def test_version_is_the_installed_packages():
     from importlib import metadata
 
