@@ -7,7 +7,14 @@ Example:
     >>> Smooth(model, num_classes=2, sigma=0.5).predict(torch.zeros(2), n=100, alpha=0.001) in (0, 1, ABSTAIN)
     True
 """
-__version__ = "0.1.0"  # first: rsengine.run records it
+from importlib import metadata as _metadata
+
+# First: rsengine.run records it. The number's one home is setup.py, read back from the installed
+# package's metadata (importlib.metadata is imported by rsengine.run anyway: no start-up cost).
+try:
+    __version__ = _metadata.version("rsengine")
+except _metadata.PackageNotFoundError:  # a checkout used without being installed
+    __version__ = "0+unknown"
 
 from .run import Results, certify_dataset  # noqa: E402
 from .smooth import ABSTAIN, Smooth  # noqa: E402

@@ -7,7 +7,8 @@ clean accuracy, the only value a predict file (which has no radii) can give.
 
 Plots use matplotlib's object API with an explicit Agg canvas: no pyplot, no global backend
 switch, so plotting works headless and leaves the caller's matplotlib state alone. matplotlib is
-imported only when a plot is drawn.
+imported only when a plot is drawn, and is an extra (``pip install "rsengine[plot]"``):
+:func:`plot_unavailable` says, without importing it, whether a plot can be drawn here.
 
 Example:
     >>> import numpy as np
@@ -24,30 +25,41 @@ Example:
 """
 from __future__ import annotations
 
+import csv
+import importlib.util
+import io
+import json
 import os
 from typing import Optional, Sequence
 
 import numpy as np
 
 from rsengine.results import ResultsTable
+from rsengine.stats import floor_significant
 from rsengine.validation import check_choice, check_positive_float, check_positive_int
 
 __all__ = [
+    "DATA_FORMATS",
     "PLOT_FORMATS",
     "TABLE_FORMATS",
     "average_certified_radius",
     "certified_accuracy",
     "default_radii",
+    "format_data",
     "format_table",
     "plot_certified_accuracy",
+    "plot_unavailable",
 ]
 
 # Points of the radius grid a plot evaluates on, besides every radius that occurs in a file
 # (those make the step curve exact); 1000 steps is finer than any figure's pixel width.
 _PLOT_GRID_STEPS = 1000
+# The x axis runs this far past the largest radius or ceiling: the curves' last drops stay inside.
+_PLOT_MARGIN = 1.05
 
 PLOT_FORMATS = (".png", ".pdf")
-TABLE_FORMATS = ("markdown", "latex")
+TABLE_FORMATS = ("markdown", "latex")  # for people: two decimals, best values marked
+DATA_FORMATS = ("csv", "json")  # for tools: full precision, ACR beside the accuracies
 
 _LATEX_SPECIALS = {
     "\\": r"\textbackslash{}",
@@ -61,6 +73,23 @@ _LATEX_SPECIALS = {
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
 }
+
+
+def plot_unavailable() -> Optional[str]:
+    """Why no plot can be drawn here (matplotlib is not installed), or None when one can.
+
+    Looks for matplotlib without importing it (0.3 s), so a command can refuse ``--plot`` before
+    its run starts instead of failing after it.
+
+    Example:
+        >>> plot_unavailable() in (None, 'matplotlib is not installed: pip install "rsengine[plot]"')
+        True
+    """
+    try:
+        found = importlib.util.find_spec("matplotlib") is not None
+    except (ImportError, ValueError):  # a broken install, or a module with no spec
+        found = False
+    return None if found else 'matplotlib is not installed: pip install "rsengine[plot]"'
 
 
 def default_radii() -> list:
@@ -231,6 +260,51 @@ def format_table(
     return "\n".join(lines) + "\n"
 
 
+def format_data(
+    names: Sequence[str],
+    accuracies,
+    radii: Sequence[float],
+    acrs: Sequence[Optional[float]],
+    fmt: str = "csv",
+) -> str:
+    """Certified accuracies for tools: CSV with a header row, or JSON, at full precision.
+
+    CSV: a header ``file,acr,r=<radius>...`` and one row per file (``acr`` empty for a predict
+    file). JSON: a list with one object per file, ``{"file", "acr", "certified_accuracy":
+    {"<radius>": value, ...}}`` (``acr`` null for a predict file), radii in the columns' order.
+
+    Args:
+        names: F file names. accuracies: [F, R] fractions in [0, 1]. radii: R radii.
+        acrs: F average certified radii, None where a file has none. fmt: ``"csv"`` or ``"json"``.
+
+    Returns:
+        The text, ending with a newline.
+
+    Example:
+        >>> print(format_data(["a.tsv"], [[0.75, 0.5]], [0.0, 0.5], [0.6]), end="")
+        file,acr,r=0.0,r=0.5
+        a.tsv,0.6,0.75,0.5
+        >>> print(format_data(["a.tsv"], [[0.75, 0.5]], [0.0, 0.5], [0.6], "json"), end="")
+        [{"file": "a.tsv", "acr": 0.6, "certified_accuracy": {"0.0": 0.75, "0.5": 0.5}}]
+    """
+    check_choice("fmt", fmt, DATA_FORMATS)
+    names, labels = [str(name) for name in names], [_radius_label(float(radius)) for radius in radii]
+    accuracies = np.asarray(accuracies, dtype=np.float64)
+    if accuracies.shape != (len(names), len(labels)) or len(acrs) != len(names):
+        raise ValueError(f"Expected `accuracies` of shape {(len(names), len(labels))} and {len(names)} `acrs`, "
+                         f"got {accuracies.shape} and {len(acrs)}")
+    rows = [(name, None if acr is None else float(acr), row) for name, acr, row in zip(names, acrs, accuracies.tolist())]
+    if fmt == "json":
+        return json.dumps([{"file": name, "acr": acr, "certified_accuracy": dict(zip(labels, row))}
+                           for name, acr, row in rows]) + "\n"
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")  # quotes a name holding a comma
+    writer.writerow(["file", "acr", *(f"r={label}" for label in labels)])
+    for name, acr, row in rows:
+        writer.writerow([name, "" if acr is None else repr(acr), *map(repr, row)])
+    return text.getvalue()
+
+
 def plot_certified_accuracy(
     tables: Sequence[ResultsTable],
     path,
@@ -239,8 +313,9 @@ def plot_certified_accuracy(
     max_radius: Optional[float] = None,
     title: Optional[str] = None,
     norm: str = "l2",
-) -> None:
-    """Plot certified accuracy against radius, one step curve per certify table.
+    ceilings: Optional[Sequence[Optional[float]]] = None,
+):
+    """Plot certified accuracy against radius, one step curve per certify table; returns the Figure.
 
     The curves are exact: each is evaluated on a 1000-step grid from 0 to ``max_radius`` plus
     every radius that occurs in the tables, and drawn as a step function that is constant on
@@ -250,14 +325,21 @@ def plot_certified_accuracy(
         tables: certify tables, e.g. from :func:`rsengine.results.read_results`.
         path: output file; ``.png`` or ``.pdf`` (case-insensitive) picks the format.
         names: legend entries, one per table; default each table's ``path``.
-        max_radius: right end of the x axis; default the largest radius over the tables
-            (1.0 if every radius is 0).
+        max_radius: right end of the x axis; default 5% past the largest radius and ceiling over
+            the tables (1.0 if all are 0), so that each curve's last drop is seen.
         title: optional figure title.
         norm: the radii's norm, "l2" or "l1", for the x axis's label.
+        ceilings: one per table, the largest radius its run could certify (n votes of n at its n,
+            alpha and sigma: ``Question.largest_radius``), drawn as a dashed vertical line in the
+            curve's colour; None where it is not known.
+
+    Returns:
+        The matplotlib ``Figure`` (on an Agg canvas), already saved to ``path``.
 
     Raises:
         ValueError: an extension other than .png/.pdf, a predict table, no tables, names of
             the wrong length, or a bad ``max_radius``.
+        ImportError: matplotlib is not installed (the message names the ``plot`` extra).
 
     Example:
         >>> import os, tempfile
@@ -266,7 +348,7 @@ def plot_certified_accuracy(
         >>> t = ResultsTable("certify", np.arange(2), np.zeros(2, int), np.zeros(2, int),
         ...                  np.array([0.3, 0.9]), np.ones(2, int), np.ones(2))
         >>> out = os.path.join(tempfile.mkdtemp(), "curve.png")
-        >>> plot_certified_accuracy([t], out, ["toy"])
+        >>> figure = plot_certified_accuracy([t], out, ["toy"], ceilings=[1.2], title="toy run")
         >>> open(out, "rb").read(4)
         b'\\x89PNG'
     """
@@ -284,23 +366,33 @@ def plot_certified_accuracy(
         if table.kind != "certify":
             raise ValueError(f"Expected `tables` to be certify tables, got a {table.kind} table ({name})")
 
-    largest = max(float(table.radius.max(initial=0.0)) for table in tables)
+    ceilings = [None] * len(tables) if ceilings is None else list(ceilings)
+    if len(ceilings) != len(tables):
+        raise ValueError(f"Expected `ceilings` to have one entry per table ({len(tables)}), got {len(ceilings)}")
+    known = [check_positive_float("ceilings", c) for c in ceilings if c is not None]
+    largest = max([float(table.radius.max(initial=0.0)) for table in tables] + known)
     if max_radius is None:
-        max_radius = largest if largest > 0 else 1.0
+        max_radius = _PLOT_MARGIN * largest if largest > 0 else 1.0
     else:
         max_radius = check_positive_float("max_radius", max_radius)
     grid = np.linspace(0.0, max_radius, _PLOT_GRID_STEPS + 1)
     jumps = np.concatenate([table.radius for table in tables])
     grid = np.union1d(grid, jumps[jumps <= max_radius])
 
+    missing = plot_unavailable()
+    if missing is not None:
+        raise ImportError(f"Plots need matplotlib: {missing}")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(6.4, 4.8))
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    for name, table in zip(names, tables):
-        axes.step(grid, certified_accuracy(table, grid), where="pre", label=name)
+    for name, table, ceiling in zip(names, tables, ceilings):
+        (curve,) = axes.step(grid, certified_accuracy(table, grid), where="pre", label=name)
+        if ceiling is not None:  # beyond it no input of this run can be certified, by design
+            axes.axvline(ceiling, color=curve.get_color(), linestyle="--", linewidth=1.0,
+                         label=f"largest certifiable radius {floor_significant(ceiling)}")
     axes.set_xlim(0.0, max_radius)
     axes.set_ylim(0.0, 1.0)
     axes.set_xlabel(f"radius ({check_choice('norm', norm, ('l2', 'l1'))})")
@@ -308,9 +400,10 @@ def plot_certified_accuracy(
     axes.grid(True, alpha=0.3)
     axes.legend(loc="lower left")  # curves fall from the top left: the lower left stays clear
     if title is not None:
-        axes.set_title(title)
+        axes.set_title(title, fontsize="medium")
     figure.tight_layout()
     figure.savefig(path, format=extension[1:], dpi=150)
+    return figure
 
 
 def _radius_label(radius: float) -> str:

@@ -20,7 +20,7 @@ import torch
 
 from . import analyze, distributed
 from . import sound as sound_mode
-from .checkpoints import load_classifier, save_checkpoint
+from .checkpoints import bundled_checkpoint, load_classifier, save_checkpoint
 from .data import dataset_num_classes, dataset_stats, load_dataset
 from .flags import certify_question, check_plot_path, check_sampling, check_sound
 from .models import build_model
@@ -28,14 +28,14 @@ from .noises import noise_named
 from .options import PRECISIONS, RANDOM_SEED
 from .questions import Predict, Question, TopK
 from .results import read_results
-from .resume import (file_digest, radius_norm, read_run_record, recorded_arguments, recorded_question, recorded_sound,
-                     recorded_top_k, samples_note)
+from .resume import (file_digest, radius_norm, read_run_record, recorded_arguments, recorded_ceiling, recorded_question,
+                     recorded_sound, recorded_top_k, samples_note)
 from .run import DatasetRun, Results
 from .smooth import Smooth
 from .stats import floor_significant
 from .train import train_model
 
-__all__ = ["resolve_device", "run_certify", "run_predict", "run_analyze", "run_train"]
+__all__ = ["plot_title", "resolve_device", "run_certify", "run_predict", "run_analyze", "run_train"]
 
 
 def resolve_device(name: str | None) -> torch.device:
@@ -192,8 +192,47 @@ def _summarize(results: Results, opts, question: Question, num_classes: int) -> 
         print(note)
     if opts.plot:
         analyze.plot_certified_accuracy([results.table], opts.plot, names=[os.path.basename(opts.outfile)],
-                                        norm=noise.norm)
+                                        norm=noise.norm, title=plot_title([arguments], opts.base_classifier),
+                                        ceilings=[ceiling if ceiling > 0 else None])
         print(f"plot saved to {os.path.abspath(opts.plot)}")
+    elif getattr(opts, "plot_skipped", None):  # the embedded default's plot, without matplotlib
+        print(f"note: no plot ({opts.plot_skipped})", file=sys.stderr)
+
+
+def plot_title(arguments: list[dict], checkpoint: str | None = None) -> str | None:
+    """A plot's title: the sigma, N, alpha, noise and model the files' run records share (None: none).
+
+    Example:
+        >>> print(plot_title([{"sigma": 0.25, "N": 10000, "alpha": 0.001, "dataset": "mnist"}], "model.pt"))
+        sigma = 0.25, N = 10000, alpha = 0.001
+        model model.pt on mnist
+
+    The model is the checkpoint's file name (or the model source) where the run is at hand, else
+    the record's model source, else read from its digest: the bundled model's name, or the
+    digest's first 12 hex digits.
+    """
+    def shared(key):
+        values = [args.get(key) for args in arguments]
+        return values[0] if values and all(value == values[0] for value in values) else None
+
+    parts = [f"{label} = {shared(key)}" for key, label in (("sigma", "sigma"), ("N", "N"), ("alpha", "alpha"))
+             if shared(key) is not None]
+    if shared("noise") not in (None, "gaussian"):
+        parts.append(f"{shared('noise')} noise")
+    digest = shared("checkpoint_sha256")
+    if checkpoint is not None:
+        model = checkpoint if shared("model") == checkpoint else os.path.basename(checkpoint)
+    elif isinstance(shared("model"), str):  # a model source (torchvision:resnet50), not a file
+        model = shared("model")
+    elif isinstance(digest, str):
+        model = (os.path.basename(bundled_checkpoint()) if digest == file_digest(bundled_checkpoint())
+                 else f"checkpoint {digest[:12]}")
+    else:
+        model = None
+    lines = [", ".join(parts)] if parts else []
+    if model is not None:  # a line of its own: a long file name would run off the figure
+        lines.append(f"model {model}" + (f" on {shared('dataset')}" if isinstance(shared("dataset"), str) else ""))
+    return "\n".join(lines) or None
 
 
 # -- analyze, train ------------------------------------------------------------------------------
@@ -227,18 +266,25 @@ def run_analyze(opts) -> None:
         print(f"radii are {norm} radii (from the files' run records)", file=sys.stderr)
     if opts.plot and kinds != {"certify"}:
         raise ValueError("--plot needs certify results files (predict files have no radii)")
+    ceilings = [recorded_ceiling(args) if table.kind == "certify" else None for args, table in zip(arguments, tables)]
     radii = opts.radii
     if radii is None:
         # A prediction carries no radius: with predict files only clean accuracy makes sense.
         radii = [0.0] if "predict" in kinds else analyze.default_radii()
+        if None not in ceilings:  # as the certify summary: columns past every file's ceiling are 0 by design
+            radii = [r for r in radii if r <= max(ceilings)] or [0.0]
     accuracies = [analyze.certified_accuracy(table, radii) for table in tables]
-    print(analyze.format_table(opts.files, accuracies, radii, fmt=opts.format))
-    notes = sys.stdout if opts.format == "markdown" else sys.stderr  # LaTeX stays clean
-    for path, table, args in zip(opts.files, tables, arguments):
+    acrs = [analyze.average_certified_radius(table) if table.kind == "certify" else None for table in tables]
+    if opts.format in analyze.DATA_FORMATS:
+        print(analyze.format_data(opts.files, accuracies, radii, acrs, fmt=opts.format), end="")
+    else:
+        print(analyze.format_table(opts.files, accuracies, radii, fmt=opts.format))
+    notes = sys.stdout if opts.format == "markdown" else sys.stderr  # LaTeX, CSV and JSON stay clean
+    for path, table, args, acr in zip(opts.files, tables, arguments, acrs):
         k = recorded_top_k(args)
         note = samples_note(path, table, args)
-        if table.kind == "certify":
-            print(f"{path}: average certified radius (ACR) {analyze.average_certified_radius(table):.3f}", file=notes)
+        if acr is not None and opts.format not in analyze.DATA_FORMATS:  # CSV and JSON hold it
+            print(f"{path}: average certified radius (ACR) {acr:.3f}", file=notes)
         if k is not None:  # another question than the other rows': say which
             print(f"{path}: certified top-{k} accuracy (its true class certified among {k} labels)", file=sys.stderr)
         if recorded_sound(args):  # another guarantee: on the grid, against any classifier
@@ -247,7 +293,8 @@ def run_analyze(opts) -> None:
         if note:
             print(note, file=notes)
     if opts.plot:
-        analyze.plot_certified_accuracy(tables, opts.plot, names=opts.files, norm=norm)
+        analyze.plot_certified_accuracy(tables, opts.plot, names=opts.files, norm=norm, title=plot_title(arguments),
+                                        ceilings=[c if c is not None and c > 0 else None for c in ceilings])
         print(f"plot saved to {os.path.abspath(opts.plot)}")
 
 

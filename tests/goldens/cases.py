@@ -20,8 +20,10 @@ Four kinds of case:
 Normalised, because it varies between runs on one machine or names this checkout: the working
 directory (``<TMP>``), the bundled checkpoint's path (``<BUNDLED_CHECKPOINT>``), the installed
 package's directory (``<RSENGINE>``), a seed drawn by ``--seed random`` (``<RANDOM_SEED>``), the
-``time`` column of results files (``<time>``) and the run records' thread count, library
-versions, CPU capability and device name (``"<masked>"``, keys kept). Nothing else is loosened.
+``time`` column of results files (``<time>``), the times of the progress lines a run prints on
+stderr off a terminal (``<elapsed>``, ``<eta>``; the lines and their counts kept) and the run
+records' thread count, library versions, CPU capability and device name (``"<masked>"``, keys
+kept). Nothing else is loosened.
 """
 from __future__ import annotations
 
@@ -117,10 +119,16 @@ def _replacements(workdir) -> list[tuple[str, str]]:
     return sorted(set(pairs), key=lambda pair: -len(pair[0]))  # longest first: a path inside another
 
 
+# rsengine.progress's lines: "certify: 2/7 inputs (28%), 0:00:01 elapsed, ETA 0:00:02".
+_PROGRESS_TIMES = re.compile(r"^(\w+: \d+/\d+ inputs \(\d+%\)), \d+:\d\d:\d\d elapsed, ETA (?:\d+:\d\d:\d\d|\?)$", re.M)
+
+
 def normalise(text: str, workdir, masks=()) -> str:
-    """``text`` with this run's paths replaced by placeholders and the case's own ``masks`` applied."""
+    """``text`` with this run's paths replaced by placeholders, progress times masked and the case's
+    own ``masks`` applied."""
     for old, new in _replacements(workdir):
         text = text.replace(old, new)
+    text = _PROGRESS_TIMES.sub(r"\1, <elapsed> elapsed, ETA <eta>", text)
     for pattern, replacement in masks:
         text = re.sub(pattern, replacement, text)
     return text
