@@ -9,7 +9,8 @@ Example:
 """
 __version__ = "0.1.0"  # first: rsengine.run records it
 
+from .normalization import InputRangeWarning  # noqa: E402
 from .run import Results, certify_dataset  # noqa: E402
 from .smooth import ABSTAIN, Smooth  # noqa: E402
 
-__all__ = ["ABSTAIN", "Results", "Smooth", "__version__", "certify_dataset"]
+__all__ = ["ABSTAIN", "InputRangeWarning", "Results", "Smooth", "__version__", "certify_dataset"]
