@@ -16,7 +16,8 @@ try:
 except _metadata.PackageNotFoundError:  # a checkout used without being installed
     __version__ = "0+unknown"
 
+from .normalization import InputRangeWarning  # noqa: E402
 from .run import Results, certify_dataset  # noqa: E402
 from .smooth import ABSTAIN, Smooth  # noqa: E402
 
-__all__ = ["ABSTAIN", "Results", "Smooth", "__version__", "certify_dataset"]
+__all__ = ["ABSTAIN", "InputRangeWarning", "Results", "Smooth", "__version__", "certify_dataset"]

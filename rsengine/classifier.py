@@ -1,11 +1,14 @@
-"""How rsengine evaluates your classifier: eval mode for every module it uses, and deterministic mode.
+"""How rsengine evaluates your classifier: eval mode for every module it uses, deterministic mode,
+and the logits read out of whatever it returns.
 
 Example:
     >>> import torch
-    >>> from rsengine.classifier import eval_mode, reachable_modules
+    >>> from rsengine.classifier import eval_mode, logits_of, reachable_modules
     >>> net = torch.nn.Linear(2, 2)
     >>> reachable_modules(lambda b: net(b)) == [net]
     True
+    >>> logits_of({"logits": net(torch.zeros(3, 2))}, rows=3).shape
+    torch.Size([3, 2])
 """
 from __future__ import annotations
 
@@ -17,12 +20,54 @@ import os
 import sys
 import threading
 import warnings
+from collections.abc import Mapping
 
 import torch
 import torch.distributed as dist
 from torch.nn.modules.module import register_module_forward_pre_hook
 
-__all__ = ["deterministic_algorithms", "device_and_dtype", "eval_mode", "reachable_modules"]
+__all__ = ["deterministic_algorithms", "device_and_dtype", "eval_mode", "logits_of", "reachable_modules"]
+
+_ACCEPTED_OUTPUTS = ("a tensor [batch, classes], a dict with a 'logits' tensor, or an object with a .logits tensor "
+                     "(a Hugging Face ModelOutput)")
+
+
+def logits_of(output, rows: int, num_classes: int | None = None) -> torch.Tensor:
+    """The logits [rows, num_classes] in what a classifier returned: every call rsengine makes reads them here.
+
+    A tensor is taken as is; from a Mapping its ``"logits"`` entry, from any other object its
+    ``.logits`` attribute (a Hugging Face ModelOutput has both). Anything else (a tuple, a dict
+    without "logits", None) is refused by name here, not deep inside the vote kernel or the loss.
+
+    Args:
+        output: what the classifier returned for a batch of ``rows`` inputs.
+        rows: the batch's rows. num_classes: the expected width; None accepts any.
+
+    Raises:
+        TypeError: no logits tensor in ``output`` (its type, and a dict's keys, are named).
+        ValueError: the logits are not [rows, num_classes].
+
+    Example:
+        >>> logits_of((torch.zeros(2, 3),), rows=2)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        TypeError: Expected the classifier to return a tensor [batch, classes], ... got a tuple
+    """
+    logits = output
+    if isinstance(output, Mapping):
+        logits = output.get("logits")
+        if not isinstance(logits, torch.Tensor):
+            raise TypeError(f"Expected the classifier to return {_ACCEPTED_OUTPUTS}, got a {type(output).__name__} "
+                            f"with keys {list(output)}")
+    elif not isinstance(output, torch.Tensor):
+        logits = getattr(output, "logits", None)
+        if not isinstance(logits, torch.Tensor):
+            raise TypeError(f"Expected the classifier to return {_ACCEPTED_OUTPUTS}, got a {type(output).__name__}")
+    width = "num_classes" if num_classes is None else num_classes
+    if logits.ndim != 2 or logits.shape[0] != rows or num_classes is not None and logits.shape[1] != num_classes:
+        raise ValueError(f"Expected the classifier's output to be [batch, num_classes] = [{rows}, {width}], "
+                         f"got {list(logits.shape)}")
+    return logits
 
 
 def reachable_modules(classifier) -> list[torch.nn.Module]:

@@ -35,7 +35,7 @@ from . import certificates
 from . import sound as sound_mode
 from .kernels.contract import check_noise, noise_scale
 from .support import refuse
-from .validation import check_flag, check_positive_float
+from .validation import check_flag, check_not_a_data_set, check_positive_float
 
 __all__ = ["Gaussian", "Laplace", "Noise", "RoundedGaussian", "Uniform", "check_sigma", "noise_named", "noise_of_record"]
 
@@ -94,7 +94,10 @@ class Noise:
 
     def prepare(self, xs, device) -> torch.Tensor:
         """Inputs [M, *shape] (a tensor, or a sequence of M same-shaped tensors) as the kernel takes
-        them: float32, contiguous, on ``device``, finite (sound mode: int32 pixels)."""
+        them: float32, contiguous, on ``device``, finite (sound mode: int32 pixels). A data set
+        (a torch Dataset or DataLoader, (x, label) pairs) is refused with a pointer to
+        ``rsengine.certify_dataset``."""
+        check_not_a_data_set("xs", xs, "to be a tensor [M, *shape]")
         if isinstance(xs, (list, tuple)):
             if not xs or not all(isinstance(x, torch.Tensor) for x in xs):
                 raise TypeError("Expected `xs` to be a tensor [M, *shape] or a non-empty sequence of tensors")

@@ -343,7 +343,8 @@ def certify_dataset(smooth, dataset, question: Question, indices=None, out=None,
             rank passes its own (on its own device); rank 0 writes the file, every rank gets the
             Results. A Smooth with ``seed=None`` gets a drawn seed, reused when ``out`` resumes.
         dataset: a sequence of (x [*shape] tensor in pixel space, int label), e.g. a torchvision
-            data set or rsengine.data.load_dataset's.
+            data set or rsengine.data.load_dataset's (not its DataLoader). With the Smooth's
+            mean/std, x is in [0, 1] (no Normalize in the transform: InputRangeWarning).
         question: an rsengine.questions.Question (Certify, TwoSided, TopK, Predict, AdaptiveRadius,
             AdaptiveTolerance).
         indices: the data set indices to answer (default: all); input i uses noise stream i.
@@ -361,6 +362,9 @@ def certify_dataset(smooth, dataset, question: Question, indices=None, out=None,
     """
     if not isinstance(question, Question):
         raise TypeError(f"Expected `question` to be an rsengine.questions.Question, got {question!r}")
+    if isinstance(dataset, torch.utils.data.DataLoader):  # it batches and shuffles; rows need input i at index i
+        raise TypeError("Expected `dataset` to be indexable (x, label) items, got a torch DataLoader: pass "
+                        "loader.dataset instead")
     if not len(dataset):
         raise ValueError("Expected a non-empty `dataset`")
     chosen = range(len(dataset)) if indices is None else indices

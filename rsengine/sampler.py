@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from .backends import Backend
-from .classifier import deterministic_algorithms, eval_mode
+from .classifier import deterministic_algorithms, eval_mode, logits_of
+from .normalization import per_channel
 
 __all__ = ["BatchSizeReduced", "NoiseSpec", "NonFiniteLogitsError", "Sampler", "auto_batch_size", "count_votes",
            "cpu_batch_size", "forward_batch", "noisy_batch"]
@@ -49,7 +50,8 @@ class NoiseSpec:
     Attributes:
         sigma: the noise's standard deviation per coordinate, in input (pixel) units.
         seed: 64-bit seed of the Philox stream.
-        mean, std: optional [C] float32 per-channel normalization, on the sampling device.
+        mean, std: optional [C] or [1] float32 per-channel normalization, on the sampling device
+            (one value serves every channel: :meth:`normalization`).
         dtype: dtype of the model's input batch.
         memory_format: memory format of the model's input batch.
         noise: one of ``rsengine.kernels.contract.NOISES``.
@@ -68,6 +70,16 @@ class NoiseSpec:
     noise: str = "gaussian"
     sound_thresholds: torch.Tensor | None = None
     sound_support: int = 0
+    _per_channel: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def normalization(self, channels: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(mean, std) as [channels] tensors for inputs of ``channels`` channels, or (None, None):
+        what every kernel is given (rsengine.normalization.per_channel, built once per count)."""
+        if self.mean is None:
+            return None, None
+        if channels not in self._per_channel:
+            self._per_channel[channels] = per_channel(self.mean, self.std, channels)
+        return self._per_channel[channels]
 
 
 def noisy_batch(backend: Backend, spec: NoiseSpec, xs: torch.Tensor, streams: torch.Tensor, start: int, rows: int,
@@ -82,10 +94,11 @@ def noisy_batch(backend: Backend, spec: NoiseSpec, xs: torch.Tensor, streams: to
     Returns:
         (batch [rows, *shape], None), or in sound mode (batch, [rows] int32 escape flags).
     """
+    mean, std = spec.normalization(xs.shape[1])
     if spec.sound_thresholds is not None:
         return backend.sound_noise_normalize(xs, streams, start, rows, n, spec.sound_thresholds, spec.sound_support,
-                                             spec.seed, phase, spec.mean, spec.std, spec.dtype, spec.memory_format)
-    return backend.noise_normalize(xs, streams, start, rows, n, spec.sigma, spec.seed, phase, spec.mean, spec.std,
+                                             spec.seed, phase, mean, std, spec.dtype, spec.memory_format)
+    return backend.noise_normalize(xs, streams, start, rows, n, spec.sigma, spec.seed, phase, mean, std,
                                    spec.dtype, spec.memory_format, spec.noise), None
 
 
@@ -135,7 +148,7 @@ def auto_batch_size(model, xs: torch.Tensor, spec: NoiseSpec, backend: Backend) 
     with torch.inference_mode(), eval_mode(model):
         batch, _ = noisy_batch(backend, spec, xs, torch.zeros(xs.shape[0], dtype=torch.int64, device=device), 0,
                                _PROBE_ROWS, _PROBE_ROWS, 0)
-        model(batch)
+        logits_of(model(batch), _PROBE_ROWS)
     per_row = max(1.0, (torch.cuda.max_memory_allocated(device) - before) / _PROBE_ROWS)
     free, _ = torch.cuda.mem_get_info(device)
     return int(max(1, min(MAX_AUTO_BATCH_SIZE, _MEMORY_SHARE * free / per_row)))
@@ -160,22 +173,20 @@ def forward_batch(model, build, rows: int, num_classes: int, device: torch.devic
         caller should halve its batch (the memory is released first).
 
     Raises:
-        ValueError: the classifier's output is not [B, num_classes].
+        TypeError: the classifier's output holds no logits tensor (rsengine.classifier.logits_of).
+        ValueError: the logits are not [B, num_classes].
     """
     try:
         batch, skip = build()
-        logits = model(batch)
+        output = model(batch)
     except RuntimeError as error:
         if not may_shrink or not _is_out_of_memory(error) or rows == 1:
             raise
-        batch = logits = None  # drop the references so the memory can be reused
+        batch = output = None  # drop the references so the memory can be reused
         if device.type == "cuda":
             torch.cuda.empty_cache()
         return None
-    if logits.ndim != 2 or logits.shape != (batch.shape[0], num_classes):
-        raise ValueError(f"Expected the classifier's output to be [batch, num_classes] = "
-                         f"[{batch.shape[0]}, {num_classes}], got {list(logits.shape)}")
-    return logits, skip
+    return logits_of(output, batch.shape[0], num_classes), skip
 
 
 def count_votes(model, xs: torch.Tensor, streams: torch.Tensor, n: int, phase: int, num_classes: int,
@@ -184,7 +195,8 @@ def count_votes(model, xs: torch.Tensor, streams: torch.Tensor, n: int, phase: i
     """Count the base classifier's votes on n noisy copies of each input.
 
     Args:
-        model: base classifier, [B, *shape] normalized batch -> [B, num_classes] logits.
+        model: base classifier, [B, *shape] normalized batch -> [B, num_classes] logits (a tensor,
+            or a dict or object holding one as "logits": rsengine.classifier.logits_of).
         xs: [M, *shape] float32 contiguous inputs on the sampling device, pixel space (in sound
             mode int32 grid pixels, ``rsengine.sound.to_grid``).
         streams: [M] int64 stream index of each input, on the sampling device.
@@ -207,7 +219,7 @@ def count_votes(model, xs: torch.Tensor, streams: torch.Tensor, n: int, phase: i
         says so at the end of the phase.
 
     Raises:
-        ValueError: the classifier's output is not [B, num_classes].
+        TypeError, ValueError: the classifier's output holds no [B, num_classes] logits tensor.
         NonFiniteLogitsError: some sample's logits were NaN or infinite.
         torch.OutOfMemoryError: in deterministic mode, when a batch does not fit.
     """

@@ -39,13 +39,15 @@ from .backends import resolve_backend
 from .classifier import device_and_dtype
 from .kernels.contract import PHASE_ESTIMATION, PHASES, check_noise
 from .noises import Noise, check_sigma, noise_named
+from .normalization import warn_if_normalized
 from .questions import (AdaptiveRadius, AdaptiveTolerance, Answer, Certify, Predict, Question, TopK, TwoSided,
                         check_samples)
 from .sampler import NoiseSpec, Sampler
 from .stats import ABSTAIN
 from .streams import Streams, check_seed
 from .support import features, refuse
-from .validation import check_choice, check_flag, check_int_at_least, check_mean_std, check_positive_int
+from .validation import (check_choice, check_flag, check_int_at_least, check_mean_std, check_not_a_data_set,
+                         check_positive_int)
 
 __all__ = ["ABSTAIN", "Smooth"]
 
@@ -56,12 +58,17 @@ class Smooth:
     """A smoothed classifier around ``base_classifier``.
 
     Args:
-        base_classifier: maps a normalized batch [B, *shape] to logits [B, num_classes].
+        base_classifier: maps a normalized batch [B, *shape] to logits [B, num_classes]: a tensor,
+            a dict with a "logits" tensor, or an object with a ``.logits`` tensor (a Hugging Face
+            ModelOutput); anything else is a TypeError (rsengine.classifier.logits_of).
         num_classes: number of classes (>= 2).
         sigma: the noise's standard deviation per coordinate in input units (> 0); the kernels
             apply the float32 nearest to it, ``noise_sigma``, and radii are computed for that.
         mean, std: optional per-channel normalization applied after the noise, in the fused
-            kernel, so the noise is added in pixel space where the radius is measured.
+            kernel, so the noise is added in pixel space where the radius is measured: one value
+            per channel, or one number (or 1-value sequence) for every channel. Inputs are then
+            pixels in [0, 1]; inputs outside it (normalized already, by a Normalize in the data
+            set's transform) get one rsengine.normalization.InputRangeWarning per Smooth.
         seed: 64-bit seed in [0, 2**63). None draws a secret one from the operating system
             (kept in ``seed``; use it when inputs may be chosen by someone who knows a fixed seed).
         backend: "auto", "triton" or "torch" (rsengine.backends). device: where sampling runs
@@ -106,6 +113,7 @@ class Smooth:
         self.noise = self._noise(sigma, noise, sound)
         self._streams = Streams()
         self._sampler = self._make_sampler()
+        self._warned_range = False
 
     @staticmethod
     def _noise(sigma, noise, sound) -> Noise:
@@ -257,14 +265,17 @@ class Smooth:
     @staticmethod
     def _as_batch(x) -> torch.Tensor:
         if not isinstance(x, torch.Tensor):
+            check_not_a_data_set("x", x, "to be one input, a torch.Tensor")
             raise TypeError(f"Expected `x` to be a torch.Tensor, got {type(x).__name__}")
         return x.unsqueeze(0)
 
     def _prepare(self, xs, streams) -> tuple[torch.Tensor, torch.Tensor]:
         xs = self.noise.prepare(xs, self.device)
-        if self.mean is not None and self.mean.numel() != xs.shape[1]:
-            raise ValueError(f"Expected `mean`/`std` with one value per channel (x.shape[0] = "
-                             f"{xs.shape[1]}), got {self.mean.numel()}")
+        if self.mean is not None:
+            self._sampler.spec.normalization(xs.shape[1])  # refuses 2 values for 3 channels before any sampling
+            # Sound mode's inputs are grid pixels already (to_grid refuses anything else).
+            if not self.sound and not self._warned_range:
+                self._warned_range = warn_if_normalized(xs)
         if self.memory_format == torch.channels_last and xs.ndim != 4:
             raise ValueError(f"Expected `x` of shape [C, H, W] for memory_format=channels_last, got "
                              f"{list(xs.shape[1:])}")

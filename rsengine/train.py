@@ -44,8 +44,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from rsengine.classifier import logits_of
 from rsengine.kernels.contract import check_noise
 from rsengine.noises import noise_named
+from rsengine.normalization import per_channel, warn_if_normalized
 from rsengine.validation import (check_choice, check_mean_std, check_non_negative_float, check_positive_float,
                                  check_positive_int)
 
@@ -77,7 +79,7 @@ def _train_epoch(model, loader, optimizer, step: int, step_lr, noise, noise_gen,
             x = x + noise.training_noise(x.shape, noise_gen)
         if mean_t is not None:
             x = (x - mean_t) / std_t
-        logits = model(x)
+        logits = logits_of(model(x), len(x))
         loss = F.cross_entropy(logits, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -109,7 +111,8 @@ def train_model(
     """Train ``model`` in place with noise augmentation; return per-epoch records.
 
     Args:
-        model: takes the normalized batch ``[B, C, H, W]`` and returns logits ``[B, K]``.
+        model: takes the normalized batch ``[B, C, H, W]`` and returns logits ``[B, K]`` (a tensor,
+            or a dict or object holding one as "logits": rsengine.classifier.logits_of).
         dataset: items ``(x, label)`` with ``x`` ``[C, H, W]`` in pixel space ([0, 1]).
         sigma: noise standard deviation in pixel units, >= 0 (0 trains without noise).
         epochs: passes over ``dataset``.
@@ -119,7 +122,9 @@ def train_model(
         weight_decay: L2 penalty, >= 0.
         lr_schedule: ``"cosine"`` (annealed to 0 per step) or ``"step"`` (x0.1 every
             ``ceil(epochs / 3)`` epochs).
-        mean, std: per-channel normalization applied after the noise; both or neither.
+        mean, std: per-channel normalization applied after the noise; both or neither; one
+            number (or 1-value sequence) serves every channel. With them, an input outside
+            [0, 1] (a data set normalized already) gets an rsengine.normalization.InputRangeWarning.
         seed: seeds the shuffling, the noise and the global torch RNG during training.
         device: where to train; the model is moved there.
         log: called once per epoch with a one-line summary (e.g. ``print``).
@@ -132,7 +137,8 @@ def train_model(
         The model is left in eval mode.
 
     Raises:
-        ValueError, TypeError: an argument is out of range or of the wrong type.
+        ValueError, TypeError: an argument is out of range or of the wrong type, or the model's
+            output holds no [B, K] logits tensor (rsengine.classifier.logits_of).
 
     Example:
         >>> import torch
@@ -168,9 +174,11 @@ def train_model(
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
                                 weight_decay=weight_decay)
     mean_t = std_t = None
-    if mean is not None:
-        mean_t = torch.tensor(mean, device=device).view(1, -1, 1, 1)
-        std_t = torch.tensor(std, device=device).view(1, -1, 1, 1)
+    if mean is not None:  # [C, 1, 1] for [B, C, H, W] batches, from the first input's channels
+        first, _ = dataset[0]
+        warn_if_normalized(first, "the first training input lies")
+        mean_t, std_t = per_channel(torch.tensor(mean, device=device), torch.tensor(std, device=device), first.shape[0])
+        mean_t, std_t = (t.view(-1, *(1,) * (first.ndim - 1)) for t in (mean_t, std_t))
     total_steps, step, history = epochs * len(loader), 0, []
 
     # fork_rng keeps the caller's global RNG state untouched while seeding it for the model.

@@ -27,6 +27,7 @@ __all__ = [
     "check_choice",
     "check_flag",
     "check_mean_std",
+    "check_not_a_data_set",
     "reject",
 ]
 
@@ -104,8 +105,41 @@ def check_flag(name: str, value) -> bool:
     return value
 
 
+def check_not_a_data_set(name: str, value, expectation: str) -> None:
+    """Raise TypeError pointing at ``rsengine.certify_dataset`` if ``value`` is a data set, not a batch.
+
+    A data set is a torch Dataset or DataLoader, or a sequence whose first item is an
+    ``(x, label)`` pair: what the tensor methods of Smooth are often handed by mistake. Anything
+    else returns, for the caller's own message.
+
+    Example:
+        >>> import torch
+        >>> check_not_a_data_set("xs", [(torch.zeros(3), 0)], "to be a tensor")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        TypeError: Expected `xs` to be a tensor, got a list of (x, label) pairs: ...rsengine.certify_dataset(...
+    """
+    from torch.utils.data import DataLoader, Dataset  # here: validation does not import torch at start-up
+
+    if isinstance(value, DataLoader):
+        got, argument = "a torch DataLoader", "loader.dataset"
+    elif isinstance(value, Dataset):
+        got, argument = f"a torch Dataset ({type(value).__name__})", "dataset"
+    elif isinstance(value, (list, tuple)) and value and isinstance(value[0], (list, tuple)) and len(value[0]) == 2:
+        got, argument = f"a {type(value).__name__} of (x, label) pairs", "dataset"
+    else:
+        return
+    hint = ", or torch.stack the inputs" if argument == "dataset" and got.endswith("pairs") else ""
+    reject(name, expectation, f"{got}: ask of a data set with rsengine.certify_dataset(smooth, {argument}, "
+                              f"question){hint}", TypeError)
+
+
 def check_mean_std(mean, std) -> tuple[tuple[float, ...], tuple[float, ...]] | tuple[None, None]:
-    """Validate per-channel normalization statistics (both ``None``, or both given).
+    """Validate normalization statistics (both ``None``, or both given): per channel, or one number for all.
+
+    A number (or a 0-d tensor) is a 1-value sequence; one value serves every channel of the
+    input (rsengine.normalization.per_channel repeats it), and an input's channel count is
+    checked against the length when the input arrives.
 
     Returns:
         ``(mean, std)`` as tuples of floats, or ``(None, None)``.
@@ -116,6 +150,8 @@ def check_mean_std(mean, std) -> tuple[tuple[float, ...], tuple[float, ...]] | t
 
     Example:
         >>> check_mean_std([0.5], (0.25,))
+        ((0.5,), (0.25,))
+        >>> check_mean_std(0.5, 0.25)
         ((0.5,), (0.25,))
         >>> check_mean_std((0.5,), None)
         Traceback (most recent call last):
@@ -128,12 +164,14 @@ def check_mean_std(mean, std) -> tuple[tuple[float, ...], tuple[float, ...]] | t
         raise ValueError(
             f"Expected `mean` and `std` both given or both None, got {mean!r}, {std!r}"
         )
-    # Tensors and arrays become lists (validation imports neither torch nor numpy).
+    # Tensors and arrays become lists, 0-d ones numbers (validation imports neither torch nor numpy).
     mean = mean.tolist() if hasattr(mean, "tolist") else mean
     std = std.tolist() if hasattr(std, "tolist") else std
+    mean = [mean] if isinstance(mean, numbers.Real) else mean
+    std = [std] if isinstance(std, numbers.Real) else std
     for name, values in (("mean", mean), ("std", std)):
         if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
-            raise TypeError(f"Expected `{name}` to be a sequence of numbers, got {values!r}")
+            raise TypeError(f"Expected `{name}` to be a number or a sequence of numbers, got {values!r}")
     if len(mean) == 0 or len(mean) != len(std):
         raise ValueError(
             f"Expected `mean` and `std` of the same non-zero length, got {mean!r}, {std!r}"

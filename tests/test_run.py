@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from rsengine import Results, Smooth, certify_dataset
+from rsengine import InputRangeWarning, Results, Smooth, certify_dataset
 from rsengine import commands
 from rsengine.checkpoints import bundled_checkpoint
 from rsengine.cli import _fill_defaults, build_parser, main
@@ -153,6 +153,22 @@ def test_bad_arguments_are_refused_in_one_line(bad, message):
     arguments = {"question": Certify(20, 100, 0.001), "indices": None, **bad}
     with pytest.raises((TypeError, ValueError), match=message):
         certify_dataset(smooth, [(torch.rand(4), 0)] * 6, arguments.pop("question"), **arguments)
+
+
+def test_a_data_loader_is_refused_pointing_at_its_data_set():
+    smooth = Smooth(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3)), 3, sigma=0.25)
+    loader = torch.utils.data.DataLoader([(torch.rand(4), 0)] * 6, batch_size=2)
+    with pytest.raises(TypeError, match="got a torch DataLoader: pass loader.dataset instead"):
+        certify_dataset(smooth, loader, Certify(20, 100, 0.001), quiet=True)
+
+
+def test_a_normalized_data_set_warns_once_for_the_run():
+    # Every chunk is an answer call: the warning comes once, at the first, not once a chunk.
+    smooth = Smooth(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3)), 3, sigma=0.25, mean=0.5, std=0.25)
+    normalized = [((torch.rand(4) - 0.5) / 0.25, i % 3) for i in range(6)]
+    with pytest.warns(InputRangeWarning, match="drop the Normalize") as caught:
+        certify_dataset(smooth, normalized, Certify(20, 100, 0.001), batch_size=20, quiet=True)
+    assert len(caught) == 1
 
 
 def test_results_is_the_public_table_type():

@@ -7,7 +7,8 @@ import pytest
 import torch
 from scipy import stats as sps
 
-from rsengine import ABSTAIN, Smooth
+from rsengine import ABSTAIN, InputRangeWarning, Smooth
+from rsengine.questions import Predict
 from rsengine.sampler import NonFiniteLogitsError
 from rsengine.stats import max_radius
 
@@ -164,7 +165,7 @@ def test_normalization_is_applied_after_the_noise():
         def forward(self, z):
             return self.inner(z * 0.5 + 0.25)
 
-    xs = XS[:, :, None, None]  # 3 channels of 1x1 images
+    xs = XS[:, :, None, None] + 0.5  # 3 channels of 1x1 images, pixels in [0, 1]
     raw = Smooth(_model(), 2, 0.5, seed=8).sample_counts(xs, 300)
     normed = Smooth(Denormalize(_model()), 2, 0.5, seed=8, mean=[0.25] * 3, std=[0.5] * 3).sample_counts(xs, 300)
     np.testing.assert_array_equal(raw, normed)
@@ -453,3 +454,135 @@ def test_seed_none_draws_a_secret_seed_that_is_kept():
     assert first.seed != second.seed and 0 <= first.seed < 2**63
     again = Smooth(NoiseRecorder(), 2, 0.5, seed=first.seed)
     assert torch.equal(_noise_of(first, streams=[3]), _noise_of(again, streams=[3]))
+
+
+# --- the field's common mistakes: classifier outputs, normalized inputs, data sets, one mean --------
+
+
+class Returning(torch.nn.Module):
+    """_model()'s logits wrapped as ``wrap(logits)``: what many a model zoo's classifier returns."""
+
+    def __init__(self, wrap):
+        super().__init__()
+        self.inner, self.wrap = _model(), wrap
+
+    def forward(self, x):
+        return self.wrap(self.inner(x))
+
+
+class ModelOutput:
+    """The shape of a Hugging Face ModelOutput that matters here: logits as an attribute."""
+
+    def __init__(self, logits):
+        self.logits, self.hidden_states = logits, None
+
+
+@pytest.mark.parametrize("wrap", [lambda t: {"logits": t, "loss": None}, ModelOutput],
+                         ids=["dict-with-logits", "object-with-logits"])
+def test_logits_are_read_out_of_a_dict_or_a_model_output(wrap):
+    expected = Smooth(_model(), 2, 0.5, seed=3).sample_counts(XS, 200)
+    np.testing.assert_array_equal(Smooth(Returning(wrap), 2, 0.5, seed=3).sample_counts(XS, 200), expected)
+
+
+@pytest.mark.parametrize("wrap, got", [
+    (lambda t: (t,), "got a tuple"),
+    (lambda t: {"scores": t}, r"got a dict with keys \['scores'\]"),
+    (lambda t: [t], "got a list"),
+    (lambda t: None, "got a NoneType"),
+    (lambda t: {"logits": t.tolist()}, r"got a dict with keys \['logits'\]"),
+], ids=["tuple", "dict-without-logits", "list", "none", "logits-not-a-tensor"])
+def test_an_output_without_logits_is_refused_by_name(wrap, got):
+    with pytest.raises(TypeError, match=f"Expected the classifier to return a tensor .* {got}"):
+        Smooth(Returning(wrap), 2, 0.5).certify_batch(XS, 10, 20, 0.01)
+
+
+def test_logits_must_be_two_dimensional():
+    with pytest.raises(ValueError, match=r"\[batch, num_classes\] = \[40, 2\], got \[40, 2, 1\]"):
+        Smooth(Returning(lambda t: t[..., None]), 2, 0.5).sample_counts(XS, 10)
+
+
+def test_normalized_inputs_warn_once_per_smooth():
+    smooth = Smooth(_model(), 2, 0.5, seed=0, mean=[0.5] * 3, std=[0.25] * 3)
+    normalized = (XS + 0.5 - 0.5) / 0.25  # pixels XS + 0.5 after a Normalize in the transform: [-0.8, 1.2]
+    with pytest.warns(InputRangeWarning) as caught:
+        smooth.sample_counts(normalized, 10)
+        smooth.certify_batch(normalized, 10, 20, 0.01)
+    assert len(caught) == 1
+    assert str(caught[0].message).startswith("the inputs lie in [-0.8, 1.2], but rsengine expects pixels in [0, 1]")
+    assert "drop the Normalize" in str(caught[0].message)
+    assert caught[0].filename == __file__  # the caller's line, not rsengine's
+
+
+def test_pixels_in_range_and_inputs_without_mean_std_do_not_warn():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InputRangeWarning)
+        Smooth(_model(), 2, 0.5, mean=[0.5] * 3, std=[0.25] * 3).sample_counts(XS.clamp(0, 1), 10)
+        Smooth(_model(), 2, 0.5, mean=[0.5] * 3, std=[0.25] * 3).sample_counts(
+            torch.tensor([[-0.04, 0.5, 1.04]]), 10)  # a resize's overshoot
+        Smooth(_model(), 2, 0.5).sample_counts(XS * 10, 10)  # raw values: the model's own business
+        # Sound mode's 8-bit inputs, uint8 in [0, 255], are pixels too.
+        Smooth(_model(), 2, 0.25, mean=[0.5] * 3, std=[0.25] * 3, sound=True).sample_counts(
+            torch.tensor([[0, 128, 255]], dtype=torch.uint8), 10)
+
+
+def test_the_range_warning_can_be_made_an_error():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InputRangeWarning)
+        with pytest.raises(InputRangeWarning, match=r"lie in \[0, 255\]"):
+            Smooth(_model(), 2, 0.5, mean=[0.5] * 3, std=[0.25] * 3).predict_batch(
+                torch.tensor([[0.0, 128.0, 255.0]]), 10, 0.01)
+
+
+_DATA = torch.utils.data.TensorDataset(XS.clamp(0, 1), torch.tensor([0, 1, 0, 1]))
+_CALLS = {
+    "certify_batch": lambda s, d: s.certify_batch(d, 10, 20, 0.01),
+    "predict_batch": lambda s, d: s.predict_batch(d, 20, 0.01),
+    "certify_topk_batch": lambda s, d: s.certify_topk_batch(d, 1, 10, 20, 0.01),
+    "sample_counts": lambda s, d: s.sample_counts(d, 20),
+    "answer": lambda s, d: s.answer(Predict(20, 0.01), d),
+    "certify": lambda s, d: s.certify(d, 10, 20, 0.01),
+    "predict": lambda s, d: s.predict(d, 20, 0.01),
+    "certify_topk": lambda s, d: s.certify_topk(d, 1, 10, 20, 0.01),
+}
+
+
+@pytest.mark.parametrize("data", [_DATA, torch.utils.data.DataLoader(_DATA, batch_size=2), list(_DATA)],
+                         ids=["dataset", "dataloader", "pairs"])
+@pytest.mark.parametrize("call", list(_CALLS))
+def test_a_data_set_given_for_a_tensor_points_at_certify_dataset(call, data):
+    got = r"got a (torch Dataset \(TensorDataset\)|torch DataLoader|list of \(x, label\) pairs)"
+    with pytest.raises(TypeError, match=got + r": ask of a data set with rsengine\.certify_dataset\("):
+        _CALLS[call](Smooth(LinearTwoClass([3.0, -4.0, 0.0, 1.0], 0.5), 3, 0.5), data)
+
+
+@pytest.mark.parametrize("backend", ["torch", "cpu", "triton"])
+@pytest.mark.parametrize("sound", [False, True], ids=["float", "sound"])
+def test_one_mean_and_std_serve_every_channel(backend, sound):
+    # Every backend's kernel is handed per-channel values: the counts are those of [0.4] * 3.
+    xs = torch.tensor([[0, 51, 255], [102, 204, 0]], dtype=torch.uint8)[:, :, None, None]  # 3 channels, 1x1
+    xs = xs if sound else xs / 255
+    common = dict(seed=4, backend=backend, sound=sound)
+    per_channel = Smooth(_model(), 2, 0.25, mean=[0.4] * 3, std=[0.2] * 3, **common).sample_counts(xs, 40)
+    one = Smooth(_model(), 2, 0.25, mean=0.4, std=0.2, **common).sample_counts(xs, 40)
+    np.testing.assert_array_equal(one, per_channel)
+    shifted = Smooth(_model(), 2, 0.25, mean=-1.0, std=0.2, **common).sample_counts(xs, 40)
+    assert not np.array_equal(shifted, per_channel)  # and the one value is applied, not dropped
+
+
+@pytest.mark.parametrize("mean, std", [([0.4], (0.2,)), (torch.tensor([0.4]), torch.tensor([0.2])),
+                                       (torch.tensor(0.4), np.float32(0.2))],
+                         ids=["one-value-sequences", "one-value-tensors", "0-d-tensor-and-numpy-scalar"])
+def test_one_mean_and_std_may_come_in_any_form(mean, std):
+    per_channel = Smooth(_model(), 2, 0.25, seed=4, mean=[0.4] * 3, std=[0.2] * 3).sample_counts(XS + 0.5, 100)
+    np.testing.assert_array_equal(Smooth(_model(), 2, 0.25, seed=4, mean=mean, std=std).sample_counts(XS + 0.5, 100),
+                                  per_channel)
+
+
+def test_mean_of_neither_one_nor_c_values_is_refused_naming_both():
+    smooth = Smooth(_model(), 2, 0.5, mean=[0.1, 0.2], std=[0.3, 0.3])
+    with pytest.raises(ValueError, match=r"1 value or one per channel \(x.shape\[0\] = 3\), got 2"):
+        smooth.sample_counts(XS.clamp(0, 1), 10)

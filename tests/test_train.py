@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from rsengine import InputRangeWarning
 from rsengine.data import TensorImageDataset, dataset_stats, load_dataset
 from rsengine.models import build_model
 from rsengine.train import LR_SCHEDULES, train_model
@@ -149,3 +150,84 @@ def test_one_epoch_on_mnist_learns_under_noise():
     with torch.no_grad():
         accuracy = (model((x - mean[0]) / std[0]).argmax(1) == test.labels).float().mean().item()
     assert accuracy > 0.8
+
+
+# --- the field's common mistakes: classifier outputs, normalized inputs, one mean --------------
+
+
+class _Head(nn.Module):
+    """A linear head on [B, 3, 2, 2] images whose logits come back as ``wrap(logits)``."""
+
+    def __init__(self, wrap=lambda t: t):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc, self.wrap = nn.Linear(12, 2), wrap
+
+    def forward(self, x):
+        return self.wrap(self.fc(x.flatten(1)))
+
+
+class _Output:
+    def __init__(self, logits):
+        self.logits = logits
+
+
+def _rgb(n=16, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return TensorImageDataset(torch.randint(0, 256, (n, 3, 2, 2), dtype=torch.uint8, generator=gen),
+                              torch.arange(n) % 2)
+
+
+@pytest.mark.parametrize("wrap", [lambda t: {"logits": t}, _Output], ids=["dict-with-logits", "object-with-logits"])
+def test_trains_a_model_that_returns_a_dict_or_a_model_output(wrap):
+    plain, wrapped = _Head(), _Head(wrap)
+    expected = train_model(plain, _rgb(), sigma=0.25, epochs=2, batch_size=8)
+    assert train_model(wrapped, _rgb(), sigma=0.25, epochs=2, batch_size=8) == expected
+    assert torch.equal(wrapped.fc.weight, plain.fc.weight)
+
+
+@pytest.mark.parametrize("wrap, error, match", [
+    (lambda t: (t,), TypeError, "Expected the classifier to return a tensor .* got a tuple"),
+    (lambda t: {"out": t}, TypeError, r"got a dict with keys \['out'\]"),
+    (lambda t: t[..., None], ValueError, r"\[batch, num_classes\] = \[8, num_classes\], got \[8, 2, 1\]"),
+], ids=["tuple", "dict-without-logits", "three-dimensional"])
+def test_an_output_without_batch_by_class_logits_is_refused(wrap, error, match):
+    with pytest.raises(error, match=match):
+        train_model(_Head(wrap), _rgb(), sigma=0.25, epochs=1, batch_size=8)
+
+
+@pytest.mark.parametrize("mean, std", [(0.4, 0.2), ((0.4,), [0.2])], ids=["numbers", "one-value-sequences"])
+def test_one_mean_and_std_serve_every_channel(mean, std):
+    per_channel, one = _Head(), _Head()
+    expected = train_model(per_channel, _rgb(), sigma=0.25, epochs=2, batch_size=8, mean=(0.4,) * 3, std=(0.2,) * 3)
+    assert train_model(one, _rgb(), sigma=0.25, epochs=2, batch_size=8, mean=mean, std=std) == expected
+    assert torch.equal(one.fc.weight, per_channel.fc.weight)
+
+
+def test_mean_of_neither_one_nor_c_values_is_refused_naming_both():
+    with pytest.raises(ValueError, match=r"1 value or one per channel \(x.shape\[0\] = 3\), got 2"):
+        train_model(_Head(), _rgb(), sigma=0.25, epochs=1, mean=(0.4, 0.4), std=(0.2, 0.2))
+
+
+class _Normalized(torch.utils.data.Dataset):
+    """A data set whose transform normalizes already (torchvision's Normalize(0.5, 0.25))."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __len__(self):
+        return len(self.inner)
+
+    def __getitem__(self, i):
+        x, y = self.inner[i]
+        return (x - 0.5) / 0.25, y
+
+
+def test_a_normalized_data_set_warns_when_train_normalizes_too():
+    with pytest.warns(InputRangeWarning, match=r"the first training input lies in \[-1.86, 1.94\].*drop the Normalize"):
+        train_model(_Head(), _Normalized(_rgb()), sigma=0.25, epochs=1, mean=0.5, std=0.25)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InputRangeWarning)  # without mean/std the model takes what it is given
+        train_model(_Head(), _Normalized(_rgb()), sigma=0.25, epochs=1)

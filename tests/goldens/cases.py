@@ -1154,8 +1154,9 @@ def api_refusal_cases() -> list[dict]:
         lambda: g().predict_batch(torch.where(torch.arange(12).reshape(3, 2, 2) == 5, float("inf"), x()), N, ALPHA))
     add("inputs/mean_channels", "smooth(mean=(0.5, 0.5), std=(0.2, 0.2)).certify_batch(inputs(), 20, 300, 0.001)",
         lambda: g(mean=(0.5, 0.5), std=(0.2, 0.2)).certify_batch(x(), N0, N, ALPHA))
-    add("inputs/mean_channels_sound", "smooth(sigma=0.25, sound=True, mean=(0.5,), std=(0.2,)).sample_counts(pixels(), 10)",
-        lambda: g(sigma=0.25, sound=True, mean=(0.5,), std=(0.2,)).sample_counts(pixels(), 10))
+    # Two values for 3 channels (one value serves every channel since issue 29).
+    add("inputs/mean_channels_sound", "smooth(sigma=0.25, sound=True, mean=(0.5, 0.5), std=(0.2, 0.2)).sample_counts("
+        "pixels(), 10)", lambda: g(sigma=0.25, sound=True, mean=(0.5, 0.5), std=(0.2, 0.2)).sample_counts(pixels(), 10))
     add("inputs/channels_last_2d", "smooth(memory_format=torch.channels_last).certify_batch(torch.zeros(2, 12), ...)",
         lambda: g(memory_format=torch.channels_last).certify_batch(torch.zeros(2, 12), N0, N, ALPHA))
     add("inputs/sound_off_grid", "smooth(sigma=0.25, sound=True).certify_batch(inputs() + 0.001, 20, 300, 0.001)",
