@@ -26,6 +26,7 @@ from .backends import BACKENDS
 from .checkpoints import bundled_checkpoint
 from .data import DATASETS, SPLITS
 from .distributed import launched_rank
+from .inputs import BAD_INPUT_POLICIES
 from .kernels.contract import NOISES
 from .models import ARCHITECTURES
 from .options import EMBEDDED_DEFAULT, ORIGINAL_DEFAULT, PRECISIONS, RANDOM_SEED, SAMPLING_DEFAULTS
@@ -151,6 +152,12 @@ def _sampling_arguments(parser: argparse.ArgumentParser, certify: bool) -> None:
     images.add_argument("--channels", type=int, choices=(1, 3),
                         help="convert every image to gray (1) or RGB (3) (default: 3 for imagenet; a folder: "
                              "1 if its first image is gray, else 3)")
+    parser.add_argument("--on-bad-input", choices=BAD_INPUT_POLICIES, default=BAD_INPUT_POLICIES[0],
+                        help="an input that cannot be read or used (a truncated file, another size, NaN, a label "
+                             "outside the model's classes): stop there, naming it (the rows before it are kept), or "
+                             "skip it: no row, listed in OUTFILE.run.json and counted in the summary (default: stop)")
+    parser.add_argument("--retry-skipped", action="store_true",
+                        help="when resuming, load the inputs an earlier run skipped again (default: they stay skipped)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace OUTFILE even if it holds other results (default: resume a run of "
                              "the same arguments, refuse anything else)")

@@ -19,17 +19,17 @@ import sys
 import torch
 
 from . import analyze, distributed
-from . import sound as sound_mode
 from .checkpoints import bundled_checkpoint, load_classifier, save_checkpoint
 from .data import dataset_num_classes, dataset_stats, load_dataset
 from .flags import certify_question, check_plot_path, check_sampling, check_sound
+from .inputs import BadInputError, InputCheck
 from .models import build_model
 from .noises import noise_named
 from .options import PRECISIONS, RANDOM_SEED
 from .questions import Predict, Question, TopK
 from .results import read_results
 from .resume import (file_digest, radius_norm, read_run_record, recorded_arguments, recorded_ceiling, recorded_question,
-                     recorded_sound, recorded_top_k, samples_note)
+                     recorded_sound, recorded_top_k, samples_note, skipped_note)
 from .run import DatasetRun, Results
 from .smooth import Smooth
 from .stats import floor_significant
@@ -92,32 +92,33 @@ def _smoothed_model(opts, seed: int | None = None, device_name: str | None = Non
     return smooth, dataset
 
 
+def _selection(opts, length: int) -> range:
+    """Inputs 0, skip, 2 * skip, ... below min(--max, the data set's length). (The original stopped
+    only when the index hit --max exactly.)"""
+    return range(0, length if opts.max is None else min(opts.max, length), opts.skip)
+
+
 def _check_compatible(smooth: Smooth, dataset, opts) -> None:
     # One noisy forward pass before any row is written: a checkpoint that cannot take this
-    # data set's inputs fails here with one clear line instead of inside the run.
+    # data set's inputs fails here with one clear line instead of inside the run. Its input is the
+    # first selected one that loads (a bad one stops the run here unless --on-bad-input skip).
     if not len(dataset):
         raise ValueError(f"Data set {opts.dataset!r} ({opts.split} split) is empty")
-    x, _ = dataset[0]
-    if smooth.sound:  # before the results file: a data set that is not 8-bit fails here, not at its first row
-        _check_on_grid(opts)(x[None], [0])
+    check = InputCheck(dataset, opts.dataset, smooth.num_classes, sound=smooth.sound)
+    for index in _selection(opts, len(dataset)):
+        try:
+            x, _ = check.load(index)
+            break
+        except BadInputError:
+            if opts.on_bad_input == "stop":
+                raise
+    else:
+        return  # nothing selected loads: the run says so
     try:
-        smooth.sample_counts(x[None], 1, streams=[0])
+        smooth.sample_counts(x[None], 1, streams=[index])
     except RuntimeError as error:
         raise ValueError(f"The classifier in {opts.base_classifier} cannot take inputs of data set "
                          f"{opts.dataset!r} (shape {list(x.shape)}): {error}") from None
-
-
-def _check_on_grid(opts):
-    """``check(xs, indices)``: refuse, naming the input, one that is not an 8-bit image."""
-    def check(xs, indices):
-        for x, index in zip(xs, indices):
-            try:
-                sound_mode.to_grid(x)
-            except (ValueError, TypeError) as error:  # TypeError: not float32 or integer pixels
-                raise ValueError(f"--sound needs 8-bit images (float32 values i / 255): input {index} of data set "
-                                 f"{opts.dataset!r} is off the 1/255 grid ({error})") from None
-
-    return check
 
 
 def _data_arguments(opts) -> dict:
@@ -138,14 +139,14 @@ def _data_arguments(opts) -> dict:
 
 
 def _run(opts, question: Question) -> Results | None:
-    """Run ``question`` over the data set's selected inputs: inputs 0, skip, 2 * skip, ... below
-    min(--max, its length). (The original stopped only when the index hit --max exactly.)"""
+    """Run ``question`` over the data set's selected inputs (:func:`_selection`)."""
     run = DatasetRun(lambda seed, local_rank: _smoothed_model(opts, seed, distributed.rank_device(opts.device,
                                                                                                   local_rank)),
-                     question, lambda length: range(0, length if opts.max is None else min(opts.max, length), opts.skip),
+                     question, lambda length: _selection(opts, length),
                      opts.outfile, seed=None if opts.seed == RANDOM_SEED else opts.seed,
                      arguments=lambda: _data_arguments(opts), batch_size=opts.batch, overwrite=opts.overwrite,
-                     resume_with_changes=opts.resume_with_changes, check_inputs=_check_on_grid(opts))
+                     resume_with_changes=opts.resume_with_changes, name=opts.dataset,
+                     on_bad_input=opts.on_bad_input, retry_skipped=opts.retry_skipped)
     results = run.execute()
     return results if distributed.launched_rank() == 0 else None
 
@@ -168,6 +169,9 @@ def run_predict(opts) -> None:
     results = _run(opts, Predict(opts.N, opts.alpha))
     if results is not None and len(results):
         print(f"smoothed accuracy {results.table.correct.mean():.3f} ({len(results)} inputs{', sound mode' * sound})")
+        note = skipped_note(os.path.basename(opts.outfile), results.table, read_run_record(opts.outfile))
+        if note:
+            print(note)
 
 
 def _summarize(results: Results, opts, question: Question, num_classes: int) -> None:
@@ -176,7 +180,8 @@ def _summarize(results: Results, opts, question: Question, num_classes: int) -> 
     # is 0 by design.
     ceiling = question.largest_radius(noise, num_classes)
     radii = [r for r in analyze.default_radii() if r <= ceiling] or [0.0]
-    arguments = recorded_arguments(read_run_record(opts.outfile))
+    record = read_run_record(opts.outfile)
+    arguments = recorded_arguments(record)
     target = recorded_question(arguments).get("radius")
     if isinstance(target, (int, float)) and target not in radii:
         radii = sorted([*radii, target])
@@ -187,9 +192,10 @@ def _summarize(results: Results, opts, question: Question, num_classes: int) -> 
           f"sigma = {opts.sigma}, N = {opts.N}, alpha = {opts.alpha}\n")
     print(analyze.format_table([opts.outfile], results.certified_accuracy(radii)[None], radii))
     print(f"average certified radius (ACR) {results.acr:.3f}")
-    note = samples_note(os.path.basename(opts.outfile), results.table, arguments)
-    if note:
-        print(note)
+    for note in (samples_note(os.path.basename(opts.outfile), results.table, arguments),
+                 skipped_note(os.path.basename(opts.outfile), results.table, record)):
+        if note:
+            print(note)
     if opts.plot:
         analyze.plot_certified_accuracy([results.table], opts.plot, names=[os.path.basename(opts.outfile)],
                                         norm=noise.norm, title=plot_title([arguments], opts.base_classifier),
@@ -280,9 +286,12 @@ def run_analyze(opts) -> None:
     else:
         print(analyze.format_table(opts.files, accuracies, radii, fmt=opts.format))
     notes = sys.stdout if opts.format == "markdown" else sys.stderr  # LaTeX, CSV and JSON stay clean
-    for path, table, args, acr in zip(opts.files, tables, arguments, acrs):
+    for path, table, args, acr, record in zip(opts.files, tables, arguments, acrs, records):
         k = recorded_top_k(args)
         note = samples_note(path, table, args)
+        skipped = skipped_note(path, table, record)
+        if skipped:
+            print(skipped, file=notes)
         if acr is not None and opts.format not in analyze.DATA_FORMATS:  # CSV and JSON hold it
             print(f"{path}: average certified radius (ACR) {acr:.3f}", file=notes)
         if k is not None:  # another question than the other rows': say which

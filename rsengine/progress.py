@@ -88,6 +88,15 @@ class Progress:
             self._last = now
             print(self._line(now), file=self.file, flush=True)
 
+    def note(self, message: str) -> None:
+        """Print ``message`` on a line of its own (on a terminal, above the bar, which is redrawn)."""
+        if not self.shown:
+            return
+        if self.terminal and self._drawn:
+            self.file.write("\r\033[K")  # clear the bar's line; the next update redraws it
+            self._drawn = False
+        print(message, file=self.file, flush=True)
+
     def close(self) -> None:
         """End the bar's line on a terminal (a log's lines are whole already)."""
         if self.shown and self.terminal and self._drawn:

@@ -16,6 +16,10 @@ samples so far support, and lists those inputs in the record as ``stopped_early`
 their rows (rewriting the file atomically) and certifies them again in full, so the resumed file
 holds the rows of an uninterrupted run.
 
+A run told to skip bad inputs (``--on-bad-input skip``) writes no row for an input it cannot read
+and lists it in the record as ``skipped`` (index -> the one-line reason); a resume keeps them
+skipped unless asked to retry them (``--retry-skipped``).
+
 Example:
     >>> import os, tempfile
     >>> from rsengine.resume import open_results
@@ -39,9 +43,10 @@ from .noises import noise_of_record
 from .questions import Certify, TopK, TwoSided
 from .results import ResultsWriter
 
-__all__ = ["EnvironmentChangedError", "RunMismatchError", "file_digest", "mark_complete", "mark_stopped_early",
-           "open_results", "radius_norm", "read_run_record", "recorded_arguments", "recorded_ceiling",
-           "recorded_question", "recorded_sound", "recorded_top_k", "run_record_path", "samples_note"]
+__all__ = ["EnvironmentChangedError", "RunMismatchError", "file_digest", "mark_complete", "mark_skipped",
+           "mark_stopped_early", "open_results", "radius_norm", "read_run_record", "recorded_arguments",
+           "recorded_ceiling", "recorded_question", "recorded_skipped", "recorded_sound", "recorded_top_k",
+           "run_record_path", "samples_note", "skipped_note"]
 
 
 class RunMismatchError(ValueError):
@@ -113,7 +118,8 @@ def _drop_rows(path: str, indices: set[int]) -> None:
 
 
 def open_results(path, kind: str, arguments: dict, environments: list[dict], overwrite: bool,
-                 resume_with_changes: bool = False, *, samples: bool = False) -> tuple[ResultsWriter, set]:
+                 resume_with_changes: bool = False, *, samples: bool = False,
+                 retry_skipped: bool = False) -> tuple[ResultsWriter, set]:
     """Open the results file of a run, resuming it when it holds the same run's rows.
 
     Args:
@@ -125,9 +131,11 @@ def open_results(path, kind: str, arguments: dict, environments: list[dict], ove
         overwrite: start afresh even if ``path`` holds other results.
         resume_with_changes: resume a file whose rows were computed in another environment.
         samples: the file has the adaptive ``samples`` column.
+        retry_skipped: load again the inputs an earlier run skipped as unreadable (kept skipped,
+            and counted as done, otherwise).
 
     Returns:
-        (writer, indices already written).
+        (writer, indices already written or skipped).
 
     Raises:
         RunMismatchError: ``path`` exists and holds another run's results (or results with no
@@ -166,9 +174,12 @@ def open_results(path, kind: str, arguments: dict, environments: list[dict], ove
     if isinstance(stopped, list) and stopped:
         _drop_rows(path, {i for i in stopped if type(i) is int})
     record["environments"] = environments
+    skipped = recorded_skipped(previous) if not retry_skipped else {}
+    if skipped:
+        record["skipped"] = {str(index): reason for index, reason in sorted(skipped.items())}
     _write_record(path, record)
     writer = ResultsWriter(path, kind, samples=samples, append=True)
-    return writer, set(writer.written_indices)
+    return writer, set(writer.written_indices) | set(skipped)
 
 
 def mark_stopped_early(path, indices) -> None:
@@ -176,6 +187,23 @@ def mark_stopped_early(path, indices) -> None:
     record = read_run_record(path)
     if record is not None:
         record["stopped_early"] = sorted({*record.get("stopped_early", []), *map(int, indices)})
+        _write_record(path, record)
+
+
+def recorded_skipped(record: dict | None) -> dict[int, str]:
+    """The inputs a run skipped as unreadable (``--on-bad-input skip``): index -> the reason."""
+    entries = record.get("skipped") if record is not None else None
+    if not isinstance(entries, dict):
+        return {}
+    return {int(index): str(reason) for index, reason in entries.items() if str(index).isdigit()}
+
+
+def mark_skipped(path, reasons: dict) -> None:
+    """Record inputs skipped as unreadable, index -> the one-line reason (no row is written for them)."""
+    record = read_run_record(path)
+    if record is not None:
+        record["skipped"] = {str(index): reason for index, reason in
+                             sorted({**recorded_skipped(record), **{int(i): str(r) for i, r in reasons.items()}}.items())}
         _write_record(path, record)
 
 
@@ -212,6 +240,16 @@ def samples_note(path: str, table, arguments: dict) -> str | None:
         note += (f"; it decided radius {target} only, so its other columns are lower bounds on what a "
                  "fixed run certifies")
     return note
+
+
+def skipped_note(path: str, table, record: dict | None) -> str | None:
+    """How many inputs a run skipped as unreadable (None: none): they have no row in ``table``."""
+    skipped = recorded_skipped(record)
+    if not skipped:
+        return None
+    return (f"{path}: {len(skipped)} input{'s' * (len(skipped) > 1)} skipped as unreadable "
+            f"({', '.join(map(str, sorted(skipped)[:5]))}{', ...' if len(skipped) > 5 else ''}; reasons in "
+            f"{os.path.basename(run_record_path(path))}): the accuracies are over the other {len(table)}")
 
 
 def radius_norm(arguments: dict) -> str:

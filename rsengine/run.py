@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
 import platform
 import secrets
@@ -44,15 +45,17 @@ import numpy as np
 import torch
 
 from . import __version__, distributed
-from . import sound as sound_mode
 from .analyze import average_certified_radius, certified_accuracy
 from .lock import ResultsLock
 from .progress import Progress
 from .questions import Answer, Question
 from .refill import AdaptiveInterrupted
 from .results import ResultsTable, read_results
-from .resume import mark_complete, mark_stopped_early, open_results, read_run_record
+from .inputs import BAD_INPUT_POLICIES, BadInputError, InputCheck
+from .resume import (mark_complete, mark_skipped, mark_stopped_early, open_results, read_run_record,
+                     recorded_skipped)
 from .sampler import MAX_AUTO_BATCH_SIZE, cpu_batch_size
+from .validation import check_choice
 
 __all__ = ["CHUNK_BATCHES", "DatasetRun", "Results", "certify_dataset", "chunk_size"]
 
@@ -87,11 +90,14 @@ class Results:
         table: the rows as arrays (rsengine.results.ResultsTable).
         text: the results file's text (tab-separated, the original code's format).
         path: the results file, or None for a run computed in memory.
+        skipped: the inputs skipped as unreadable (``on_bad_input="skip"``): index -> the reason;
+            they have no row, so the accuracies are over the rows alone.
     """
 
     table: ResultsTable
     text: str
     path: Optional[str] = None
+    skipped: dict = dataclasses.field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.table)
@@ -149,15 +155,6 @@ def _environment(smooth, batch_size: int | None) -> dict:
     return environment
 
 
-def _on_grid(xs, indices) -> None:
-    """Refuse, naming the input, a sound run's input that is not an 8-bit image (``sound.to_grid``)."""
-    for x, index in zip(xs, indices):
-        try:
-            sound_mode.to_grid(x)
-        except (ValueError, TypeError) as error:  # TypeError: not float32 or integer pixels
-            raise ValueError(f"Expected input {index} of the data set on the 1/255 grid ({error})") from None
-
-
 @dataclasses.dataclass
 class DatasetRun:
     """One run over a data set (:func:`certify_dataset` builds it; the CLI fills in more).
@@ -171,7 +168,8 @@ class DatasetRun:
         arguments: ``arguments() -> dict``, more run-record keys that determine the rows (the CLI's
             data set and checkpoint digest, computed once the checkpoint has loaded).
         batch_size, overwrite, resume_with_changes, quiet: as in :func:`certify_dataset`.
-        check_inputs: ``check_inputs(xs, indices)`` before a sound run's chunk is sampled.
+        name: how error messages name the data set.
+        on_bad_input, retry_skipped: as in :func:`certify_dataset`.
     """
 
     build: Callable
@@ -185,7 +183,9 @@ class DatasetRun:
     overwrite: bool = False
     resume_with_changes: bool = False
     quiet: bool = False
-    check_inputs: Callable = _on_grid
+    name: str = "dataset"
+    on_bad_input: str = "stop"
+    retry_skipped: bool = False
 
     def execute(self) -> Optional[Results]:
         """Write every selected input's row; the Results on every rank (None after a Ctrl-C)."""
@@ -241,54 +241,81 @@ class DatasetRun:
         (smooth, dataset), environments = group.every_rank(
             lambda: self.build(seed, group.local_rank), report=lambda built: _environment(built[0], self.batch_size))
         indices = self.indices(len(dataset))
+        check = InputCheck(dataset, self.name, smooth.num_classes, sound=smooth.sound)
 
         def open_file():  # every rank takes the chunks from here, so that all agree on them
             nonlocal writer
             writer, done = open_results(out, question.kind, self._record(smooth, seed, seed_source), environments,
-                                        self.overwrite, self.resume_with_changes, samples=question.samples_column)
+                                        self.overwrite, self.resume_with_changes, samples=question.samples_column,
+                                        retry_skipped=self.retry_skipped)
             held.enter_context(writer)
             todo = [i for i in indices if i not in done]
             if done:
                 self._say(f"resuming {out}: {len(indices) - len(todo)} of {len(indices)} inputs already done")
-            size = chunk_size(self.batch_size, question.samples_per_input, smooth.device, dataset[0][0].numel())
-            return [todo[start:start + size] for start in range(0, len(todo), size)]
+            if not todo:
+                return [], None
+            reference = self._reference(check, indices)  # the first input, done or not: one shape per file
+            size = chunk_size(self.batch_size, question.samples_per_input, smooth.device, math.prod(reference[1]))
+            return [todo[start:start + size] for start in range(0, len(todo), size)], reference
 
-        chunks = group.first_rank(open_file)
+        chunks, check.reference = group.first_rank(open_file)
         computed = sum(map(len, chunks))
         progress = held.enter_context(Progress(computed, question.kind, quiet=self.quiet)) if group.is_writer else None
         waited = 0.0  # rank 0's time at the exchanges spent waiting for slower ranks' chunks
         interrupted: ChunkInterrupted | None = None
+        skipped_now = 0  # rank 0's count of the inputs this run left out as unreadable
 
         def compute(chunk):
             nonlocal interrupted
             start = time.perf_counter()
-            if not chunk:
-                return 0.0, []
-            xs, labels = zip(*(dataset[i] for i in chunk))
+            # Every input is loaded and checked before any is sampled: a bad one ends the chunk
+            # there (stop: the inputs before it get their rows) or is left out (skip).
+            good, xs, labels, bad = [], [], [], []
+            for i in chunk:
+                try:
+                    x, label = check.load(i)
+                except BadInputError as error:
+                    bad.append((i, error))
+                    if self.on_bad_input == "stop":
+                        break
+                    continue
+                good.append(i), xs.append(x), labels.append(label)
+            if not good:
+                return time.perf_counter() - start, [], bad
             try:
-                rows = dict(enumerate(self._answer(smooth, torch.stack(xs), chunk, list(labels))))
+                rows = dict(enumerate(self._answer(smooth, torch.stack(xs), good, labels)))
             except ChunkInterrupted as interrupt:
                 if group.world_size > 1:  # the job's ranks stop together; finished chunks are on disk
                     raise
                 interrupted, rows = interrupt, interrupt.rows
             seconds = time.perf_counter() - start
             after_time = 1 if question.samples_column else 0
-            split = lambda fields: (*fields[:len(fields) - after_time], seconds / len(chunk),  # noqa: E731
+            split = lambda fields: (*fields[:len(fields) - after_time], seconds / len(good),  # noqa: E731
                                     *fields[len(fields) - after_time:])
-            return seconds, [(chunk[j], labels[j], *split(rows[j])) for j in sorted(rows)]
+            return seconds, [(good[j], labels[j], *split(rows[j])) for j in sorted(rows)], bad
 
         for first in range(0, len(chunks), group.world_size):
             mine = chunks[first + group.rank] if first + group.rank < len(chunks) else []
-            (own_seconds, _), reports = group.every_rank(lambda: compute(mine), report=lambda result: result)
-            waited += max(seconds for seconds, _ in reports) - own_seconds
+            (own_seconds, _, _), reports = group.every_rank(lambda: compute(mine), report=lambda result: result)
+            waited += max(seconds for seconds, _, _ in reports) - own_seconds
+            bad = sorted((entry for _, _, entries in reports for entry in entries), key=lambda entry: entry[0])
 
             def write():  # rank 0 alone, inside a collective: a failed write stops every rank, not only rank 0
-                for _, rows in reports:
+                nonlocal skipped_now
+                for _, rows, _ in reports:
                     for row in rows:
                         writer.write_row(*row)
                     progress.update(len(rows))
+                if bad and self.on_bad_input == "skip":
+                    mark_skipped(out, {index: error.reason for index, error in bad})
+                    for _, error in bad:
+                        progress.note(f"skipped {error.reason}")
+                    progress.update(len(bad))
+                    skipped_now += len(bad)
 
             group.first_rank(write)
+            if bad and self.on_bad_input == "stop":  # every rank: the rows before it are on disk
+                raise bad[0][1]
             if interrupted is not None:
                 stopped = [mine[j] for j in interrupted.stopped]
                 mark_stopped_early(out, stopped)
@@ -303,17 +330,31 @@ class DatasetRun:
             mark_complete(out)
             if distributed.launched_by_torchrun():
                 self._report_coordination(group, waited, time.perf_counter() - started)
+            skipped = recorded_skipped(read_run_record(out))
             if self.out is not None:
-                self._say(f"{len(indices)} inputs in {os.path.abspath(out)} ({computed} computed now)", to_stdout=True)
+                left_out = (f"; {len(skipped)} skipped as unreadable, listed in {os.path.basename(out)}.run.json"
+                            if skipped else "")
+                self._say(f"{len(indices) - len(skipped)} inputs in {os.path.abspath(out)} ({computed - skipped_now} "
+                          f"computed now{left_out})", to_stdout=True)
             with open(out, encoding="utf-8", newline="") as file:
-                return Results(read_results(out), file.read(), out)
+                return Results(read_results(out), file.read(), out, skipped)
 
         return group.first_rank(finish)
 
+    def _reference(self, check: InputCheck, indices: Sequence[int]) -> tuple[int, tuple[int, ...]]:
+        """(index, shape) of the first input that loads: the shape the run's inputs must share."""
+        for index in indices:
+            try:
+                x, _ = check.load(index)
+            except BadInputError:
+                if self.on_bad_input == "stop":
+                    raise
+                continue
+            return index, tuple(x.shape)
+        raise ValueError(f"No input of data set {self.name!r} can be read: every one was refused")
+
     def _answer(self, smooth, xs, indices: list, labels: list) -> list[tuple]:
         """One tuple of row fields per input of a chunk (ChunkInterrupted on an adaptive Ctrl-C)."""
-        if smooth.sound:  # before sampling: the input that is off the grid is named
-            self.check_inputs(xs, indices)
         try:
             answer = smooth.answer(self.question, xs, streams=indices, batch_size=self.batch_size)
         except AdaptiveInterrupted as interrupt:
@@ -335,7 +376,8 @@ class DatasetRun:
 
 def certify_dataset(smooth, dataset, question: Question, indices=None, out=None, *, batch_size: int | None = None,
                     overwrite: bool = False, resume_with_changes: bool = False, quiet: bool = False,
-                    record: dict | None = None) -> Results:
+                    record: dict | None = None, on_bad_input: str = "stop", retry_skipped: bool = False,
+                    name: str | None = None) -> Results:
     """Ask ``question`` of every selected input of ``dataset``; one results row per input.
 
     Args:
@@ -356,9 +398,16 @@ def certify_dataset(smooth, dataset, question: Question, indices=None, out=None,
             computed with another backend, device, batch size or library version. quiet: no
             progress bar or messages. record: more run-record keys that determine the rows
             (e.g. ``{"dataset": "cifar10-test"}``), checked on resume like the others.
+        on_bad_input: an input that cannot be read or used (rsengine.inputs: unreadable or
+            truncated, another shape than the others, NaN, a label outside the model's classes)
+            makes the run ``"stop"`` with a :class:`rsengine.inputs.BadInputError` naming it
+            (the rows before it are written), or ``"skip"`` it: no row, listed in the record and
+            in ``Results.skipped``. retry_skipped: a resume loads skipped inputs again.
+        name: how messages name the data set (default: its ``root`` folder, else its class).
 
     Returns:
-        Results: ``certified_accuracy(radii)``, ``acr``, ``rows()``, ``to_tsv(path)``, ``table``.
+        Results: ``certified_accuracy(radii)``, ``acr``, ``rows()``, ``to_tsv(path)``, ``table``,
+        ``skipped``.
     """
     if not isinstance(question, Question):
         raise TypeError(f"Expected `question` to be an rsengine.questions.Question, got {question!r}")
@@ -367,6 +416,7 @@ def certify_dataset(smooth, dataset, question: Question, indices=None, out=None,
                         "loader.dataset instead")
     if not len(dataset):
         raise ValueError("Expected a non-empty `dataset`")
+    check_choice("on_bad_input", on_bad_input, BAD_INPUT_POLICIES)
     chosen = range(len(dataset)) if indices is None else indices
     selected = [int(i) for i in chosen]
     if any(not 0 <= i < len(dataset) for i in selected) or len(set(selected)) != len(selected):
@@ -377,5 +427,11 @@ def certify_dataset(smooth, dataset, question: Question, indices=None, out=None,
     run = DatasetRun(lambda seed, local_rank: (smooth if seed == smooth.seed else smooth.with_seed(seed), dataset),
                      question, lambda length: selected, out, seed=smooth.seed if given else None, fresh=smooth.seed,
                      arguments=lambda: arguments, batch_size=batch_size, overwrite=overwrite,
-                     resume_with_changes=resume_with_changes, quiet=quiet)
+                     resume_with_changes=resume_with_changes, quiet=quiet, on_bad_input=on_bad_input,
+                     retry_skipped=retry_skipped, name=name or _name_of(dataset))
     return run.execute()
+
+
+def _name_of(dataset) -> str:
+    root = getattr(dataset, "root", None)
+    return os.fspath(root) if isinstance(root, (str, os.PathLike)) else type(dataset).__name__

@@ -51,6 +51,7 @@ VISION_SOURCES = ("torchvision", "timm")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 # PIL modes that hold one channel: a folder of them certifies one-channel inputs (MNIST exports).
 _GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+_WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 _CLOSE_NAMES = 3  # suggestions for a misspelt model name
 
 
@@ -195,6 +196,20 @@ def _class_indices(root: str, classes: list[str], num_classes: int | None, image
                      f"or, for ImageNet classes, by its wnid, so each image gets its label in the model's head")
 
 
+def _refuse_symlink_loops(root: str, classes: list[str]) -> None:
+    """Refuse a class folder that reaches one of its folders twice through symbolic links (a link
+    back to itself or above): os.walk, as torchvision's make_dataset runs it (followlinks=True),
+    would list its images again at every level, 40 deep."""
+    for name in classes:
+        seen = set()
+        for folder, _, _ in os.walk(os.path.join(root, name), followlinks=True):
+            real = os.path.realpath(folder)
+            if real in seen:
+                raise ValueError(f"{folder} leads back to {real} through a symbolic link, so its images would be "
+                                 f"read again at every level; remove the link")
+            seen.add(real)
+
+
 class ImageFolder(Dataset):
     """torchvision's ImageFolder, with its order and labels, read in pixel space by its transforms.
 
@@ -236,6 +251,7 @@ class ImageFolder(Dataset):
         if not self.classes:
             raise FileNotFoundError(f"No class folders in {os.path.abspath(self.root)}; expected <root>/<class>/<image>")
         self.class_to_idx = _class_indices(self.root, self.classes, num_classes, imagenet)
+        _refuse_symlink_loops(self.root, self.classes)
         self.samples = torchvision.datasets.folder.make_dataset(self.root, self.class_to_idx, IMAGE_EXTENSIONS,
                                                                 allow_empty=True)
         if not self.samples:
@@ -261,6 +277,8 @@ class ImageFolder(Dataset):
 
         path, label = self.samples[index]
         with Image.open(path) as img:
+            if img.mode in _WIDE_MODES:  # PIL's conversion to 8 bits clips them instead of scaling
+                raise ValueError(f"{img.mode} pixels (more than 8 bits per channel); convert the image to 8 bits")
             img = img.convert("L" if self.channels == 1 else "RGB")
         if self.crop is not None and self.resize is None and min(img.size) < self.crop:
             # torchvision's CenterCrop would pad it with zeros: pixels that are not the image's.

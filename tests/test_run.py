@@ -11,6 +11,7 @@ from rsengine import InputRangeWarning, Results, Smooth, certify_dataset
 from rsengine import commands
 from rsengine.checkpoints import bundled_checkpoint
 from rsengine.cli import _fill_defaults, build_parser, main
+from rsengine.inputs import BadInputError
 from rsengine.progress import Progress
 from rsengine.questions import AdaptiveRadius, Certify, Predict, TopK, TwoSided
 from rsengine.results import read_results
@@ -227,3 +228,64 @@ def test_progress_on_a_terminal_redraws_one_line():
     assert "elapsed" not in text  # no log lines
     assert text.rstrip("\n").rsplit("\r", 1)[1].startswith("certify 100%|#")
     assert "| 40/40 [0:00:40<0:00:00, 1.00 inputs/s]" in text
+
+
+# -- bad inputs ------------------------------------------------------------------------------------
+
+
+class _Flawed(torch.utils.data.Dataset):
+    """Ten 1x2x2 inputs of a 3-class problem; the items in ``bad`` fail as a truncated file does."""
+
+    def __init__(self, bad):
+        self.bad = set(bad)
+        self.samples = [(f"/data/{i}.png", i % 3) for i in range(10)]
+
+    def __len__(self):
+        return 10
+
+    def __getitem__(self, index):
+        if index in self.bad:
+            raise OSError("image file is truncated")
+        return torch.full((1, 2, 2), index / 10), index % 3
+
+
+def _small_smooth():
+    torch.manual_seed(0)
+    return Smooth(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3)), 3, sigma=0.25, seed=0)
+
+
+def test_a_bad_input_stops_the_run_naming_it_and_the_rows_before_it_stay(tmp_path):
+    out = tmp_path / "out.tsv"
+    # One chunk of all ten inputs: the six before the bad one still get their rows.
+    with pytest.raises(BadInputError, match=r"^input 6 of data set 'flawed' \(/data/6\.png\) cannot be read \(image "
+                                            r"file is truncated\): replace or remove the file"):
+        certify_dataset(_small_smooth(), _Flawed({6, 8}), Certify(10, 20, 0.01), out=out, quiet=True, name="flawed")
+    assert read_results(out).idx.tolist() == [0, 1, 2, 3, 4, 5]
+    assert read_run_record(out)["complete"] is False
+
+
+def test_skipped_inputs_are_recorded_not_retried_on_resume_unless_asked(tmp_path):
+    out = tmp_path / "out.tsv"
+    question = Certify(10, 20, 0.01)
+    results = certify_dataset(_small_smooth(), _Flawed({2, 6}), question, out=out, quiet=True, on_bad_input="skip")
+    assert results.table.idx.tolist() == [0, 1, 3, 4, 5, 7, 8, 9]
+    assert sorted(results.skipped) == [2, 6] and "(/data/6.png) cannot be read" in results.skipped[6]
+    assert read_run_record(out)["complete"] is True
+    # Resumed with the files fixed: they stay skipped, nothing is computed...
+    again = certify_dataset(_small_smooth(), _Flawed(set()), question, out=out, quiet=True, on_bad_input="skip")
+    assert again.table.idx.tolist() == results.table.idx.tolist() and sorted(again.skipped) == [2, 6]
+    # ...unless asked: then they get their rows, as an uninterrupted run of good files writes them.
+    retried = certify_dataset(_small_smooth(), _Flawed(set()), question, out=out, quiet=True, retry_skipped=True)
+    assert sorted(retried.table.idx.tolist()) == list(range(10)) and retried.skipped == {}
+    whole = certify_dataset(_small_smooth(), _Flawed(set()), question, quiet=True)
+    by_index = lambda table: {i: (p, r) for i, p, r in zip(table.idx, table.predict, table.radius)}  # noqa: E731
+    assert by_index(retried.table) == by_index(whole.table)
+
+
+def test_the_run_names_the_data_set_by_its_root_and_refuses_an_unknown_policy(tmp_path):
+    with pytest.raises(ValueError, match="Expected `on_bad_input` to be one of 'stop', 'skip'"):
+        certify_dataset(_small_smooth(), _Flawed(set()), Certify(10, 20, 0.01), quiet=True, on_bad_input="ignore")
+    data = _Flawed({0})
+    data.root = "/data"
+    with pytest.raises(BadInputError, match=r"^input 0 of data set '/data' "):
+        certify_dataset(_small_smooth(), data, Certify(10, 20, 0.01), quiet=True)
