@@ -137,7 +137,8 @@ def _sampling_arguments(parser: argparse.ArgumentParser, certify: bool) -> None:
                        help="the model's classes (default: the checkpoint's or the weights' head, else the data set's)")
     model.add_argument("--mean", type=float, nargs="+", metavar="M",
                        help="per-channel mean the model expects, one value for all channels or one per channel "
-                            "(default: the checkpoint's, torchvision's or timm's record, else none); with --std")
+                            "(default: the checkpoint's record, torchvision's or timm's, the data set's for rsengine's "
+                            "architectures; a factory's or pickled model's: none); with --std")
     model.add_argument("--std", type=float, nargs="+", metavar="S", help="per-channel std, with --mean")
     model.add_argument("--trust-pickle", action="store_true",
                        help="WARNING: unsafe. Load a file that weights_only=True refuses (a whole pickled model, "

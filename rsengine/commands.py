@@ -29,7 +29,7 @@ from .options import PRECISIONS, RANDOM_SEED
 from .questions import Predict, Question, TopK
 from .results import read_results
 from .resume import (file_digest, radius_norm, read_run_record, recorded_arguments, recorded_ceiling, recorded_question,
-                     recorded_sound, recorded_top_k, samples_note, skipped_note)
+                     recorded_skipped, recorded_sound, recorded_top_k, samples_note, skipped_note)
 from .run import DatasetRun, Results
 from .smooth import Smooth
 from .stats import floor_significant
@@ -66,6 +66,9 @@ def _smoothed_model(opts, seed: int | None = None, device_name: str | None = Non
     dtype = PRECISIONS[opts.precision]
     classifier = load_classifier(opts.base_classifier, weights=opts.weights, num_classes=opts.num_classes,
                                  device=device, trust_pickle=opts.trust_pickle)
+    if opts.weights is None and not os.path.exists(opts.base_classifier) and distributed.launched_rank() == 0:
+        print(f"note: {opts.base_classifier} has random weights (give its weights with --weights FILE)",
+              file=sys.stderr)
     dataset = load_dataset(opts.dataset, opts.split, opts.data_dir, resize=opts.resize, crop=opts.crop,
                            channels=opts.channels, num_classes=classifier.num_classes or None)
     data_classes = dataset_num_classes(opts.dataset)
@@ -105,12 +108,14 @@ def _check_compatible(smooth: Smooth, dataset, opts) -> None:
     if not len(dataset):
         raise ValueError(f"Data set {opts.dataset!r} ({opts.split} split) is empty")
     check = InputCheck(dataset, opts.dataset, smooth.num_classes, sound=smooth.sound)
+    # Inputs an earlier run of this file skipped stay skipped: the resume does not stop on them.
+    skipped = set() if opts.overwrite or opts.retry_skipped else set(recorded_skipped(read_run_record(opts.outfile)))
     for index in _selection(opts, len(dataset)):
         try:
             x, _ = check.load(index)
             break
         except BadInputError:
-            if opts.on_bad_input == "stop":
+            if opts.on_bad_input == "stop" and index not in skipped:
                 raise
     else:
         return  # nothing selected loads: the run says so
@@ -156,7 +161,7 @@ def run_certify(opts) -> None:
     question = certify_question(opts)
     results = _run(opts, question)
     if results is not None and len(results):
-        # The classifier's classes (a folder may hold fewer); a finished run resumed loads no classifier.
+        # The classifier's classes (a folder may hold fewer than the model).
         num_classes = (getattr(opts, "model_classes", None) or dataset_num_classes(opts.dataset)
                        if isinstance(question, TopK) else 0)
         _summarize(results, opts, question, num_classes)

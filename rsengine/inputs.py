@@ -23,12 +23,13 @@ from __future__ import annotations
 import math
 import operator
 import os
+from typing import NamedTuple
 
 import torch
 
 from . import sound as sound_mode
 
-__all__ = ["BAD_INPUT_POLICIES", "BadInputError", "InputCheck", "input_file"]
+__all__ = ["BAD_INPUT_POLICIES", "BadInputError", "InputCheck", "Reference", "input_file"]
 
 # What a run does with a bad input: stop there (the default), or record it as unreadable and go on.
 BAD_INPUT_POLICIES = ("stop", "skip")
@@ -73,6 +74,14 @@ def _shape(x: torch.Tensor) -> str:
     return "x".join(map(str, x.shape)) or "a scalar"
 
 
+class Reference(NamedTuple):
+    """The input a run's others are compared with: its index, shape and dtype."""
+
+    index: int
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+
+
 class InputCheck:
     """Loads inputs of ``dataset`` for a run and refuses, by index and file, the ones it cannot use.
 
@@ -82,8 +91,8 @@ class InputCheck:
         num_classes: the model's classes; labels must lie in [0, num_classes).
         sound: a sound-mode run's inputs must be 8-bit images (values i / 255, rsengine.sound).
 
-    The first input loaded fixes the shape every later one must have (the inputs of a chunk are
-    stacked into one batch).
+    The first input loaded fixes the shape and dtype every later one must have (the inputs of a
+    chunk are stacked into one batch, which would cast a uint8 image's 255 to 255.0).
     """
 
     def __init__(self, dataset, name: str, num_classes: int, *, sound: bool = False):
@@ -91,7 +100,7 @@ class InputCheck:
         self.name = name
         self.num_classes = num_classes
         self.sound = sound
-        self.reference: tuple[int, tuple[int, ...]] | None = None  # (index, shape) of the first input
+        self.reference: Reference | None = None  # the first input loaded
 
     def _refuse(self, index: int, problem: str, advice: str) -> BadInputError:
         path = input_file(self.dataset, index)
@@ -117,13 +126,16 @@ class InputCheck:
                                "transform images to tensors in [0, 1] (torchvision's ToTensor)")
         if not math.prod(x.shape):
             raise self._refuse(index, "is empty", "remove the file")
-        if self.reference is None:
-            self.reference = (index, tuple(x.shape))
-        elif tuple(x.shape) != self.reference[1]:
-            raise self._refuse(index, f"is {_shape(x)}, not {'x'.join(map(str, self.reference[1]))} like input "
-                                      f"{self.reference[0]}",
+        reference = self.reference
+        if reference is not None and tuple(x.shape) != reference.shape:
+            raise self._refuse(index, f"is {_shape(x)}, not {'x'.join(map(str, reference.shape))} like input "
+                                      f"{reference.index}",
                                "resize or crop the images to one size (rsengine certify: --resize/--crop) or "
                                "remove it")
+        if reference is not None and x.dtype != reference.dtype:  # stacked, it would be cast: 255 stays 255.0
+            raise self._refuse(index, f"is {str(x.dtype).removeprefix('torch.')}, not "
+                                      f"{str(reference.dtype).removeprefix('torch.')} like input {reference.index}",
+                               "give every input the same type (float pixels in [0, 1], as ToTensor makes)")
         if x.is_floating_point() and not torch.isfinite(x).all():
             raise self._refuse(index, "holds NaN or infinite values", "fix or remove the file")
         if self.sound:
@@ -132,7 +144,10 @@ class InputCheck:
             except (ValueError, TypeError) as error:  # TypeError: not float32 or integer pixels
                 raise self._refuse(index, f"is off the 1/255 grid ({_one_line(error)})",
                                    "sound mode needs 8-bit images (float32 values i / 255)") from None
-        return x, self._label(index, label)
+        label = self._label(index, label)
+        if self.reference is None:  # the first input that passes every check
+            self.reference = Reference(index, tuple(x.shape), x.dtype)
+        return x, label
 
     def _label(self, index: int, label) -> int:
         try:  # ints, numpy's and one-element integer tensors

@@ -290,14 +290,20 @@ def _factory(source: str) -> Callable[..., nn.Module]:
 
 
 def _import(module_name: str):
+    """The module, looked up on sys.path and then in the current directory (a console script does
+    not put it on sys.path, as ``python -m`` does); an error inside it is one line naming it."""
+    cwd_first = os.getcwd() not in sys.path
     try:
+        if cwd_first:
+            sys.path.insert(0, os.getcwd())
         return importlib.import_module(module_name)
     except ModuleNotFoundError:
-        if os.getcwd() in sys.path:
-            raise
-        # A console script does not put the current directory on sys.path, as `python -m` does.
-        sys.path.insert(0, os.getcwd())
-        return importlib.import_module(module_name)
+        raise
+    except Exception as error:  # noqa: BLE001 - the user's module failed as it ran: say where
+        raise ImportError(f"{module_name} failed as it was imported: {type(error).__name__}: {error}") from None
+    finally:
+        if cwd_first:
+            sys.path.remove(os.getcwd())
 
 
 def _build_from_factory(source: str, num_classes: int | None) -> BuiltModel:

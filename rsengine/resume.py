@@ -131,7 +131,7 @@ def open_results(path, kind: str, arguments: dict, environments: list[dict], ove
         overwrite: start afresh even if ``path`` holds other results.
         resume_with_changes: resume a file whose rows were computed in another environment.
         samples: the file has the adaptive ``samples`` column.
-        retry_skipped: load again the inputs an earlier run skipped as unreadable (kept skipped,
+        retry_skipped: load again the inputs an earlier run skipped as bad (kept skipped,
             and counted as done, otherwise).
 
     Returns:
@@ -191,7 +191,7 @@ def mark_stopped_early(path, indices) -> None:
 
 
 def recorded_skipped(record: dict | None) -> dict[int, str]:
-    """The inputs a run skipped as unreadable (``--on-bad-input skip``): index -> the reason."""
+    """The inputs a run skipped as bad (``--on-bad-input skip``): index -> the reason."""
     entries = record.get("skipped") if record is not None else None
     if not isinstance(entries, dict):
         return {}
@@ -199,7 +199,7 @@ def recorded_skipped(record: dict | None) -> dict[int, str]:
 
 
 def mark_skipped(path, reasons: dict) -> None:
-    """Record inputs skipped as unreadable, index -> the one-line reason (no row is written for them)."""
+    """Record inputs skipped as bad, index -> the one-line reason (no row is written for them)."""
     record = read_run_record(path)
     if record is not None:
         record["skipped"] = {str(index): reason for index, reason in
@@ -243,11 +243,11 @@ def samples_note(path: str, table, arguments: dict) -> str | None:
 
 
 def skipped_note(path: str, table, record: dict | None) -> str | None:
-    """How many inputs a run skipped as unreadable (None: none): they have no row in ``table``."""
+    """How many inputs a run skipped as bad (None: none): they have no row in ``table``."""
     skipped = recorded_skipped(record)
     if not skipped:
         return None
-    return (f"{path}: {len(skipped)} input{'s' * (len(skipped) > 1)} skipped as unreadable "
+    return (f"{path}: {len(skipped)} input{'s' * (len(skipped) > 1)} skipped as bad "
             f"({', '.join(map(str, sorted(skipped)[:5]))}{', ...' if len(skipped) > 5 else ''}; reasons in "
             f"{os.path.basename(run_record_path(path))}): the accuracies are over the other {len(table)}")
 

@@ -53,7 +53,7 @@ from .refill import AdaptiveInterrupted
 from .results import ResultsTable, read_results
 from .inputs import BAD_INPUT_POLICIES, BadInputError, InputCheck
 from .resume import (mark_complete, mark_skipped, mark_stopped_early, open_results, read_run_record,
-                     recorded_skipped)
+                     recorded_skipped, run_record_path)
 from .sampler import MAX_AUTO_BATCH_SIZE, cpu_batch_size
 from .validation import check_choice
 
@@ -90,7 +90,7 @@ class Results:
         table: the rows as arrays (rsengine.results.ResultsTable).
         text: the results file's text (tab-separated, the original code's format).
         path: the results file, or None for a run computed in memory.
-        skipped: the inputs skipped as unreadable (``on_bad_input="skip"``): index -> the reason;
+        skipped: the inputs skipped as bad (``on_bad_input="skip"``): index -> the reason;
             they have no row, so the accuracies are over the rows alone.
     """
 
@@ -254,19 +254,22 @@ class DatasetRun:
                 self._say(f"resuming {out}: {len(indices) - len(todo)} of {len(indices)} inputs already done")
             if not todo:
                 return [], None
-            reference = self._reference(check, indices)  # the first input, done or not: one shape per file
-            size = chunk_size(self.batch_size, question.samples_per_input, smooth.device, math.prod(reference[1]))
+            reference = self._reference(check, indices, done)  # the first input, done or not: one shape per file
+            size = chunk_size(self.batch_size, question.samples_per_input, smooth.device, math.prod(reference.shape))
             return [todo[start:start + size] for start in range(0, len(todo), size)], reference
 
-        chunks, check.reference = group.first_rank(open_file)
+        chunks, reference = group.first_rank(open_file)
+        check.reference = reference
         computed = sum(map(len, chunks))
         progress = held.enter_context(Progress(computed, question.kind, quiet=self.quiet)) if group.is_writer else None
         waited = 0.0  # rank 0's time at the exchanges spent waiting for slower ranks' chunks
         interrupted: ChunkInterrupted | None = None
         skipped_now = 0  # rank 0's count of the inputs this run left out as unreadable
 
+        interrupted_inputs: list = []  # the inputs of the interrupted chunk that were sampled
+
         def compute(chunk):
-            nonlocal interrupted
+            nonlocal interrupted, interrupted_inputs
             start = time.perf_counter()
             # Every input is loaded and checked before any is sampled: a bad one ends the chunk
             # there (stop: the inputs before it get their rows) or is left out (skip).
@@ -287,7 +290,7 @@ class DatasetRun:
             except ChunkInterrupted as interrupt:
                 if group.world_size > 1:  # the job's ranks stop together; finished chunks are on disk
                     raise
-                interrupted, rows = interrupt, interrupt.rows
+                interrupted, interrupted_inputs, rows = interrupt, good, interrupt.rows
             seconds = time.perf_counter() - start
             after_time = 1 if question.samples_column else 0
             split = lambda fields: (*fields[:len(fields) - after_time], seconds / len(good),  # noqa: E731
@@ -317,7 +320,7 @@ class DatasetRun:
             if bad and self.on_bad_input == "stop":  # every rank: the rows before it are on disk
                 raise bad[0][1]
             if interrupted is not None:
-                stopped = [mine[j] for j in interrupted.stopped]
+                stopped = [interrupted_inputs[j] for j in interrupted.stopped]  # positions among the loaded
                 mark_stopped_early(out, stopped)
                 print(f"\ninterrupted: wrote {len(interrupted.rows)} certificates of this chunk, {len(stopped)} of "
                       "them stopped early (valid, from fewer samples; listed in the run record, redone on resume)",
@@ -332,8 +335,8 @@ class DatasetRun:
                 self._report_coordination(group, waited, time.perf_counter() - started)
             skipped = recorded_skipped(read_run_record(out))
             if self.out is not None:
-                left_out = (f"; {len(skipped)} skipped as unreadable, listed in {os.path.basename(out)}.run.json"
-                            if skipped else "")
+                left_out = (f"; {len(skipped)} skipped as bad inputs, listed in "
+                            f"{os.path.basename(run_record_path(out))}" if skipped else "")
                 self._say(f"{len(indices) - len(skipped)} inputs in {os.path.abspath(out)} ({computed - skipped_now} "
                           f"computed now{left_out})", to_stdout=True)
             with open(out, encoding="utf-8", newline="") as file:
@@ -341,17 +344,21 @@ class DatasetRun:
 
         return group.first_rank(finish)
 
-    def _reference(self, check: InputCheck, indices: Sequence[int]) -> tuple[int, tuple[int, ...]]:
-        """(index, shape) of the first input that loads: the shape the run's inputs must share."""
+    def _reference(self, check: InputCheck, indices: Sequence[int], done: set) -> tuple:
+        """The first input that loads (its index, shape and dtype): what the run's inputs must share.
+
+        An input refused here stops the run only if it is still to do under "stop": one done
+        already (a row, or skipped by an earlier run) is passed over, whatever its file is now.
+        """
         for index in indices:
             try:
-                x, _ = check.load(index)
+                check.load(index)
             except BadInputError:
-                if self.on_bad_input == "stop":
+                if self.on_bad_input == "stop" and index not in done:
                     raise
                 continue
-            return index, tuple(x.shape)
-        raise ValueError(f"No input of data set {self.name!r} can be read: every one was refused")
+            return check.reference
+        raise ValueError(f"No input of data set {self.name!r} can be used: every one was refused")
 
     def _answer(self, smooth, xs, indices: list, labels: list) -> list[tuple]:
         """One tuple of row fields per input of a chunk (ChunkInterrupted on an adaptive Ctrl-C)."""

@@ -50,7 +50,7 @@ VISION_EXTRA = 'pip install "rsengine[vision]"'
 VISION_SOURCES = ("torchvision", "timm")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 # PIL modes that hold one channel: a folder of them certifies one-channel inputs (MNIST exports).
-_GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+_GRAY_MODES = ("1", "L", "LA")
 _WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 _CLOSE_NAMES = 3  # suggestions for a misspelt model name
 
@@ -184,12 +184,22 @@ def _class_indices(root: str, classes: list[str], num_classes: int | None, image
         return {name: i for i, name in enumerate(classes)}
     if len(classes) > num_classes:
         raise ValueError(f"{root} has {len(classes)} class folders but the model has {num_classes} classes")
-    if all(name.isdigit() for name in classes):
+    if all(name.isascii() and name.isdigit() for name in classes):
         labels = {name: int(name) for name in classes}
         beyond = [name for name, label in labels.items() if label >= num_classes]
         if beyond:
             raise ValueError(f"{root}: class folder {beyond[0]!r} is beyond the model's {num_classes} classes "
                              f"(0 to {num_classes - 1})")
+        if len(set(labels.values())) < len(labels):
+            twins = sorted(name for name in labels if list(labels.values()).count(labels[name]) > 1)
+            raise ValueError(f"{root}: class folders {twins[0]!r} and {twins[1]!r} name the same class index")
+        # A model trained on all of them by an ImageFolder has them in text order ("10" before "2");
+        # the index a name means is plain only where text and number order agree for every index.
+        if num_classes > 10 and len({len(name) for name in classes}) > 1:
+            raise ValueError(f"{root}: class folders named {min(classes, key=len)!r} and {max(classes, key=len)!r} "
+                             f"sort differently as text and as numbers, so which of the model's {num_classes} "
+                             f"classes each holds is unclear: zero-pad the names to one width "
+                             f"({str(labels[min(classes, key=len)]).zfill(len(str(num_classes - 1)))})")
         return labels
     raise ValueError(f"{root} has {len(classes)} class folders ({classes[0]!r} ...) but the model has "
                      f"{num_classes} classes: name each folder by its class index (0 to {num_classes - 1}) "
@@ -205,8 +215,8 @@ def _refuse_symlink_loops(root: str, classes: list[str]) -> None:
         for folder, _, _ in os.walk(os.path.join(root, name), followlinks=True):
             real = os.path.realpath(folder)
             if real in seen:
-                raise ValueError(f"{folder} leads back to {real} through a symbolic link, so its images would be "
-                                 f"read again at every level; remove the link")
+                raise ValueError(f"{folder} leads back to {real}, a folder already read, through a symbolic link, so "
+                                 f"its images would be read twice (or at every level of a loop); remove the link")
             seen.add(real)
 
 
@@ -261,13 +271,19 @@ class ImageFolder(Dataset):
         steps = ([transforms.Resize(resize)] if resize is not None else []) + \
                 ([transforms.CenterCrop(crop)] if crop is not None else [])
         self.transform = transforms.Compose([*steps, transforms.ToTensor()])
-        self.channels = channels if channels is not None else 1 if self._mode(0) in _GRAY_MODES else 3
+        self.channels = channels if channels is not None else 1 if self._first_mode() in _GRAY_MODES else 3
 
-    def _mode(self, index: int) -> str:
+    def _first_mode(self) -> str | None:
+        """The mode of the first image that opens (a bad one is refused when it is read, by index)."""
         from PIL import Image  # torchvision's dependency, imported with it
 
-        with Image.open(self.samples[index][0]) as img:
-            return img.mode
+        for path, _ in self.samples:
+            try:
+                with Image.open(path) as img:
+                    return img.mode
+            except (OSError, ValueError, Image.DecompressionBombError):
+                continue
+        return None
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -1,8 +1,16 @@
 """Helpers of the tests that start real runs and compare their results files."""
 import os
+import re
 import time
 
-__all__ = ["rows_without_time", "wait_for_rows"]
+__all__ = ["messages", "rows_without_time", "wait_for_rows"]
+
+
+def messages(stderr: str) -> list[str]:
+    """A run's stderr lines without its progress lines (``certify: 3/10 inputs (30%), ...``, which a
+    run prints when stderr is not a terminal): what it says besides how far it is."""
+    return [line for line in stderr.strip().splitlines()
+            if not re.match(r"^(certify|predict): \d+/\d+ inputs \(\d+%\)", line)]
 
 
 def rows_without_time(path) -> list[str]:

@@ -86,7 +86,7 @@ def test_skip_records_bad_inputs_and_a_resume_keeps_them_skipped(tmp_path):
                       cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert "skipped input 6 of data set 'data' (data/2/0.png) cannot be read" in first.stderr
-    assert "1 input skipped as unreadable (6; reasons in out.tsv.run.json): the accuracies are over the other 11" \
+    assert "1 input skipped as bad (6; reasons in out.tsv.run.json): the accuracies are over the other 11" \
         in first.stdout
     # The resume runs on past --max 12: input 23 is bad too, 6 stays skipped without being read again.
     second = _rsengine("certify", "data", bundled_checkpoint(), 0.25, "out.tsv", *skip, *FAST, cwd=tmp_path)
@@ -100,7 +100,7 @@ def test_skip_records_bad_inputs_and_a_resume_keeps_them_skipped(tmp_path):
     assert sorted(record["skipped"]) == ["23", "6"] and record["complete"] is True
     assert 6 not in read_results(tmp_path / "all.tsv").idx.tolist()
     analyzed = _rsengine("analyze", "all.tsv", cwd=tmp_path)
-    assert "2 inputs skipped as unreadable (6, 23;" in analyzed.stdout
+    assert "2 inputs skipped as bad (6, 23;" in analyzed.stdout
     retried = _rsengine("certify", "data", bundled_checkpoint(), 0.25, "all.tsv", *skip, "--retry-skipped", *FAST,
                         cwd=tmp_path)
     assert retried.returncode == 0, retried.stderr

@@ -29,7 +29,7 @@ def rsengine(*args, cwd, timeout=600):
 
 def one_line_error(result) -> str:
     assert result.returncode == 2, result.stdout + result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("note: ")]
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     return lines[0]
 
@@ -112,6 +112,15 @@ def test_certify_mnist_with_a_factory_model_and_no_extra(tmp_path):
     assert result.returncode == 0, result.stderr
     assert read_results(out).idx.tolist() == [0, 1, 2]
     assert record(out)["model"] == "model_factories:tiny_gray_net"
+    assert "note: model_factories:tiny_gray_net has random weights (give its weights with --weights FILE)" \
+        in result.stderr.splitlines()
+
+
+def test_a_factory_module_that_fails_on_import_is_one_line(tmp_path):
+    (tmp_path / "broken_factories.py").write_text("def net(:\n")
+    result = rsengine("certify", "mnist", "broken_factories:net", 0.25, tmp_path / "o.tsv", *FAST, cwd=tmp_path)
+    assert one_line_error(result).startswith("rsengine certify: error: broken_factories failed as it was imported: "
+                                             "SyntaxError")
 
 
 @needs("torchvision")

@@ -12,7 +12,7 @@ from rsengine.checkpoints import bundled_checkpoint, load_checkpoint
 from rsengine.cli import _fill_defaults, build_parser, main
 from rsengine.data import load_dataset
 from rsengine.results import format_radius, read_results
-from run_helpers import rows_without_time
+from run_helpers import messages, rows_without_time
 from test_cli import assert_one_line_error, rsengine
 
 # sigma 0.5, twice the training noise: most inputs certify, at radii that vary with the votes.
@@ -161,20 +161,21 @@ class _OffGrid(torch.utils.data.Dataset):
 @pytest.mark.parametrize("bad, float64", [(0, False), (0, True), (679, False)],
                          ids=["first-input", "float64", "later-input"])
 def test_inputs_off_the_grid_are_a_one_line_error(tmp_path, capsys, monkeypatch, bad, float64):
-    monkeypatch.setattr(commands, "load_dataset", lambda *args: _OffGrid(bad, float64))
+    monkeypatch.setattr(commands, "load_dataset", lambda *args, **kwargs: _OffGrid(bad, float64))
     out = tmp_path / "out.tsv"
     assert main(_run("certify", out, "--sound", *SMALL)) == 2  # chunks of 6 inputs: 0 ... 485, 582 ... 970
-    lines = capsys.readouterr().err.strip().splitlines()
+    lines = messages(capsys.readouterr().err)
     assert len(lines) == 1, lines
-    assert "--sound needs 8-bit images" in lines[0] and f"input {bad} of data set 'mnist'" in lines[0]
+    assert f"input {bad} of data set 'mnist' is off the 1/255 grid" in lines[0]
+    assert "sound mode needs 8-bit images (float32 values i / 255)" in lines[0]
     assert ("dtype torch.float64" if float64 else "Expected `x` to hold float32 values i / 255") in lines[0]
     if bad == 0:  # found before the results file is opened
         assert os.listdir(tmp_path) == []
-    else:  # the chunks before it hold finished, valid rows; the record says the run is not complete
+    else:  # the inputs before it hold finished, valid rows (its chunk's too); the record says the run is not complete
         table = read_results(out)
-        assert table.idx.tolist() == [0, 97, 194, 291, 388, 485]
+        assert table.idx.tolist() == [0, 97, 194, 291, 388, 485, 582]
         assert json.loads(open(f"{out}.run.json").read())["complete"] is False
         assert not os.path.exists(f"{out}.lock")
     # The same data set without --sound is certified (float mode takes any float input).
-    monkeypatch.setattr(commands, "load_dataset", lambda *args: _OffGrid(bad, False))
+    monkeypatch.setattr(commands, "load_dataset", lambda *args, **kwargs: _OffGrid(bad, False))
     assert main(_run("certify", tmp_path / "float.tsv", *SMALL, "--max", 100)) == 0

@@ -417,13 +417,28 @@ def test_a_crop_larger_than_the_image_is_refused_not_padded(tmp_path):
 
 @needs("torchvision")
 def test_a_folder_may_hold_some_of_the_models_classes_named_by_index(tmp_path):
-    for name in ("3", "12"):
+    for name in ("03", "12"):
         (tmp_path / name).mkdir()
         _image(tmp_path / name / "0.png", (8, 8), "L")
     ds = load_dataset(tmp_path, num_classes=20)
-    assert [label for _, label in ds.samples] == [12, 3]  # sorted names: "12" < "3"
-    with pytest.raises(ValueError, match="class folder '12' is beyond the model's 3 classes"):
+    assert [label for _, label in ds.samples] == [3, 12]
+    with pytest.raises(ValueError, match="class folder '03' is beyond the model's 3 classes"):
         load_dataset(tmp_path, num_classes=3)
+
+
+@needs("torchvision")
+@pytest.mark.parametrize("names, match", [
+    (("3", "12"), r"class folders named '3' and '12' sort differently as text and as numbers, .* zero-pad the names "
+                  r"to one width \(03\)"),
+    (("7", "07"), "class folders '07' and '7' name the same class index"),
+])
+def test_index_names_that_could_mean_two_classes_are_refused(tmp_path, names, match):
+    # A model trained by an ImageFolder on all 20 folders has "12" before "3": the names are ambiguous.
+    for name in names:
+        (tmp_path / name).mkdir()
+        _image(tmp_path / name / "0.png", (8, 8), "L")
+    with pytest.raises(ValueError, match=match):
+        load_dataset(tmp_path, num_classes=20)
 
 
 @needs("torchvision")

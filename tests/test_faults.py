@@ -15,7 +15,7 @@ from rsengine.checkpoints import bundled_checkpoint
 from rsengine.results import read_results
 from rsengine.resume import run_record_path
 from rsengine.sampler import MAX_CPU_BATCH_SIZE, BatchSizeReduced
-from run_helpers import rows_without_time, wait_for_rows
+from run_helpers import messages, rows_without_time, wait_for_rows
 
 XS = torch.tensor([[0.05, 0.0, 0.0], [0.02, 0.01, 0.3], [-0.2, 0.1, 0.0]])
 
@@ -98,7 +98,7 @@ def _args(out, *extra):
 
 def _sabotage(monkeypatch, failure, after_calls):
     """Make the loaded classifier fail with ``failure`` once it has run ``after_calls`` times."""
-    real_load = commands.load_checkpoint
+    real_load = commands.load_classifier
 
     class Sabotaged(torch.nn.Module):
         def __init__(self, inner):
@@ -115,7 +115,7 @@ def _sabotage(monkeypatch, failure, after_calls):
         loaded = real_load(*args, **kwargs)
         return loaded._replace(model=Sabotaged(loaded.model))
 
-    monkeypatch.setattr(commands, "load_checkpoint", load)
+    monkeypatch.setattr(commands, "load_classifier", load)
 
 
 def _raise(_):
@@ -135,7 +135,7 @@ def test_a_failing_run_keeps_its_rows_and_resumes(tmp_path, monkeypatch, capsys,
     _sabotage(monkeypatch, failure, after_calls=1 + 12 * 3 + 1)
     assert main(_args(out, "--batch", 10)) == 2
     err = capsys.readouterr().err
-    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert message in err and len(messages(err)) == 1 and "Traceback" not in err
     assert read_results(out).idx.tolist() == [0, 100, 200]
     assert json.loads(open(run_record_path(out)).read())["complete"] is False
     monkeypatch.undo()
@@ -187,9 +187,10 @@ def test_a_resume_in_another_environment_is_refused_unless_asked(tmp_path, capsy
     assert main(_args(out, "--max", 150)) == 0
     out.write_text("".join(out.read_text().splitlines(keepends=True)[:2]))  # as if stopped after one row
     before = out.read_text()
+    capsys.readouterr()  # the first run's progress lines
     assert main(_args(out, "--max", 150, *change)) == 2
     err = capsys.readouterr().err
-    assert f"{change[0][2:]}: " in err and "--resume-with-changes" in err and len(err.strip().splitlines()) == 1
+    assert f"{change[0][2:]}: " in err and "--resume-with-changes" in err and len(messages(err)) == 1
     assert out.read_text() == before
     assert main(_args(out, "--max", 150, *change, "--resume-with-changes")) == 0
     assert read_results(out).idx.tolist() == [0, 100]

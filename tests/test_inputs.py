@@ -94,3 +94,19 @@ def test_the_error_survives_pickling_between_ranks():
 
 def test_input_file_is_none_where_the_data_set_does_not_say():
     assert input_file([(0, 0)], 0) is None and input_file(Folder([(0, 0)]), 5) is None
+
+
+def test_another_dtype_is_refused_before_the_stack_casts_it():
+    # torch.stack would turn the uint8 image's 255 into 255.0 among float pixels in [0, 1].
+    check = InputCheck([(torch.rand(1, 2), 0), (torch.full((1, 2), 255, dtype=torch.uint8), 0)], "toy", 10)
+    check.load(0)
+    assert str(_refusal(check, 1)).startswith("input 1 of data set 'toy' is uint8, not float32 like input 0: give "
+                                              "every input the same type")
+
+
+def test_the_reference_is_the_first_input_that_passes_every_check():
+    check = InputCheck([(torch.full((1, 2), float("nan")), 0), (torch.zeros(1, 3), 0), (torch.zeros(1, 2), 0)],
+                       "toy", 10)
+    _refusal(check, 0)
+    check.load(1)
+    assert check.reference.index == 1 and "like input 1" in str(_refusal(check, 2))

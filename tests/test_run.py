@@ -289,3 +289,30 @@ def test_the_run_names_the_data_set_by_its_root_and_refuses_an_unknown_policy(tm
     data.root = "/data"
     with pytest.raises(BadInputError, match=r"^input 0 of data set '/data' "):
         certify_dataset(_small_smooth(), data, Certify(10, 20, 0.01), quiet=True)
+
+
+def test_a_resume_without_skip_passes_over_the_inputs_a_skip_run_left_out(tmp_path):
+    out = tmp_path / "out.tsv"
+    question = Certify(10, 20, 0.01)
+    certify_dataset(_small_smooth(), _Flawed({0, 4}), question, indices=range(6), out=out, quiet=True,
+                    on_bad_input="skip")
+    # The same run resumed under the default policy: nothing is left to do, and input 0 is not read.
+    again = certify_dataset(_small_smooth(), _Flawed({0, 4}), question, indices=range(6), out=out, quiet=True)
+    assert again.table.idx.tolist() == [1, 2, 3, 5] and sorted(again.skipped) == [0, 4]
+
+
+def test_an_interrupted_chunk_with_a_skipped_input_marks_the_right_input_stopped_early(tmp_path, monkeypatch):
+    from rsengine import run as run_module
+
+    def interrupted(self, smooth, xs, indices, labels):  # as an adaptive Ctrl-C: position 1 stopped early
+        rows = {j: self.question.row(smooth.answer(self.question, xs[j:j + 1], streams=indices[j:j + 1]), 0, labels[j])
+                for j in range(len(labels))}
+        raise run_module.ChunkInterrupted(rows, [1])
+
+    monkeypatch.setattr(run_module.DatasetRun, "_answer", interrupted)
+    out = tmp_path / "out.tsv"
+    with pytest.raises(KeyboardInterrupt):
+        certify_dataset(_small_smooth(), _Flawed({1}), Certify(10, 20, 0.01), indices=range(6), out=out, quiet=True,
+                        on_bad_input="skip")
+    record = read_run_record(out)
+    assert record["stopped_early"] == [2] and list(record["skipped"]) == ["1"]  # position 1 of 0, 2, 3, 4, 5
