@@ -396,6 +396,11 @@ def load_classifier(
     source = os.fspath(source)
     if num_classes is not None:
         check_positive_int("num_classes", num_classes)
+    if not os.path.exists(source) and not is_model_source(source) and not os.path.splitext(source)[1] \
+            and os.sep not in source:  # a bare name: a model the user meant, not a file
+        raise CheckpointNotFoundError(f"{source}: no such checkpoint file, nor a model source; a model is one of "
+                                      f"{', '.join(ARCHITECTURES)}, torchvision:NAME, timm:NAME or "
+                                      f"package.module:factory (torchvision:{source}?)")
     if os.path.exists(source) or not is_model_source(source):
         if weights is not None:
             raise ValueError(f"{source} is a checkpoint file: weights go with a model source such as "

@@ -155,6 +155,9 @@ def test_a_whole_pickled_model_certifies_with_trust_pickle(tmp_path):
     (("mnist", "torchvisio:resnet50"), "No module 'torchvisio' for the model source 'torchvisio:resnet50', and no file"),
     (("mnist", "model_factories:nothing"), "model_factories has no function 'nothing'"),
     (("mnist", "model.pt"), "model.pt: no such checkpoint file"),
+    (("mnist", "resnet18"), "resnet18: no such checkpoint file, nor a model source; a model is one of mnist_cnn, "
+                            "cifar_resnet20, cifar_resnet110, resnet50, torchvision:NAME, timm:NAME or "
+                            "package.module:factory (torchvision:resnet18?)"),
     (("mnist", "cifar_resnet20", "--weights", "missing.pt"), "missing.pt: no such checkpoint file"),
     (("mnist", "mnist_cnn", "--resize", "32"), "resize apply to image folders and ImageNet"),
     (("mnist", "mnist_cnn", "--mean", "0.1"), "Expected `mean` and `std` both given or both None"),
