@@ -122,8 +122,11 @@ def _check_compatible(smooth: Smooth, dataset, opts) -> None:
     try:
         smooth.sample_counts(x[None], 1, streams=[index])
     except RuntimeError as error:
+        # An image folder's images can be converted: say how when the channels are what differs.
+        hint = ("; --channels 1 or --channels 3 converts the folder's images" if os.path.isdir(opts.dataset)
+                and "channels" in str(error) else "")
         raise ValueError(f"The classifier in {opts.base_classifier} cannot take inputs of data set "
-                         f"{opts.dataset!r} (shape {list(x.shape)}): {error}") from None
+                         f"{opts.dataset!r} (shape {list(x.shape)}): {error}{hint}") from None
 
 
 def _data_arguments(opts) -> dict:
