@@ -19,6 +19,7 @@ import argparse
 import gc
 import os
 import sys
+import time
 
 from . import __version__
 from .analyze import DATA_FORMATS, PLOT_FORMATS, TABLE_FORMATS, plot_unavailable
@@ -33,7 +34,10 @@ from .options import EMBEDDED_DEFAULT, ORIGINAL_DEFAULT, PRECISIONS, RANDOM_SEED
 from .sampler import CPU_BATCH_VALUES, DETERMINISTIC_BATCH_SIZE, cpu_batch_size
 from .train import LR_SCHEDULES, TRAINING_DEFAULTS
 
-__all__ = ["build_parser", "console_main", "main"]
+__all__ = ["QUIET_RANK_EXIT_DELAY_S", "build_parser", "console_main", "main"]
+
+# How long a torchrun rank other than 0 waits before exiting on an error rank 0 reports.
+QUIET_RANK_EXIT_DELAY_S = 30.0
 
 
 def _either(name: str) -> str:
@@ -258,6 +262,11 @@ def main(argv=None) -> int:
         message = " ".join(str(error).split())  # one line, whatever the source
         if speak:
             print(f"rsengine {opts.command}: error: {message}", file=sys.stderr)
+        else:
+            # torchrun stops every worker as soon as one exits with an error: a quiet rank that
+            # got there first would have rank 0 stopped before it says why (seen on a loaded
+            # machine). So it waits; rank 0's exit ends the wait, torchrun stopping this rank.
+            time.sleep(QUIET_RANK_EXIT_DELAY_S)
         return 2
     return 0
 

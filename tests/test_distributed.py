@@ -196,6 +196,27 @@ def test_an_error_in_a_job_is_printed_once(tmp_path):
     assert not os.path.exists(tmp_path / "out.tsv")
 
 
+SLOW_RANK_0 = """
+import os, sys, time
+if os.environ["RANK"] == "0":
+    time.sleep(4)  # rank 0 reaches the error late, as on a loaded machine
+from rsengine.cli import main
+sys.exit(main())
+"""
+
+
+def test_an_error_is_printed_even_when_rank_0_reaches_it_last(tmp_path):
+    # torchrun stops every worker once one exits with an error; rank 1, first to the error, used to
+    # exit at once and have rank 0 stopped before it printed anything (a CI run on a loaded machine).
+    script = tmp_path / "slow_rank_0.py"
+    script.write_text(SLOW_RANK_0)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(script), "--",
+               *_args("certify", tmp_path / "out.tsv", "--N0", 0)]
+    job = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
+    errors = [line for line in job.stderr.splitlines() if line.startswith("rsengine certify: error")]
+    assert job.returncode != 0 and errors == ["rsengine certify: error: Expected `--N0` to be an integer >= 1, got 0"]
+
+
 FAILING_STEP = """
 import sys
 from rsengine.distributed import JobFailed, join
