@@ -160,14 +160,15 @@ def _meta_build(arch: str, num_classes: int | None):
         return build_classifier(arch, num_classes)
 
 
-def _head_size(arch: str, state_dict: Mapping[str, Any]) -> int | None:
+def _head_size(arch: str, state_dict: Mapping[str, Any], default) -> int | None:
     """The number of classes ``state_dict`` holds for ``arch``, read off its head's shapes.
 
     Built with its default head, the model differs from the weights only in the head's tensors,
     whose first dimension is the number of classes (``fc.weight`` and ``fc.bias``, ``head.*``).
     ``None`` when the weights differ otherwise (their mismatch is reported when they are loaded).
+    ``default`` is ``_meta_build(arch, None)``, which the caller has built already.
     """
-    built = _meta_build(arch, None)
+    built = default
     if built.num_classes is None:
         return None
     expected = {k: tuple(v.shape) for k, v in built.model.state_dict().items()}
@@ -237,7 +238,7 @@ def save_checkpoint(
     if num_classes is None:
         num_classes = getattr(model, "num_classes", None)
     if not isinstance(num_classes, int):
-        num_classes = _head_size(arch, state_dict)
+        num_classes = _head_size(arch, state_dict, _meta_build(arch, None))
     if num_classes is None:
         raise ValueError(f"Cannot tell how many classes `model` has for {arch!r}: pass num_classes=")
     num_classes = check_positive_int("num_classes", num_classes)
@@ -334,8 +335,8 @@ def _from_dict(path: str, checkpoint: Mapping, device) -> LoadedCheckpoint:
     if isinstance(meta, Mapping):
         state_dict, num_classes, mean, std, sigma, extra = _rsengine_format(path, checkpoint, meta)
     else:
-        state_dict, sigma, extra = _strip_prefixes(checkpoint["state_dict"], arch), None, None
-        num_classes = _head_size(arch, state_dict)  # the original format fixed 1,000 for ImageNet
+        # The original format records no class count (it fixed 1,000 for ImageNet): read off the head.
+        (state_dict, num_classes), sigma, extra = _weights_for(arch, checkpoint["state_dict"]), None, None
     built = build_classifier(arch, num_classes)
     if not isinstance(meta, Mapping):
         # The original code's normalize layer kept its statistics in code: the arch's data set's.
@@ -409,9 +410,9 @@ def load_classifier(
     state_dict = None
     if weights is not None:
         weights = os.fspath(weights)
-        state_dict = _strip_prefixes(_weights_state_dict(weights, trust_pickle), source)
+        state_dict, head = _weights_for(source, _weights_state_dict(weights, trust_pickle))
         if num_classes is None:
-            num_classes = _head_size(source, state_dict)
+            num_classes = head
     built = build_classifier(source, num_classes)
     if state_dict is not None:
         _load_weights(weights, built.model, state_dict, source)
@@ -525,14 +526,21 @@ def _rsengine_format(path: str, checkpoint: Mapping, meta: Mapping) -> tuple:
     return checkpoint["state_dict"], num_classes, mean, std, sigma, meta.get("extra")
 
 
-def _strip_prefixes(state_dict: Mapping[str, Any], arch: str) -> dict[str, Any]:
-    """``state_dict`` with the wrappers' key prefixes that ``arch``'s own keys lack removed.
+def _weights_for(arch: str, state_dict: Mapping[str, Any]) -> tuple[dict[str, Any], int | None]:
+    """``state_dict`` aligned with ``arch``'s keys (:func:`_strip_prefixes`) and its head's size
+    (:func:`_head_size`), both against one shapes-only build of the model."""
+    default = _meta_build(arch, None)
+    state_dict = _strip_prefixes(state_dict, set(default.model.state_dict()))
+    return state_dict, _head_size(arch, state_dict, default)
+
+
+def _strip_prefixes(state_dict: Mapping[str, Any], expected: set[str]) -> dict[str, Any]:
+    """``state_dict`` with the wrappers' key prefixes that the model's own keys (``expected``) lack removed.
 
     The original code's ``Sequential(NormalizeLayer, model)`` puts the model at ``1.``;
     ``DataParallel`` and ``DistributedDataParallel`` add ``module.``. A prefix goes only when the
     keys then match the model's better: an ``nn.Sequential`` model's own keys start with ``1.`` too.
     """
-    expected = set(_meta_build(arch, None).model.state_dict())
     best = dict(state_dict)
     for prefixes in (("module.",), ("1.",), ("1.", "module.")):
         candidate = dict(state_dict)

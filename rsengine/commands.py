@@ -22,7 +22,7 @@ from . import analyze, distributed
 from .checkpoints import bundled_checkpoint, load_classifier, save_checkpoint
 from .data import dataset_num_classes, dataset_stats, load_dataset
 from .flags import certify_question, check_plot_path, check_sampling, check_sound
-from .inputs import BadInputError, InputCheck
+from .inputs import InputCheck
 from .models import build_model
 from .noises import noise_named
 from .options import PRECISIONS, RANDOM_SEED
@@ -110,15 +110,11 @@ def _check_compatible(smooth: Smooth, dataset, opts) -> None:
     check = InputCheck(dataset, opts.dataset, smooth.num_classes, sound=smooth.sound)
     # Inputs an earlier run of this file skipped stay skipped: the resume does not stop on them.
     skipped = set() if opts.overwrite or opts.retry_skipped else set(recorded_skipped(read_run_record(opts.outfile)))
-    for index in _selection(opts, len(dataset)):
-        try:
-            x, _ = check.load(index)
-            break
-        except BadInputError:
-            if opts.on_bad_input == "stop" and index not in skipped:
-                raise
-    else:
+    first = check.first_usable(_selection(opts, len(dataset)),
+                               lambda index: opts.on_bad_input == "skip" or index in skipped)
+    if first is None:
         return  # nothing selected loads: the run says so
+    index, x = first
     try:
         smooth.sample_counts(x[None], 1, streams=[index])
     except RuntimeError as error:

@@ -149,6 +149,22 @@ class InputCheck:
             self.reference = Reference(index, tuple(x.shape), x.dtype)
         return x, label
 
+    def first_usable(self, indices, passable) -> tuple[int, torch.Tensor] | None:
+        """``(index, x)`` of the first of ``indices`` that loads, or None if none does.
+
+        An input refused on the way is passed over where ``passable(index)`` says so (a skip run,
+        an input done already), else its :class:`BadInputError` is raised.
+        """
+        for index in indices:
+            try:
+                x, _ = self.load(index)
+            except BadInputError:
+                if not passable(index):
+                    raise
+                continue
+            return index, x
+        return None
+
     def _label(self, index: int, label) -> int:
         try:  # ints, numpy's and one-element integer tensors
             value = operator.index(label.item() if isinstance(label, torch.Tensor) and label.numel() == 1 else label)

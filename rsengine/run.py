@@ -264,7 +264,7 @@ class DatasetRun:
         progress = held.enter_context(Progress(computed, question.kind, quiet=self.quiet)) if group.is_writer else None
         waited = 0.0  # rank 0's time at the exchanges spent waiting for slower ranks' chunks
         interrupted: ChunkInterrupted | None = None
-        skipped_now = 0  # rank 0's count of the inputs this run left out as unreadable
+        skipped_now = 0  # rank 0's count of the inputs this run left out as bad
 
         interrupted_inputs: list = []  # the inputs of the interrupted chunk that were sampled
 
@@ -350,15 +350,9 @@ class DatasetRun:
         An input refused here stops the run only if it is still to do under "stop": one done
         already (a row, or skipped by an earlier run) is passed over, whatever its file is now.
         """
-        for index in indices:
-            try:
-                check.load(index)
-            except BadInputError:
-                if self.on_bad_input == "stop" and index not in done:
-                    raise
-                continue
-            return check.reference
-        raise ValueError(f"No input of data set {self.name!r} can be used: every one was refused")
+        if check.first_usable(indices, lambda index: self.on_bad_input == "skip" or index in done) is None:
+            raise ValueError(f"No input of data set {self.name!r} can be used: every one was refused")
+        return check.reference
 
     def _answer(self, smooth, xs, indices: list, labels: list) -> list[tuple]:
         """One tuple of row fields per input of a chunk (ChunkInterrupted on an adaptive Ctrl-C)."""
