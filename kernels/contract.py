@@ -42,8 +42,8 @@ The stream index and phase sit in the counter, not hashed into the key, so disti
 rounding of the transform (see ``tolerance.py``).
 
 Example:
-    >>> PHASE_SELECTION, PHASE_ESTIMATION, PHASE_PREDICTION
-    (0, 1, 2)
+    >>> PHASE_SELECTION, PHASE_ESTIMATION, PHASE_PREDICTION, PHASE_TRAINING
+    (0, 1, 2, 3)
     >>> noise_scale("uniform", 0.5) == float(np.float32(0.5 * 3 ** 0.5))
     True
 """
@@ -54,7 +54,8 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["NOISES", "NOISE_CODES", "noise_scale", "check_noise", "PHASE_SELECTION", "PHASE_ESTIMATION", "PHASE_PREDICTION", "PHASES", "PHILOX_ROUND_MULTIPLIERS",
+__all__ = ["NOISES", "NOISE_CODES", "noise_scale", "check_noise", "PHASE_SELECTION", "PHASE_ESTIMATION", "PHASE_PREDICTION", "PHASES",
+           "PHASE_TRAINING", "PHILOX_ROUND_MULTIPLIERS",
            "PHILOX_KEY_INCREMENTS", "check_fused_launch", "check_sound_launch", "check_skip", "search_steps"]
 
 # Phases of a certificate: the proof needs the n0 selection draws and the n estimation draws to be
@@ -63,6 +64,10 @@ PHASE_SELECTION = 0
 PHASE_ESTIMATION = 1
 PHASE_PREDICTION = 2
 PHASES = (PHASE_SELECTION, PHASE_ESTIMATION, PHASE_PREDICTION)
+# Training's noisy copies (rsengine.training_noise) have a phase of their own, outside PHASES: a
+# counter with phase 3 is never one a certificate draws, whatever the seed and stream, so no
+# training copy is ever a certification sample.
+PHASE_TRAINING = 3
 
 # The noises, and the code the kernels specialize on (a constexpr integer).
 NOISES = ("gaussian", "laplace", "uniform")

@@ -48,6 +48,8 @@ from rsengine.classifier import logits_of
 from rsengine.kernels.contract import check_noise
 from rsengine.noises import noise_named
 from rsengine.normalization import per_channel, warn_if_normalized
+from rsengine.training_methods import Batch, Gaussian, Method, method_named
+from rsengine.training_noise import EngineNoise
 from rsengine.validation import (check_choice, check_mean_std, check_non_negative_float, check_positive_float,
                                  check_positive_int)
 
@@ -90,6 +92,44 @@ def _train_epoch(model, loader, optimizer, step: int, step_lr, noise, noise_gen,
     return loss_sum, correct, step
 
 
+class _Indexed(Dataset):
+    """``(x, label, index)`` items: the methods that keep per-input state (CAT-RS) see which input."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        x, y = self.dataset[index]
+        return x, y, index
+
+
+def _method_epoch(model, loader, optimizer, step: int, step_lr, method: Method, copies: EngineNoise, classify,
+                  epoch: int, epochs: int, sigma: float):
+    """One pass of a multi-copy method; input number epoch * N + position draws stream of that number."""
+    device = copies.device
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device)
+    stream = epoch * len(loader.dataset)
+    for x, y, index in loader:
+        for group in optimizer.param_groups:
+            group["lr"] = step_lr(step)
+        x, y = x.to(device), y.to(device)  # x: [B, C, H, W] pixels
+        noise = copies.draw(x, method.copies, stream)
+        stream += len(x)
+        loss, logits = method.loss(Batch(x, y, noise, classify, model, epoch, epochs, sigma, index.to(device)))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach() * len(y)
+        # The accuracy of the noisy copies, each counted: a copy's top class against its label.
+        correct += (logits.detach().argmax(2) == y[:, None]).float().mean(1).sum()
+        step += 1
+    return loss_sum, correct, step
+
+
 def train_model(
     model: nn.Module,
     dataset: Dataset,
@@ -107,6 +147,9 @@ def train_model(
     device: str | torch.device = "cpu",
     log: Callable[[str], None] | None = None,
     noise: str = "gaussian",
+    method: str | Method = "gaussian",
+    defaults_for: str = "cifar10",
+    backend: str = "auto",
 ) -> list[dict]:
     """Train ``model`` in place with noise augmentation; return per-epoch records.
 
@@ -130,10 +173,19 @@ def train_model(
         log: called once per epoch with a one-line summary (e.g. ``print``).
         noise: "gaussian", "laplace" or "uniform" (rsengine.kernels.contract.NOISES), of
             standard deviation ``sigma`` per value: the noise the model will be certified with.
+        method: a training method (rsengine.training_methods): a Method object, or its name
+            ("gaussian", "consistency", "macer", "smoothadv", "smoothmix", "catrs") with the
+            published defaults for ``defaults_for`` and ``sigma`` (method_named). Every method
+            but "gaussian" draws its noisy copies from the engine's kernels (rsengine.training_noise)
+            and needs sigma > 0.
+        defaults_for: the data set whose published hyperparameters a method name takes
+            ("mnist"; anything else: CIFAR-10's).
+        backend: the kernels that draw the methods' copies (rsengine.backends.BACKENDS).
 
     Returns:
-        One dict per epoch: ``epoch`` (1-based), ``lr`` (at the epoch's start), ``loss`` (mean
-        cross-entropy over its samples) and ``accuracy`` (on the noisy training batches).
+        One dict per epoch: ``epoch`` (1-based), ``lr`` (at the epoch's start), ``loss`` (the
+        method's loss, mean over the epoch's inputs) and ``accuracy`` (of the noisy training
+        copies the loss saw).
         The model is left in eval mode.
 
     Raises:
@@ -166,11 +218,20 @@ def train_model(
         raise ValueError(f"Expected `dataset` to be non-empty, got {dataset!r}")
     device = torch.device(device)
     training_noise = noise_named(noise, sigma) if sigma > 0 else None
+    if isinstance(method, str):
+        method = method_named(method, defaults_for, sigma)
+    elif not isinstance(method, Method):
+        raise TypeError(f"Expected `method` to be a method name or an rsengine.training_methods.Method, got "
+                        f"{type(method).__name__}")
+    plain = isinstance(method, Gaussian) and method.copies == 1
+    if not plain and training_noise is None:
+        raise ValueError(f"Expected `sigma` > 0 for method {method.name!r} (its losses compare noisy copies)")
 
     model.to(device)
     shuffle_gen = torch.Generator().manual_seed(seed)
     noise_gen = torch.Generator(device=device).manual_seed(seed + 1)  # a stream apart from order
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=shuffle_gen)
+    loader = DataLoader(dataset if plain else _Indexed(dataset), batch_size=batch_size, shuffle=True,
+                        generator=shuffle_gen)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
                                 weight_decay=weight_decay)
     mean_t = std_t = None
@@ -180,6 +241,13 @@ def train_model(
         mean_t, std_t = per_channel(torch.tensor(mean, device=device), torch.tensor(std, device=device), first.shape[0])
         mean_t, std_t = (t.view(-1, *(1,) * (first.ndim - 1)) for t in (mean_t, std_t))
     total_steps, step, history = epochs * len(loader), 0, []
+    if not plain:
+        copies = EngineNoise(training_noise, seed, device, backend)
+
+        def classify(pixels: torch.Tensor) -> torch.Tensor:  # [N, *shape] pixels -> [N, K] logits
+            if mean_t is not None:
+                pixels = (pixels - mean_t) / std_t
+            return logits_of(model(pixels), len(pixels))
 
     # fork_rng keeps the caller's global RNG state untouched while seeding it for the model.
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -192,8 +260,12 @@ def train_model(
             def step_lr(step: int) -> float:
                 return _learning_rate(lr_schedule, lr, step, total_steps, epoch, epochs)
 
-            loss_sum, correct, step = _train_epoch(model, loader, optimizer, step, step_lr, training_noise, noise_gen,
-                                                   mean_t, std_t)
+            if plain:  # torch's generator, as the bundled checkpoint was trained
+                loss_sum, correct, step = _train_epoch(model, loader, optimizer, step, step_lr, training_noise,
+                                                       noise_gen, mean_t, std_t)
+            else:
+                loss_sum, correct, step = _method_epoch(model, loader, optimizer, step, step_lr, method, copies,
+                                                        classify, epoch, epochs, sigma)
             seen = len(loader.dataset)
             record = {"epoch": epoch + 1, "lr": epoch_lr, "loss": loss_sum.item() / seen,
                       "accuracy": correct.item() / seen}
