@@ -33,6 +33,7 @@ from .models import ARCHITECTURES
 from .options import EMBEDDED_DEFAULT, ORIGINAL_DEFAULT, PRECISIONS, RANDOM_SEED, SAMPLING_DEFAULTS
 from .sampler import CPU_BATCH_VALUES, DETERMINISTIC_BATCH_SIZE, cpu_batch_size
 from .train import LR_SCHEDULES, TRAINING_DEFAULTS
+from .training_methods import METHODS as TRAINING_METHODS
 
 __all__ = ["QUIET_RANK_EXIT_DELAY_S", "build_parser", "console_main", "main"]
 
@@ -191,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--plot", metavar="PATH",
                          help=f"save certified accuracy vs radius ({' or '.join(PLOT_FORMATS)})")
 
-    train = commands.add_parser("train", help="train a base classifier with noise augmentation")
+    train = commands.add_parser("train", help="train a base classifier for smoothing (noise augmentation, consistency, "
+                                              "MACER, SmoothAdv, SmoothMix, CAT-RS)")
     train.add_argument("dataset", metavar="DATASET", help=f"{', '.join(DATASETS)} or an ImageFolder directory")
     train.add_argument("arch", metavar="ARCH", help=f"{', '.join(ARCHITECTURES)}, torchvision:NAME, timm:NAME or "
                                                     "package.module:factory")
@@ -200,6 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="training noise's standard deviation (the certification sigma)")
     train.add_argument("--noise", choices=NOISES, default="gaussian",
                        help="training noise, the one the classifier will be certified with (default: gaussian)")
+    train.add_argument("--method", choices=TRAINING_METHODS, default="gaussian",
+                       help="the loss on the noisy copies (default: gaussian, noise augmentation); each takes its "
+                            "paper's hyperparameters for the data set and sigma (docs/training.md)")
+    train.add_argument("--hparam", action="append", default=[], metavar="NAME=VALUE",
+                       help="set one of the method's hyperparameters, e.g. lam=5 (repeatable)")
+    train.add_argument("--prepass-model", metavar="CKPT",
+                       help="catrs: the Gaussian-trained checkpoint whose smoothed votes on the training set weigh the "
+                            "loss (default for mnist: the bundled model)")
     train.add_argument("--epochs", type=int, default=TRAINING_DEFAULTS["epochs"])
     train.add_argument("--batch", type=int, default=TRAINING_DEFAULTS["batch_size"])
     train.add_argument("--lr", type=float, default=TRAINING_DEFAULTS["lr"])

@@ -13,6 +13,7 @@ Example:
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 
@@ -34,6 +35,7 @@ from .run import DatasetRun, Results
 from .smooth import Smooth
 from .stats import floor_significant
 from .train import train_model
+from .training_methods import CatRS, catrs_confidences, method_named, published_defaults
 
 __all__ = ["plot_title", "resolve_device", "run_certify", "run_predict", "run_analyze", "run_train"]
 
@@ -311,18 +313,56 @@ def run_analyze(opts) -> None:
         print(f"plot saved to {os.path.abspath(opts.plot)}")
 
 
+def _hyperparameters(settings: list[str]) -> dict:
+    """``--hparam NAME=VALUE`` settings as {name: int or float}."""
+    values = {}
+    for setting in settings:
+        name, equals, text = setting.partition("=")
+        try:
+            value = int(text) if text.strip().lstrip("+-").isdigit() else float(text)
+        except ValueError:
+            value = None
+        if not equals or not name or value is None:
+            raise ValueError(f"--hparam: expected NAME=NUMBER, e.g. lam=5, got {setting!r}")
+        values[name] = value
+    return values
+
+
+def _training_method(opts, device):
+    """The --method with its published defaults and the --hparam settings; CAT-RS with its pre-pass run."""
+    family = opts.dataset if opts.dataset in ("mnist", "cifar10") else "cifar10"
+    method = method_named(opts.method, family, opts.sigma, **_hyperparameters(opts.hparam))
+    _, published_sigma, source = published_defaults(opts.method, family, opts.sigma)
+    settings = " ".join(f"{k}={v:g}" for k, v in method.hyperparameters().items())
+    print(f"method {opts.method}: {settings or 'no hyperparameters'} ({source}, sigma {published_sigma:g}"
+          f"{', with --hparam' * bool(opts.hparam)})")
+    if isinstance(method, CatRS):
+        if opts.prepass_model is None and opts.dataset != "mnist":
+            raise ValueError("--method catrs needs --prepass-model: a checkpoint trained with Gaussian noise at "
+                             f"sigma {method.prepass_sigma:g} (its smoothed votes on the training set weigh the loss)")
+        prepass = load_classifier(opts.prepass_model or bundled_checkpoint(), device=device)
+        dataset = load_dataset(opts.dataset, "train", opts.data_dir)
+        confidences = catrs_confidences(prepass.model, dataset, prepass.num_classes, sigma=method.prepass_sigma,
+                                        n=method.prepass_n, mean=prepass.mean, std=prepass.std, seed=opts.seed,
+                                        device=device, log=print)
+        method = dataclasses.replace(method, confidences=confidences)
+    return method
+
+
 def run_train(opts) -> None:
-    """Train an architecture with noise augmentation (--noise) and save a checkpoint."""
+    """Train an architecture with a method (--method, default noise augmentation) and save a checkpoint."""
     device = resolve_device(opts.device)
     num_classes = dataset_num_classes(opts.dataset)
+    method = _training_method(opts, device)
     torch.manual_seed(opts.seed)  # the initial weights too, so the command reproduces a checkpoint
     model = build_model(opts.arch, num_classes)
     dataset = load_dataset(opts.dataset, "train", opts.data_dir)
     mean, std = dataset_stats(opts.dataset)
     train_model(model, dataset, sigma=opts.sigma, epochs=opts.epochs, batch_size=opts.batch, lr=opts.lr,
                 lr_schedule=opts.lr_schedule, mean=mean, std=std, seed=opts.seed, device=device, log=print,
-                noise=opts.noise)
-    # The checkpoint format records a Gaussian sigma; another training noise goes in `extra`.
-    extra = None if opts.noise == "gaussian" else {"noise": opts.noise}
+                noise=opts.noise, method=method)
+    # The checkpoint format records a Gaussian sigma; the training noise and method go in `extra`.
+    extra = {"noise": opts.noise, "method": method.name, "hyperparameters": method.hyperparameters()}
     save_checkpoint(opts.outfile, model.cpu(), opts.arch, sigma=opts.sigma, mean=mean, std=std, extra=extra)
-    print(f"saved {opts.arch} trained with {opts.noise} noise at sigma={opts.sigma} to {os.path.abspath(opts.outfile)}")
+    print(f"saved {opts.arch} trained by {method.name} with {opts.noise} noise at sigma={opts.sigma} to "
+          f"{os.path.abspath(opts.outfile)}")

@@ -374,8 +374,10 @@ def kl_noise_attack(batch: Batch, confidences: torch.Tensor, epsilon: float, ste
     Each noisy copy's noise moves ``steps`` steps of 2 epsilon / steps along the normalized
     gradient (+1e-8) of the summed KL(p_hat || softmax(x + noise_j)) / m, p_hat the input's
     pre-pass confidences; after each step the move is projected into the l2 ball of ``epsilon``
-    around the copy's own noise, and the noise is rescaled to that noise's mean and root mean
-    square (so it keeps the noise's level). No clamp to [0, 1]. Model in eval mode, frozen.
+    around the copy's own noise, then the noise is recentred and rescaled as the authors' code
+    does, (noise - mean) / rms * rms0 + mean0 (rms: the uncentred root mean square): it keeps
+    its mean exactly and its level where its mean is small against it, as for a Gaussian copy
+    of many elements. No clamp to [0, 1]. Model in eval mode, frozen.
 
     Args: confidences: [B, K] p_hat. Returns: the attacked noise [B, m, *shape], detached.
     """

@@ -208,6 +208,51 @@ def test_train_reproduces_the_bundled_model(tmp_path):
         assert torch.equal(value, rebuilt["state_dict"][key]), key
 
 
+# The methods with their costs cut (fewer copies and attack steps): every code path, seconds each.
+CHEAP_METHODS = {"consistency": [], "macer": ["copies=4"], "smoothadv": ["copies=2", "steps=1"],
+                 "smoothmix": ["copies=2", "steps=1"], "catrs": ["copies=2", "steps=1", "prepass_n=20"]}
+
+
+@pytest.mark.parametrize("method", list(CHEAP_METHODS))
+def test_train_each_method_for_an_epoch_and_its_checkpoint_records_it(tmp_path, method):
+    from rsengine.checkpoints import load_checkpoint
+    from rsengine.training_methods import method_named, method_of_record
+
+    checkpoint = tmp_path / f"{method}.pt"
+    settings = [arg for setting in CHEAP_METHODS[method] for arg in ("--hparam", setting)]
+    result = rsengine("train", "mnist", "mnist_cnn", checkpoint, "--sigma", 0.5, "--epochs", 1, "--batch", 500,
+                      "--lr", 0.05, "--method", method, *settings)
+    assert result.returncode == 0, result.stderr
+    assert f"method {method}: " in result.stdout and f"saved mnist_cnn trained by {method}" in result.stdout
+    overrides = {name: int(value) for name, value in (setting.split("=") for setting in CHEAP_METHODS[method])}
+    loaded = load_checkpoint(checkpoint)
+    assert method_of_record(loaded.extra) == method_named(method, "mnist", 0.5, **overrides)
+    assert loaded.extra["noise"] == "gaussian" and loaded.sigma == 0.5
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--method", "macer", "--hparam", "lam"], "--hparam: expected NAME=NUMBER, e.g. lam=5, got 'lam'"),
+    (["--method", "macer", "--hparam", "lam=five"], "got 'lam=five'"),
+    (["--method", "macer", "--hparam", "lamda=1"], "Expected a hyperparameter of macer"),
+    (["--method", "consistency", "--hparam", "copies=0"], "Expected `copies` of consistency in [1"),
+    (["--method", "dropout"], "invalid choice: 'dropout'"),
+    (["--method", "consistency", "--sigma", "0"], "Expected `sigma` > 0 for method 'consistency'"),
+])
+def test_train_bad_methods_get_one_line_errors(tmp_path, args, fragment):
+    sigma = [] if "--sigma" in args else ["--sigma", 0.5]
+    result = rsengine("train", "mnist", "mnist_cnn", tmp_path / "m.pt", *sigma, "--epochs", 1, *args)
+    if "invalid choice" in fragment:  # argparse's own usage error
+        assert result.returncode == 2 and fragment in result.stderr
+    else:
+        assert_one_line_error(result, fragment)
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_train_catrs_off_mnist_needs_its_pre_pass_model(tmp_path):
+    assert_one_line_error(rsengine("train", "cifar10", "cifar_resnet20", tmp_path / "m.pt", "--sigma", 0.5,
+                                   "--method", "catrs"), "--method catrs needs --prepass-model")
+
+
 # -- errors ---------------------------------------------------------------------------------
 
 def _corrupt(tmp_path):
