@@ -118,6 +118,22 @@ def test_macer_saturated_softmax_gives_finite_gradients():
     assert torch.isfinite(logits.grad).all()
 
 
+def test_macer_defers_its_robustness_term_for_a_share_of_the_epochs():
+    model, x, y = _Linear(), torch.rand(4, 1, 2, 2), torch.tensor([0, 1, 2, 0])
+    noise = 0.2 * torch.randn(4, 3, 1, 2, 2, generator=torch.Generator().manual_seed(0))
+    method = Macer(copies=3, lam=5.0, deferred_fraction=0.5)
+    logits = _batch(model, x, y, noise).logits(x)
+    for epoch, lam in ((0, 0.0), (1, 0.0), (2, 5.0), (3, 5.0)):  # of 4 epochs: the first half without it
+        got, _ = method.loss(_batch(model, x, y, noise, epoch=epoch, epochs=4))
+        assert got.item() == pytest.approx(macer_loss(logits, y, 0.5, lam, 16.0, 8.0).item(), rel=1e-6)
+
+
+def test_smoothmix_warms_up_eta_and_the_clean_end():
+    method = SmoothMix(warmup_epochs=4)
+    assert [method.warmup(e) for e in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+    assert SmoothMix(warmup_epochs=0).warmup(0) == 1.0
+
+
 # -- the attacks -------------------------------------------------------------------------------
 
 
