@@ -1,4 +1,6 @@
-"""Noise augmentation training, the recipe of Cohen et al. (2019).
+"""Training base classifiers for smoothing: noise augmentation (Cohen et al. 2019) by default, or
+a method on several noisy copies per input (``method=``: consistency, MACER, SmoothAdv, SmoothMix,
+CAT-RS; their losses in rsengine.training_methods, their copies from rsengine.training_noise).
 
 Every training batch is perturbed in pixel space, ``x + sigma * N(0, I)`` (or Laplace or uniform
 noise of standard deviation sigma per value, ``noise=``, for the l1 certificates), then normalized,
