@@ -316,6 +316,7 @@ def run_analyze(opts) -> None:
     else:
         print(analyze.format_table(opts.files, accuracies, radii, fmt=opts.format))
     notes = sys.stdout if opts.format == "markdown" else sys.stderr  # LaTeX, CSV and JSON stay clean
+    said = set()
     for path, table, args, acr, record, metric in zip(opts.files, tables, arguments, acrs, records, metrics):
         k = recorded_top_k(args)
         note = samples_note(path, table, args)
@@ -327,7 +328,13 @@ def run_analyze(opts) -> None:
                 print(f"{path}: average certified radius (ACR) {acr:.3f}", file=notes)
             # A predict file's pA line would only say it has no radii, as its missing ACR line does.
             for line in _metric_lines(*metric)[:1 if table.kind == "predict" else 2]:
-                print(f"{path}: {line}", file=notes)
+                if "not available" not in line:
+                    print(f"{path}: {line}", file=notes)
+                elif line not in said:  # a reason several files share (no run record, say) is said once
+                    said.add(line)
+                    others = sum(_metric_lines(*m).count(line) for m in metrics) - 1
+                    print(f"{path}{f' and {others} more file' + 's' * (others > 1) if others else ''}: {line}",
+                          file=notes)
         if k is not None:  # another question than the other rows': say which
             print(f"{path}: certified top-{k} accuracy (its true class certified among {k} labels)", file=sys.stderr)
         if recorded_sound(args):  # another guarantee: on the grid, against any classifier

@@ -431,6 +431,13 @@ def test_analyze_reports_the_abstention_rate_and_pa_bounds_or_why_not(tmp_path):
         f"{original}: pA lower bounds not available: no run record says its noise and sigma (a file of the original "
         "code)",
     ]
+    # A reason several files share is said once, for all of them.
+    copy = tmp_path / "orig2.tsv"
+    copy.write_text(original.read_text())
+    twice = rsengine("analyze", original, copy, one_sided, "--radii", "0")
+    assert [line for line in twice.stdout.splitlines() if "not available" in line] == [
+        f"{original} and 1 more file: pA lower bounds not available: no run record says its noise and sigma (a file "
+        "of the original code)"]
     data = rsengine("analyze", one_sided, two_sided, top_k, original, "--radii", "0", "1", "--format", "csv")
     assert data.returncode == 0 and "abstention" not in data.stderr and "pA" not in data.stderr, data.stderr
     rows = [line.split(",") for line in data.stdout.splitlines()]
