@@ -5,6 +5,12 @@ fraction of rows with ``correct == 1`` and ``radius >= r``: an input counts when
 prediction is right and certified at least that far. At r = 0 this is the smoothed classifier's
 clean accuracy, the only value a predict file (which has no radii) can give.
 
+Beside it: the average certified radius (ACR), the abstention rate, and the distribution of
+lower bounds on pA, the smoothed probability of each input's true class, which Sun, Mao, Muller
+& Vechev (ICML 2025, "Average Certified Radius is a Poor Metric for Randomized Smoothing")
+recommend over ACR, whose mean rewards gains on inputs that are already easy. The bounds are read
+back from the radii by the noise (``Noise.pa_lower``), so they need the run record's noise.
+
 Plots use matplotlib's object API with an explicit Agg canvas: no pyplot, no global backend
 switch, so plotting works headless and leaves the caller's matplotlib state alone. matplotlib is
 imported only when a plot is drawn, and is an extra (``pip install "rsengine[plot]"``):
@@ -22,6 +28,9 @@ Example:
     |  | r = 0.0 | r = 0.5 |
     | --- | ---: | ---: |
     | model | 0.75 | 0.50 |
+    >>> from rsengine.noises import Gaussian
+    >>> abstention_rate(t), pa_lower_distribution(t, Gaussian(0.5)).tolist()
+    (0.25, [0.25, 0.5, 0.25, 0.0, 0.0])
 """
 from __future__ import annotations
 
@@ -40,13 +49,19 @@ from rsengine.validation import check_choice, check_positive_float, check_positi
 
 __all__ = [
     "DATA_FORMATS",
+    "PA_EDGES",
     "PLOT_FORMATS",
     "TABLE_FORMATS",
+    "abstention_rate",
     "average_certified_radius",
     "certified_accuracy",
     "default_radii",
     "format_data",
+    "format_pa_distribution",
     "format_table",
+    "pa_bin_labels",
+    "pa_lower_bounds",
+    "pa_lower_distribution",
     "plot_certified_accuracy",
     "plot_unavailable",
 ]
@@ -60,6 +75,10 @@ _PLOT_MARGIN = 1.05
 PLOT_FORMATS = (".png", ".pdf")
 TABLE_FORMATS = ("markdown", "latex")  # for people: two decimals, best values marked
 DATA_FORMATS = ("csv", "json")  # for tools: full precision, ACR beside the accuracies
+# Bins of pA's lower bound: below 1/2 nothing is certified; past 0.9 each bin is a tenth of the
+# remaining error, the easy inputs where ACR's gains come from (n = 100k, alpha = 0.001 reaches
+# 0.99993; n = 1,000 stops at 0.9931, so its last bin stays empty).
+PA_EDGES = (0.5, 0.9, 0.99, 0.999)
 
 _LATEX_SPECIALS = {
     "\\": r"\textbackslash{}",
@@ -174,6 +193,128 @@ def average_certified_radius(table: ResultsTable) -> float:
     return float(np.sum(np.where(table.correct == 1, table.radius, 0.0)) / count)
 
 
+def abstention_rate(table: ResultsTable) -> float:
+    """The fraction of rows where the smoothed classifier abstained: ``predict == -1``.
+
+    Raises:
+        ValueError: the table is empty, or is a top-k table (its ``labels``): a top-k row is -1
+            wherever the true class is not certified among the labels, abstention or not. (A file
+            of one label, or of -1 rows only, has no ``labels``: its run record says it is top-k,
+            ``Question.abstention_unavailable``.)
+
+    Example:
+        >>> import numpy as np
+        >>> from rsengine.results import ResultsTable
+        >>> t = ResultsTable("predict", np.arange(4), np.zeros(4, int), np.array([0, -1, 1, -1]), None,
+        ...                  np.array([1, 0, 0, 0]), np.ones(4))
+        >>> abstention_rate(t)
+        0.5
+    """
+    count = check_positive_int("len(table)", len(table))
+    if table.labels is not None:
+        raise ValueError("Expected a table that is not top-k for the abstention rate, got one with top-k labels: "
+                         "its -1 rows are every row whose true class is not certified among them")
+    return float(np.count_nonzero(table.predict == -1) / count)
+
+
+def pa_lower_bounds(table: ResultsTable, noise) -> np.ndarray:
+    """Per row, a lower bound on pA: the smoothed probability of the row's true class, read back
+    from its radius.
+
+    ``noise.pa_lower(radius)`` where the row is certified correct; 0.0 (no bound above 1/2) where
+    it abstained or certified another class (whose bound above 1/2 leaves the true class below
+    1/2). The file's radii are rounded down to 3 significant digits, so each value is itself a
+    lower bound on the run's pA_lower. The run must have asked the one-sided CERTIFY (or adaptive
+    in tolerance mode): check ``Question.pa_lower_unavailable`` first, a table cannot tell.
+
+    Args:
+        table: a certify table with N >= 1 rows, not top-k.
+        noise: the run's :class:`rsengine.noises.Noise` (``noise_of_record`` reads it from a run
+            record), whose sigma the radii were computed with.
+
+    Returns:
+        float64 [N], each 0.0 or in [1/2, 1].
+
+    Raises:
+        ValueError: the table is empty, a predict table (no radii) or a top-k table.
+
+    Example:
+        >>> import numpy as np
+        >>> from rsengine.noises import Gaussian
+        >>> from rsengine.results import ResultsTable
+        >>> t = ResultsTable("certify", np.arange(3), np.zeros(3, int), np.array([0, 1, -1]),
+        ...                  np.array([0.5, 0.9, 0.0]), np.array([1, 0, 0]), np.ones(3))
+        >>> pa_lower_bounds(t, Gaussian(0.5)).round(4).tolist()
+        [0.8413, 0.0, 0.0]
+    """
+    check_positive_int("len(table)", len(table))
+    if table.kind != "certify" or table.labels is not None:
+        what = "a predict table (no radii)" if table.kind != "certify" else "a top-k table"
+        raise ValueError(f"Expected a one-sided certify table for pA's lower bounds, got {what}")
+    return np.where(table.correct == 1, noise.pa_lower(table.radius), 0.0)
+
+
+def pa_lower_distribution(table: ResultsTable, noise, edges: Sequence[float] = PA_EDGES) -> np.ndarray:
+    """The share of all rows whose pA lower bound (:func:`pa_lower_bounds`) falls in each bin.
+
+    Bins are ``[0, e_1), [e_1, e_2), ..., [e_k, 1]``: with the default edges ``< 0.5`` (not
+    certified correct: abstained or wrong), ``0.5-0.9``, ``0.9-0.99``, ``0.99-0.999`` and
+    ``>= 0.999`` (:func:`pa_bin_labels`).
+
+    Args:
+        table, noise: as in :func:`pa_lower_bounds`.
+        edges: k increasing numbers in (0, 1].
+
+    Returns:
+        float64 [k + 1] shares, summing to 1.
+
+    Example:
+        >>> import numpy as np
+        >>> from rsengine.noises import Gaussian
+        >>> from rsengine.results import ResultsTable
+        >>> t = ResultsTable("certify", np.arange(4), np.zeros(4, int), np.array([0, 0, 0, -1]),
+        ...                  np.array([0.5, 1.2, 2.0, 0.0]), np.array([1, 1, 1, 0]), np.ones(4))
+        >>> pa_lower_distribution(t, Gaussian(0.5)).tolist()  # Phi(1) = 0.84, Phi(2.4) = 0.992, Phi(4) = 0.99997
+        [0.25, 0.25, 0.0, 0.25, 0.25]
+    """
+    edges = _check_edges(edges)
+    bounds = pa_lower_bounds(table, noise)
+    return np.bincount(np.searchsorted(edges, bounds, side="right"), minlength=len(edges) + 1) / len(bounds)
+
+
+def pa_bin_labels(edges: Sequence[float] = PA_EDGES) -> list:
+    """Names of :func:`pa_lower_distribution`'s bins, each ``[low, high)``, as every format prints them.
+
+    Example:
+        >>> pa_bin_labels()
+        ['<0.5', '0.5-0.9', '0.9-0.99', '0.99-0.999', '>=0.999']
+    """
+    edges = [f"{edge:.6g}" for edge in _check_edges(edges)]
+    return [f"<{edges[0]}", *(f"{low}-{high}" for low, high in zip(edges, edges[1:])), f">={edges[-1]}"]
+
+
+def format_pa_distribution(shares, edges: Sequence[float] = PA_EDGES) -> str:
+    """One line of :func:`pa_lower_distribution`'s shares for people: each bin's label and share.
+
+    Example:
+        >>> format_pa_distribution([0.25, 0.25, 0.5, 0.0, 0.0])
+        '<0.5 0.250, 0.5-0.9 0.250, 0.9-0.99 0.500, 0.99-0.999 0.000, >=0.999 0.000'
+    """
+    labels = pa_bin_labels(edges)
+    shares = np.asarray(shares, dtype=np.float64)
+    if shares.shape != (len(labels),):
+        raise ValueError(f"Expected `shares` of shape ({len(labels)},), one per bin, got {shares.shape}")
+    return ", ".join(f"{label} {share:.3f}" for label, share in zip(labels, shares.tolist()))
+
+
+def _check_edges(edges) -> np.ndarray:
+    checked = np.asarray(edges, dtype=np.float64)
+    if checked.ndim != 1 or not checked.size or not np.all((checked > 0) & (checked <= 1)) \
+            or np.any(np.diff(checked) <= 0):
+        raise ValueError(f"Expected `edges` to be increasing numbers in (0, 1], got {np.asarray(edges).tolist()!r}")
+    return checked
+
+
 def format_table(
     names: Sequence[str],
     accuracies,
@@ -266,16 +407,27 @@ def format_data(
     radii: Sequence[float],
     acrs: Sequence[Optional[float]],
     fmt: str = "csv",
+    *,
+    abstentions: Optional[Sequence[Optional[float]]] = None,
+    pa_shares: Optional[Sequence] = None,
+    pa_edges: Sequence[float] = PA_EDGES,
 ) -> str:
     """Certified accuracies for tools: CSV with a header row, or JSON, at full precision.
 
     CSV: a header ``file,acr,r=<radius>...`` and one row per file (``acr`` empty for a predict
     file). JSON: a list with one object per file, ``{"file", "acr", "certified_accuracy":
     {"<radius>": value, ...}}`` (``acr`` null for a predict file), radii in the columns' order.
+    Given ``abstentions``, CSV ends with an ``abstention_rate`` column and JSON objects with an
+    ``"abstention_rate"`` key; given ``pa_shares``, CSV ends with one ``pa_lower:<bin>`` column
+    per bin of :func:`pa_bin_labels` and JSON with ``"pa_lower": {"<bin>": share, ...}``. Where a
+    value is None (not available for that file) the cells are empty and the JSON value is null.
 
     Args:
         names: F file names. accuracies: [F, R] fractions in [0, 1]. radii: R radii.
         acrs: F average certified radii, None where a file has none. fmt: ``"csv"`` or ``"json"``.
+        abstentions: F abstention rates (:func:`abstention_rate`), None where not available.
+        pa_shares: F arrays of :func:`pa_lower_distribution` shares over ``pa_edges``' bins, None
+            where not available.
 
     Returns:
         The text, ending with a newline.
@@ -286,6 +438,11 @@ def format_data(
         a.tsv,0.6,0.75,0.5
         >>> print(format_data(["a.tsv"], [[0.75, 0.5]], [0.0, 0.5], [0.6], "json"), end="")
         [{"file": "a.tsv", "acr": 0.6, "certified_accuracy": {"0.0": 0.75, "0.5": 0.5}}]
+        >>> print(format_data(["a.tsv", "b.tsv"], [[0.75], [0.5]], [0.0], [0.6, 0.3], abstentions=[0.25, None],
+        ...                   pa_shares=[[0.25, 0.75], None], pa_edges=[0.5]), end="")
+        file,acr,r=0.0,abstention_rate,pa_lower:<0.5,pa_lower:>=0.5
+        a.tsv,0.6,0.75,0.25,0.25,0.75
+        b.tsv,0.3,0.5,,,
     """
     check_choice("fmt", fmt, DATA_FORMATS)
     names, labels = [str(name) for name in names], [_radius_label(float(radius)) for radius in radii]
@@ -293,16 +450,45 @@ def format_data(
     if accuracies.shape != (len(names), len(labels)) or len(acrs) != len(names):
         raise ValueError(f"Expected `accuracies` of shape {(len(names), len(labels))} and {len(names)} `acrs`, "
                          f"got {accuracies.shape} and {len(acrs)}")
+    bins = pa_bin_labels(pa_edges)
+    extras = _extra_fields(len(names), abstentions, pa_shares, bins)
     rows = [(name, None if acr is None else float(acr), row) for name, acr, row in zip(names, acrs, accuracies.tolist())]
     if fmt == "json":
-        return json.dumps([{"file": name, "acr": acr, "certified_accuracy": dict(zip(labels, row))}
-                           for name, acr, row in rows]) + "\n"
+        return json.dumps([{"file": name, "acr": acr, "certified_accuracy": dict(zip(labels, row)), **extra}
+                           for (name, acr, row), extra in zip(rows, extras)]) + "\n"
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")  # quotes a name holding a comma
-    writer.writerow(["file", "acr", *(f"r={label}" for label in labels)])
-    for name, acr, row in rows:
-        writer.writerow([name, "" if acr is None else repr(acr), *map(repr, row)])
+    extra_columns = (["abstention_rate"] if abstentions is not None else []) + \
+        ([f"pa_lower:{label}" for label in bins] if pa_shares is not None else [])
+    writer.writerow(["file", "acr", *(f"r={label}" for label in labels), *extra_columns])
+    for (name, acr, row), extra in zip(rows, extras):
+        cells = [_cell(extra["abstention_rate"])] if "abstention_rate" in extra else []
+        if "pa_lower" in extra:
+            cells += [_cell(None if extra["pa_lower"] is None else extra["pa_lower"][label]) for label in bins]
+        writer.writerow([name, _cell(acr), *map(repr, row), *cells])
     return text.getvalue()
+
+
+def _extra_fields(count: int, abstentions, pa_shares, bins: list) -> list:
+    """Each file's ``abstention_rate`` and ``pa_lower`` (a dict by bin), only the keys given."""
+    extras = [{} for _ in range(count)]
+    for name, values in (("abstentions", abstentions), ("pa_shares", pa_shares)):
+        if values is not None and len(values) != count:
+            raise ValueError(f"Expected one `{name}` entry per file ({count}), got {len(values)}")
+    if abstentions is not None:
+        for extra, rate in zip(extras, abstentions):
+            extra["abstention_rate"] = None if rate is None else float(rate)
+    if pa_shares is not None:
+        for extra, shares in zip(extras, pa_shares):
+            shares = None if shares is None else np.asarray(shares, dtype=np.float64)
+            if shares is not None and shares.shape != (len(bins),):
+                raise ValueError(f"Expected `pa_shares` entries of shape ({len(bins)},), got {shares.shape}")
+            extra["pa_lower"] = None if shares is None else dict(zip(bins, shares.tolist()))
+    return extras
+
+
+def _cell(value: Optional[float]) -> str:
+    return "" if value is None else repr(value)
 
 
 def plot_certified_accuracy(

@@ -27,10 +27,10 @@ from .inputs import InputCheck
 from .models import build_model
 from .noises import noise_named
 from .options import PRECISIONS, RANDOM_SEED
-from .questions import Predict, Question, TopK
+from .questions import Predict, Question, TopK, question_type_of_record
 from .results import read_results
-from .resume import (file_digest, radius_norm, read_run_record, recorded_arguments, recorded_ceiling, recorded_question,
-                     recorded_skipped, recorded_sound, recorded_top_k, samples_note, skipped_note)
+from .resume import (file_digest, radius_norm, read_run_record, recorded_arguments, recorded_ceiling, recorded_pa_noise,
+                     recorded_question, recorded_skipped, recorded_sound, recorded_top_k, samples_note, skipped_note)
 from .run import DatasetRun, Results
 from .smooth import Smooth
 from .stats import floor_significant
@@ -198,6 +198,10 @@ def _summarize(results: Results, opts, question: Question, num_classes: int) -> 
           f"sigma = {opts.sigma}, N = {opts.N}, alpha = {opts.alpha}\n")
     print(analyze.format_table([opts.outfile], results.certified_accuracy(radii)[None], radii))
     print(f"average certified radius (ACR) {results.acr:.3f}")
+    rate_reason, pa_reason = question.abstention_unavailable, question.pa_lower_unavailable
+    for line in _metric_lines(None if rate_reason else results.abstention_rate, rate_reason,
+                              None if pa_reason else results.pa_lower_distribution(), pa_reason):
+        print(line)
     for note in (samples_note(os.path.basename(opts.outfile), results.table, arguments),
                  skipped_note(os.path.basename(opts.outfile), results.table, record)):
         if note:
@@ -209,6 +213,25 @@ def _summarize(results: Results, opts, question: Question, num_classes: int) -> 
         print(f"plot saved to {os.path.abspath(opts.plot)}")
     elif getattr(opts, "plot_skipped", None):  # the embedded default's plot, without matplotlib
         print(f"note: no plot ({opts.plot_skipped})", file=sys.stderr)
+
+
+def _metric_lines(rate: float | None, rate_reason: str | None, shares, pa_reason: str | None) -> list[str]:
+    """The abstention rate's and pA's lines of the certify summary and of analyze; each says why
+    not where its file cannot give it (a reason given instead of the value)."""
+    return [f"abstention rate {rate:.3f}" if rate_reason is None else f"abstention rate not available: {rate_reason}",
+            "pA lower bounds (true class), share of inputs per bin [low, high): "
+            f"{analyze.format_pa_distribution(shares)}" if pa_reason is None else f"pA lower bounds not available: {pa_reason}"]
+
+
+def _file_metrics(table, record: dict | None) -> tuple:
+    """(abstention rate, why not, pA shares, why not) of a results file and its run record."""
+    question = question_type_of_record(recorded_arguments(record), table.kind)
+    # A top-k file of k >= 2 says so itself, with or without its record.
+    rate_reason = question.abstention_unavailable or (TopK.abstention_unavailable if table.labels is not None else None)
+    noise, pa_reason = recorded_pa_noise(record, table.kind)
+    pa_reason = pa_reason or (TopK.pa_lower_unavailable if table.labels is not None else None)
+    return (None if rate_reason else analyze.abstention_rate(table), rate_reason,
+            None if pa_reason else analyze.pa_lower_distribution(table, noise), pa_reason)
 
 
 def plot_title(arguments: list[dict], checkpoint: str | None = None) -> str | None:
@@ -287,19 +310,33 @@ def run_analyze(opts) -> None:
             radii = [r for r in radii if r <= max(ceilings)] or [0.0]
     accuracies = [analyze.certified_accuracy(table, radii) for table in tables]
     acrs = [analyze.average_certified_radius(table) if table.kind == "certify" else None for table in tables]
+    metrics = [_file_metrics(table, record) for table, record in zip(tables, records)]
     if opts.format in analyze.DATA_FORMATS:
-        print(analyze.format_data(opts.files, accuracies, radii, acrs, fmt=opts.format), end="")
+        print(analyze.format_data(opts.files, accuracies, radii, acrs, fmt=opts.format,
+                                  abstentions=[rate for rate, *_ in metrics],
+                                  pa_shares=[shares for _, _, shares, _ in metrics]), end="")
     else:
         print(analyze.format_table(opts.files, accuracies, radii, fmt=opts.format))
     notes = sys.stdout if opts.format == "markdown" else sys.stderr  # LaTeX, CSV and JSON stay clean
-    for path, table, args, acr, record in zip(opts.files, tables, arguments, acrs, records):
+    said = set()
+    for path, table, args, acr, record, metric in zip(opts.files, tables, arguments, acrs, records, metrics):
         k = recorded_top_k(args)
         note = samples_note(path, table, args)
         skipped = skipped_note(path, table, record)
         if skipped:
             print(skipped, file=notes)
-        if acr is not None and opts.format not in analyze.DATA_FORMATS:  # CSV and JSON hold it
-            print(f"{path}: average certified radius (ACR) {acr:.3f}", file=notes)
+        if opts.format not in analyze.DATA_FORMATS:  # CSV and JSON hold these
+            if acr is not None:
+                print(f"{path}: average certified radius (ACR) {acr:.3f}", file=notes)
+            # A predict file's pA line would only say it has no radii, as its missing ACR line does.
+            for line in _metric_lines(*metric)[:1 if table.kind == "predict" else 2]:
+                if "not available" not in line:
+                    print(f"{path}: {line}", file=notes)
+                elif line not in said:  # a reason several files share (no run record, say) is said once
+                    said.add(line)
+                    others = sum(_metric_lines(*m).count(line) for m in metrics) - 1
+                    print(f"{path}{f' and {others} more file' + 's' * (others > 1) if others else ''}: {line}",
+                          file=notes)
         if k is not None:  # another question than the other rows': say which
             print(f"{path}: certified top-{k} accuracy (its true class certified among {k} labels)", file=sys.stderr)
         if recorded_sound(args):  # another guarantee: on the grid, against any classifier

@@ -22,6 +22,8 @@ Example:
     ([3], 0.5371)
     >>> noise_named("gaussian", 0.5, sound=True)
     RoundedGaussian(sigma=0.5)
+    >>> noise.pa_lower(radius).round(4).tolist()  # the inverse: pA's lower bound behind that radius
+    [0.976]
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ from . import certificates
 from . import sound as sound_mode
 from .kernels.contract import check_noise, noise_scale
 from .support import refuse
-from .validation import check_flag, check_not_a_data_set, check_positive_float
+from .validation import check_flag, check_not_a_data_set, check_positive_float, reject
 
 __all__ = ["Gaussian", "Laplace", "Noise", "RoundedGaussian", "Uniform", "check_sigma", "noise_named", "noise_of_record"]
 
@@ -135,6 +137,39 @@ class Noise:
         """CERTIFY with the runner-up bounded too (rsengine.certificates.certify_two_sided)."""
         return certificates.certify_two_sided(guess, counts, n, alpha, self.applied_sigma, self.name)
 
+    def pa_lower(self, radius) -> np.ndarray:
+        """The lower bound on pA whose one-sided radius (:meth:`certify`) is ``radius``: its inverse.
+
+        Gaussian (and sound mode): ``Phi(R / sigma)``; Laplace: ``1 - exp(-R / b) / 2``; uniform:
+        ``1/2 + R / (2 lambda)``, with the applied float32 sigma and scale the radii were computed
+        with. Only a one-sided radius has an inverse: a two-sided or top-k radius depends on the
+        other classes' upper bounds too (``Question.pa_lower_unavailable``).
+
+        A radius read from a results file is rounded down to 3 significant digits, and every
+        function here grows with R, so the value is itself a lower bound on the run's pA_lower
+        (the rounding costs more than float64's, ~1e-16): a lower bound on a lower bound.
+
+        Args:
+            radius: float scalar or array of radii, each finite and >= 0 (0 gives 1/2).
+
+        Returns:
+            float64 array of ``np.shape(radius)``, in [1/2, 1].
+
+        Raises:
+            ValueError: a radius that is negative, NaN or infinite.
+
+        Example:
+            >>> Gaussian(0.5).pa_lower([0.0, 0.5]).round(4).tolist()
+            [0.5, 0.8413]
+        """
+        radii = np.asarray(radius, dtype=np.float64)
+        if not np.all(np.isfinite(radii) & (radii >= 0)):
+            reject("radius", "to be finite numbers >= 0", repr(radii[~(np.isfinite(radii) & (radii >= 0))].flat[0].item()))
+        return self._pa_of_radius(radii)
+
+    def _pa_of_radius(self, radii: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
     # -- the run record ---------------------------------------------------------------------
 
     def record(self, kind: str) -> dict:
@@ -153,6 +188,11 @@ class Gaussian(Noise):
 
     name = "gaussian"
 
+    def _pa_of_radius(self, radii: np.ndarray) -> np.ndarray:
+        from scipy.special import ndtr  # deferred: scipy costs every `import rsengine` otherwise
+
+        return ndtr(radii / self.scale)
+
     def training_noise(self, shape, generator: torch.Generator) -> torch.Tensor:
         return self.sigma * torch.randn(shape, generator=generator, device=generator.device)
 
@@ -161,6 +201,9 @@ class Laplace(Noise):
     """Laplace noise of scale ``b = sigma / sqrt(2)`` per coordinate: l1 radii."""
 
     name = "laplace"
+
+    def _pa_of_radius(self, radii: np.ndarray) -> np.ndarray:
+        return 1.0 - 0.5 * np.exp(-radii / self.scale)  # R = -b ln(2 (1 - pA))
 
     def training_noise(self, shape, generator: torch.Generator) -> torch.Tensor:
         device = generator.device  # b * Exp(1) with a random sign
@@ -173,6 +216,9 @@ class Uniform(Noise):
     """Uniform noise on ``[-lambda, lambda]``, ``lambda = sigma sqrt(3)``: l1 radii."""
 
     name = "uniform"
+
+    def _pa_of_radius(self, radii: np.ndarray) -> np.ndarray:
+        return np.minimum(0.5 + radii / (2.0 * self.scale), 1.0)  # R = 2 lambda (pA - 1/2)
 
     def training_noise(self, shape, generator: torch.Generator) -> torch.Tensor:
         uniform = torch.rand(shape, generator=generator, device=generator.device)

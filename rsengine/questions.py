@@ -37,7 +37,7 @@ from .validation import check_int_at_least, check_non_negative_float, check_posi
     check_probability
 
 __all__ = ["ADAPTIVE_CHUNK_SAMPLES", "AdaptiveRadius", "AdaptiveTolerance", "Answer", "Certify", "MAX_SAMPLES",
-           "Predict", "Question", "TopK", "TwoSided", "check_samples"]
+           "Predict", "Question", "TopK", "TwoSided", "check_samples", "question_type_of_record"]
 
 MAX_SAMPLES = 2**31 - 1  # device vote counts are int32
 # An adaptive data-set run plans its chunks as if each input used N0 + this many estimation samples
@@ -77,11 +77,18 @@ class Question:
         kind: the results file's kind, "certify" or "predict".
         feature: its name in rsengine.support's table (None: refused with nothing).
         samples_column: whether its results rows carry the samples an input used.
+        abstention_unavailable: why its rows' ``predict == -1`` is not the abstention rate
+            (None: it is).
+        pa_lower_unavailable: why pA's lower bound cannot be read back from its radii with
+            ``Noise.pa_lower`` (None: each certified row's radius is the noise's one-sided radius
+            of that bound alone).
     """
 
     kind: ClassVar[str] = "certify"
     feature: ClassVar[Optional[str]] = None
     samples_column: ClassVar[bool] = False
+    abstention_unavailable: ClassVar[Optional[str]] = None
+    pa_lower_unavailable: ClassVar[Optional[str]] = None
 
     def ask(self, smooth, xs, streams, batch_size: int | None) -> Answer:
         """The answer for prepared inputs (``Smooth._prepare``); use ``Smooth.answer``."""
@@ -146,6 +153,7 @@ class TwoSided(Certify):
     (rsengine.certificates.certify_two_sided): larger radii where many classes share the rest."""
 
     feature: ClassVar[str] = "two_sided"
+    pa_lower_unavailable: ClassVar[str] = "two-sided radii depend on the runner-up's upper bound pB too"
 
     def ask(self, smooth, xs, streams, batch_size=None) -> Answer:
         guess, counts = self._guess_and_counts(smooth, xs, streams, batch_size)
@@ -166,6 +174,10 @@ class TopK(Question):
     n: int
     alpha: float
     feature: ClassVar[str] = "top_k"
+    # Its rows are about the true class (:meth:`row`): -1 is also a confident wrong top k.
+    abstention_unavailable: ClassVar[str] = ("a top-k file writes -1 wherever the true class is not certified among "
+                                             "its labels, abstaining or not")
+    pa_lower_unavailable: ClassVar[str] = "top-k radii depend on the other classes' upper bounds too"
 
     def __post_init__(self):
         check_int_at_least("k", self.k, 1)
@@ -213,6 +225,7 @@ class Predict(Question):
     n: int
     alpha: float
     kind: ClassVar[str] = "predict"
+    pa_lower_unavailable: ClassVar[str] = "predict files have no radii"
 
     def __post_init__(self):
         check_samples("n", self.n)
@@ -269,6 +282,11 @@ class AdaptiveRadius(_Adaptive):
     (>= r) where certified at r, else (ABSTAIN, 0.0); radius mode spreads alpha over the grid."""
 
     radius: float = field(default=None)
+    # -1 also where a bound above 1/2 falls short of r: neither abstentions nor pA < 1/2 alone.
+    abstention_unavailable: ClassVar[str] = ("a radius-mode adaptive file writes -1 wherever the radius falls short "
+                                             "of its target, abstaining or not")
+    pa_lower_unavailable: ClassVar[str] = ("a radius-mode adaptive file writes -1 wherever the radius falls short of "
+                                           "its target, whatever pA")
 
     def __post_init__(self):
         super().__post_init__()
@@ -299,3 +317,25 @@ class AdaptiveTolerance(_Adaptive):
     def _decision(self, schedule: Schedule, sigma: float):
         return lambda guess, votes, n, alpha: sequential.tolerance_decision(
             guess, votes, n, alpha, sigma, self.tolerance, budget=self.n, budget_alpha=self.alpha)
+
+
+def question_type_of_record(arguments: dict, kind: str) -> type[Question]:
+    """The question a run record's arguments and its results file's ``kind`` say the run asked.
+
+    Read from the keys each question's ``record`` writes; a record without them (none at all: a
+    file of the original code) asked the paper's CERTIFY or PREDICT.
+
+    Example:
+        >>> question_type_of_record({"N": 1000, "top_k": 3}, "certify").__name__
+        'TopK'
+        >>> question_type_of_record({}, "predict").pa_lower_unavailable
+        'predict files have no radii'
+    """
+    if kind == "predict":
+        return Predict
+    adaptive = arguments.get("adaptive")
+    if isinstance(adaptive, dict):
+        return AdaptiveRadius if adaptive.get("radius") is not None else AdaptiveTolerance
+    if type(arguments.get("top_k")) is int:  # as rsengine.resume.recorded_top_k reads it
+        return TopK
+    return TwoSided if arguments.get("two_sided") is True else Certify

@@ -39,13 +39,13 @@ import os
 
 from .certificates import NORMS
 from .data import dataset_num_classes
-from .noises import noise_of_record
-from .questions import Certify, TopK, TwoSided
+from .noises import Noise, noise_of_record
+from .questions import Certify, TopK, TwoSided, question_type_of_record
 from .results import ResultsWriter
 
 __all__ = ["EnvironmentChangedError", "RunMismatchError", "file_digest", "mark_complete", "mark_skipped",
            "mark_stopped_early", "open_results", "radius_norm", "read_run_record", "recorded_arguments",
-           "recorded_ceiling", "recorded_question", "recorded_skipped", "recorded_sound", "recorded_top_k",
+           "recorded_ceiling", "recorded_pa_noise", "recorded_question", "recorded_skipped", "recorded_sound", "recorded_top_k",
            "run_record_path", "samples_note", "skipped_note"]
 
 
@@ -283,3 +283,23 @@ def recorded_ceiling(arguments: dict) -> float | None:
         return TopK(k, n0, n, alpha).largest_radius(noise, dataset_num_classes(arguments.get("dataset")))
     except (TypeError, ValueError, OSError):  # values out of range, a data set folder gone since
         return None
+
+
+def recorded_pa_noise(record: dict | None, kind: str) -> tuple[Noise | None, str | None]:
+    """The noise that reads pA's lower bounds back from a results file's radii (``Noise.pa_lower``),
+    or (None, why they cannot be read) for a file of kind ``kind`` with run record ``record``.
+
+    Example:
+        >>> recorded_pa_noise({"arguments": {"sigma": 0.5, "N": 100}}, "certify")
+        (Gaussian(sigma=0.5), None)
+        >>> recorded_pa_noise(None, "certify")[1]
+        'no run record says its noise and sigma (a file of the original code)'
+    """
+    if record is None:  # never guessed: the original code's sigma is in no file
+        return None, "no run record says its noise and sigma (a file of the original code)"
+    arguments = recorded_arguments(record)
+    reason = question_type_of_record(arguments, kind).pa_lower_unavailable
+    noise = noise_of_record(arguments) if reason is None else None
+    if reason is None and noise is None:
+        reason = "its run record names no noise and sigma rsengine can build"
+    return noise, reason

@@ -6,7 +6,7 @@ batches as inputs finish), and writes one results row per input to a results fil
 seed and environment record, resume, stopped-early rows and torchrun ranks (rank 0 writes one
 file, identical to one process's), and its progress (rsengine.progress: a bar on a terminal, lines
 in a log). It returns :class:`Results`: certified accuracy at radii, the average certified radius
-(ACR), rows for pandas and the TSV.
+(ACR), the abstention rate, pA's lower bounds and their distribution, rows for pandas and the TSV.
 
 Input i uses noise stream i, so a row is a function of (seed, i) alone: any split over chunks,
 processes or restarts writes the file an uninterrupted single process writes.
@@ -23,6 +23,8 @@ Example:
     >>> results = certify_dataset(smooth, dataset, Certify(n0=20, n=200, alpha=0.001), out=out, quiet=True)
     >>> len(results), results.certified_accuracy([0.0]).shape, results.acr >= 0
     (6, (1,), True)
+    >>> 0 <= results.abstention_rate <= 1, results.pa_lower_distribution().shape
+    (True, (5,))
     >>> again = certify_dataset(smooth, dataset, Certify(n0=20, n=200, alpha=0.001), out=out, quiet=True)
     >>> again.rows() == results.rows()  # resumed: nothing computed, the same table
     True
@@ -45,8 +47,10 @@ import numpy as np
 import torch
 
 from . import __version__, distributed
-from .analyze import average_certified_radius, certified_accuracy
+from .analyze import (PA_EDGES, abstention_rate, average_certified_radius, certified_accuracy, pa_lower_bounds,
+                      pa_lower_distribution)
 from .lock import ResultsLock
+from .noises import Noise
 from .progress import Progress
 from .questions import Answer, Question
 from .refill import AdaptiveInterrupted
@@ -92,12 +96,16 @@ class Results:
         path: the results file, or None for a run computed in memory.
         skipped: the inputs skipped as bad (``on_bad_input="skip"``): index -> the reason;
             they have no row, so the accuracies are over the rows alone.
+        question: the question the run asked, None where not known (a Results built by hand).
+        noise: the run's noise, None where not known.
     """
 
     table: ResultsTable
     text: str
     path: Optional[str] = None
     skipped: dict = dataclasses.field(default_factory=dict)
+    question: Optional[Question] = None
+    noise: Optional[Noise] = None
 
     def __len__(self) -> int:
         return len(self.table)
@@ -110,6 +118,47 @@ class Results:
     def acr(self) -> float:
         """The average certified radius: the mean of radius x correct over all rows."""
         return average_certified_radius(self.table)
+
+    @property
+    def abstention_rate(self) -> float:
+        """The fraction of rows where the smoothed classifier abstained (``predict == -1``).
+
+        Raises:
+            ValueError: the question's rows do not tell abstentions apart (top-k, adaptive in
+                radius mode: ``Question.abstention_unavailable`` says why).
+        """
+        self._refuse_unless_known("abstention_unavailable", "abstention rate")
+        return abstention_rate(self.table)
+
+    def pa_lower_bounds(self) -> np.ndarray:
+        """Per row, a lower bound on the smoothed probability pA of its true class (rsengine.analyze).
+
+        ``noise.pa_lower(radius)`` where certified correct, 0.0 elsewhere. The file's radii are
+        rounded down to 3 significant digits, so each value is at most the run's own pA_lower.
+
+        Returns:
+            float64 [N], each 0.0 or in [1/2, 1].
+
+        Raises:
+            ValueError: the question's radii are not the noise's one-sided radius of pA alone
+                (two-sided, top-k, adaptive radius mode, predict: ``Question.pa_lower_unavailable``).
+        """
+        self._refuse_unless_known("pa_lower_unavailable", "pA lower bounds")
+        return pa_lower_bounds(self.table, self.noise)
+
+    def pa_lower_distribution(self, edges=PA_EDGES) -> np.ndarray:
+        """The share of rows whose :meth:`pa_lower_bounds` fall in each bin ``[0, 0.5), [0.5, 0.9),
+        [0.9, 0.99), [0.99, 0.999), [0.999, 1]`` (or those of ``edges``): float64 [len(edges) + 1]."""
+        self._refuse_unless_known("pa_lower_unavailable", "pA lower bounds")
+        return pa_lower_distribution(self.table, self.noise, edges)
+
+    def _refuse_unless_known(self, unavailable: str, what: str) -> None:
+        """ValueError unless the run's question gives ``what`` (its ``unavailable`` reason is None)."""
+        if self.question is None or self.noise is None:
+            raise ValueError(f"Expected Results with its run's question and noise for {what}, got one without")
+        reason = getattr(self.question, unavailable)
+        if reason is not None:
+            raise ValueError(f"No {what} for a {type(self.question).__name__} run: {reason}")
 
     def rows(self) -> list[dict]:
         """One dict per row, the file's columns by name (``pandas.DataFrame(results.rows())``)."""
@@ -340,7 +389,7 @@ class DatasetRun:
                 self._say(f"{len(indices) - len(skipped)} inputs in {os.path.abspath(out)} ({computed - skipped_now} "
                           f"computed now{left_out})", to_stdout=True)
             with open(out, encoding="utf-8", newline="") as file:
-                return Results(read_results(out), file.read(), out, skipped)
+                return Results(read_results(out), file.read(), out, skipped, question, smooth.noise)
 
         return group.first_rank(finish)
 
@@ -407,8 +456,8 @@ def certify_dataset(smooth, dataset, question: Question, indices=None, out=None,
         name: how messages name the data set (default: its ``root`` folder, else its class).
 
     Returns:
-        Results: ``certified_accuracy(radii)``, ``acr``, ``rows()``, ``to_tsv(path)``, ``table``,
-        ``skipped``.
+        Results: ``certified_accuracy(radii)``, ``acr``, ``abstention_rate``, ``pa_lower_bounds()``,
+        ``pa_lower_distribution()``, ``rows()``, ``to_tsv(path)``, ``table``, ``skipped``.
     """
     if not isinstance(question, Question):
         raise TypeError(f"Expected `question` to be an rsengine.questions.Question, got {question!r}")

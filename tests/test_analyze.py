@@ -2,6 +2,7 @@
 import csv
 import io
 import json
+import math
 import os
 import pathlib
 import subprocess
@@ -11,8 +12,10 @@ import numpy as np
 import pytest
 
 from reference_results import REFERENCE, each_reference_file, needs_reference, reference_files
-from rsengine.analyze import (certified_accuracy, default_radii, format_data, format_table,
+from rsengine.analyze import (abstention_rate, certified_accuracy, default_radii, format_data, format_pa_distribution,
+                              format_table, pa_bin_labels, pa_lower_bounds, pa_lower_distribution,
                               plot_certified_accuracy, plot_unavailable)
+from rsengine.noises import Gaussian, Laplace
 from rsengine.results import ResultsTable, read_results
 
 CERTIFY_FILES = reference_files("certify")
@@ -313,3 +316,105 @@ def test_format_data_gives_full_precision_and_the_acr(fmt):
                                     {"file": "p.tsv", "acr": None, "certified_accuracy": {"0.0": 0.9, "0.25": 0.0}}]
     with pytest.raises(ValueError, match="fmt"):
         format_data(["a"], [[0.5]], [0.0], [None], "markdown")
+
+
+# ---------------------------------------------------------------- abstention rate, pA's lower bounds
+
+
+def _rows(kind="certify", predict=(), label=None, radius=None, labels=None):
+    predict = np.asarray(predict, dtype=np.int64)
+    label = np.zeros(len(predict), dtype=np.int64) if label is None else np.asarray(label)
+    correct = (predict == label).astype(np.int64) if labels is None else (np.asarray(labels) == label[:, None]).any(1)
+    return ResultsTable(kind, np.arange(len(predict)), label, predict,
+                        None if kind == "predict" else np.asarray(radius, dtype=np.float64),
+                        np.asarray(correct, dtype=np.int64), np.ones(len(predict)),
+                        labels=None if labels is None else np.asarray(labels, dtype=np.int64))
+
+
+# Six rows at sigma = 0.5, one per bin and a wrong certificate: Phi(1) = 0.841 (0.5-0.9), Phi(1.5) =
+# 0.933 (0.9-0.99), Phi(2.4) = 0.9918 (0.99-0.999), Phi(4) = 0.99997 (>= 0.999); the class-1 row
+# certified with radius 2.0 is wrong (its true class is below 1/2), the -1 row abstained.
+MIXED = dict(predict=[0, 0, 0, 1, -1, 0], radius=[0.5, 0.75, 1.2, 2.0, 0.0, 2.0])
+
+
+def test_abstention_rate_counts_predict_minus_one_over_all_rows():
+    assert abstention_rate(_rows(**MIXED)) == 1 / 6
+    assert abstention_rate(_rows("predict", predict=[0, -1, -1, 2])) == 0.5
+    assert abstention_rate(_rows(predict=[-1, -1, -1], radius=[0.0, 0.0, 0.0])) == 1.0
+    assert abstention_rate(_rows(predict=[3], label=[3], radius=[0.1])) == 0.0
+
+
+def test_abstention_rate_refuses_a_top_k_table_and_an_empty_one():
+    # A top-k row is -1 wherever the true class is not certified among the labels: not an abstention.
+    top_k = _rows(predict=[5, -1], label=[5, 5], radius=[0.4, 0.0], labels=[[5, 7], [-1, -1]])
+    with pytest.raises(ValueError, match="top-k"):
+        abstention_rate(top_k)
+    with pytest.raises(ValueError, match="len\\(table\\)"):
+        abstention_rate(_rows(predict=[], radius=[]))
+
+
+def _phi(x):
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+def test_pa_lower_bounds_are_phi_of_radius_over_sigma_where_certified_correct():
+    got = pa_lower_bounds(_rows(**MIXED), Gaussian(0.5))
+    np.testing.assert_allclose(got, [_phi(1.0), _phi(1.5), _phi(2.4), 0.0, 0.0, _phi(4.0)], rtol=1e-15)
+    # Laplace: 1 - exp(-R / b) / 2 with the applied scale b.
+    laplace = Laplace(0.25)
+    table = _rows(predict=[0, -1], radius=[laplace.scale * math.log(5.0), 0.0])
+    np.testing.assert_allclose(pa_lower_bounds(table, laplace), [0.9, 0.0], rtol=1e-15)
+
+
+def test_pa_lower_distribution_shares_of_all_rows_per_bin():
+    assert pa_bin_labels() == ["<0.5", "0.5-0.9", "0.9-0.99", "0.99-0.999", ">=0.999"]
+    shares = pa_lower_distribution(_rows(**MIXED), Gaussian(0.5))
+    assert shares.tolist() == [2 / 6, 1 / 6, 1 / 6, 1 / 6, 1 / 6]
+    assert pa_lower_distribution(_rows(**MIXED), Gaussian(0.5), edges=[0.95]).tolist() == [4 / 6, 2 / 6]
+    # An abstention-only table: everything below 1/2, and the bounds all 0.
+    abstained = _rows(predict=[-1, -1, -1], radius=[0.0, 0.0, 0.0])
+    assert pa_lower_distribution(abstained, Gaussian(0.25)).tolist() == [1.0, 0.0, 0.0, 0.0, 0.0]
+    assert pa_lower_bounds(abstained, Gaussian(0.25)).tolist() == [0.0, 0.0, 0.0]
+    # The first bin is exactly the rows not certified correct: 1 - certified accuracy at r = 0.
+    assert shares[0] == pytest.approx(1 - certified_accuracy(_rows(**MIXED), 0.0), abs=1e-15)
+    assert format_pa_distribution(shares) == ("<0.5 0.333, 0.5-0.9 0.167, 0.9-0.99 0.167, 0.99-0.999 0.167, "
+                                              ">=0.999 0.167")
+
+
+@pytest.mark.parametrize("table, match", [
+    (_rows("predict", predict=[0, -1]), "predict table"),
+    (_rows(predict=[5], label=[5], radius=[0.4], labels=[[5, 7]]), "top-k table"),
+], ids=["predict", "top-k"])
+def test_pa_lower_bounds_refuse_tables_without_one_sided_radii(table, match):
+    with pytest.raises(ValueError, match=match):
+        pa_lower_bounds(table, Gaussian(0.25))
+    with pytest.raises(ValueError, match=match):
+        pa_lower_distribution(table, Gaussian(0.25))
+
+
+@pytest.mark.parametrize("edges", [[], [0.9, 0.5], [0.5, 0.5], [0.0], [1.5], [[0.5]]])
+def test_pa_edges_must_be_increasing_in_the_unit_interval(edges):
+    with pytest.raises(ValueError, match="Expected `edges` to be increasing numbers in \\(0, 1\\]"):
+        pa_bin_labels(edges)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_format_data_ends_with_the_abstention_rate_and_pa_bins(fmt):
+    text = format_data(["a.tsv", "p.tsv"], [[0.5], [0.9]], [0.0], [0.41, None], fmt, abstentions=[0.25, 0.1],
+                       pa_shares=[[0.5, 0.25, 0.25, 0.0, 0.0], None])
+    if fmt == "csv":
+        rows = list(csv.reader(io.StringIO(text)))
+        assert rows == [["file", "acr", "r=0.0", "abstention_rate", "pa_lower:<0.5", "pa_lower:0.5-0.9",
+                         "pa_lower:0.9-0.99", "pa_lower:0.99-0.999", "pa_lower:>=0.999"],
+                        ["a.tsv", "0.41", "0.5", "0.25", "0.5", "0.25", "0.25", "0.0", "0.0"],
+                        ["p.tsv", "", "0.9", "0.1", "", "", "", "", ""]]
+    else:
+        assert json.loads(text) == [
+            {"file": "a.tsv", "acr": 0.41, "certified_accuracy": {"0.0": 0.5}, "abstention_rate": 0.25,
+             "pa_lower": {"<0.5": 0.5, "0.5-0.9": 0.25, "0.9-0.99": 0.25, "0.99-0.999": 0.0, ">=0.999": 0.0}},
+            {"file": "p.tsv", "acr": None, "certified_accuracy": {"0.0": 0.9}, "abstention_rate": 0.1,
+             "pa_lower": None}]
+    with pytest.raises(ValueError, match="one `abstentions` entry per file"):
+        format_data(["a"], [[0.5]], [0.0], [None], fmt, abstentions=[0.1, 0.2])
+    with pytest.raises(ValueError, match="pa_shares"):
+        format_data(["a"], [[0.5]], [0.0], [None], fmt, pa_shares=[[0.5, 0.5]])

@@ -427,7 +427,7 @@ def test_analyze_for_tools_csv_and_json_trimmed_at_the_ceiling(tmp_path):
     as_csv = rsengine("analyze", out, "--format", "csv")
     assert as_csv.returncode == 0 and as_csv.stderr == "", as_csv.stderr
     header, row = as_csv.stdout.splitlines()  # N = 200: no radius can pass 0.25 * PhiInv(0.001 ** (1/200)) = 0.44
-    assert header == "file,acr,r=0.0,r=0.25" and row.startswith(f"{out},")
+    assert header.startswith("file,acr,r=0.0,r=0.25,abstention_rate,pa_lower:<0.5,") and row.startswith(f"{out},")
     assert float(row.split(",")[1]) == pytest.approx(commands.analyze.average_certified_radius(read_results(out)))
     both = rsengine("analyze", out, original, "--format", "json")
     assert both.returncode == 0 and both.stderr == "", both.stderr
@@ -436,8 +436,60 @@ def test_analyze_for_tools_csv_and_json_trimmed_at_the_ceiling(tmp_path):
     # A file without a record has no known ceiling: today's columns for both.
     assert list(files[0]["certified_accuracy"]) == [f"{0.25 * k}" for k in range(10)]
     assert files[1]["certified_accuracy"]["1.0"] == 1.0 and files[1]["certified_accuracy"]["1.25"] == 0.0
+    assert files[1]["abstention_rate"] == 0.0 and files[1]["pa_lower"] is None  # no record: no sigma to read it
     markdown = rsengine("analyze", out)
     assert markdown.stdout.splitlines()[0] == "|  | r = 0.0 | r = 0.25 |"
+
+
+def _results_file(path, rows, arguments=None):
+    """A certify file of (label, predict, radius) rows, with a run record of ``arguments`` if given."""
+    lines = [f"{j}\t{label}\t{predict}\t{radius}\t{int(str(label) in str(predict).split(','))}\t0:00:01"
+             for j, (label, predict, radius) in enumerate(rows)]
+    path.write_text("idx\tlabel\tpredict\tradius\tcorrect\ttime\n" + "\n".join(lines) + "\n")
+    if arguments is not None:
+        (path.parent / (path.name + ".run.json")).write_text(json.dumps({"arguments": arguments, "complete": True}))
+    return path
+
+
+def test_analyze_reports_the_abstention_rate_and_pa_bounds_or_why_not(tmp_path):
+    # sigma = 0.5: Phi(1) = 0.841, Phi(2.4) = 0.9918, Phi(4) = 0.99997; a wrong and an abstained row below 1/2.
+    one_sided = _results_file(tmp_path / "one.tsv", [(0, 0, 0.5), (0, 0, 1.2), (0, 0, 2.0), (0, 1, 0.9), (0, -1, 0.0)],
+                              dict(sigma=0.5, N=100000, N0=100, alpha=0.001))
+    two_sided = _results_file(tmp_path / "two.tsv", [(0, 0, 0.5), (0, -1, 0.0)],
+                              dict(sigma=0.5, N=100000, N0=100, alpha=0.001, two_sided=True))
+    top_k = _results_file(tmp_path / "topk.tsv", [(3, "3,5", 0.5), (3, -1, 0.0)],
+                          dict(sigma=0.5, N=100000, N0=100, alpha=0.001, top_k=2))
+    original = _results_file(tmp_path / "orig.tsv", [(0, 0, 0.5), (0, -1, 0.0), (0, -1, 0.0), (1, 1, 0.2)])
+    result = rsengine("analyze", one_sided, two_sided, top_k, original, "--radii", "0", "1")
+    assert result.returncode == 0, result.stderr
+    notes = [line for line in result.stdout.splitlines() if "abstention" in line or "pA" in line]
+    assert notes == [
+        f"{one_sided}: abstention rate 0.200",
+        f"{one_sided}: pA lower bounds (true class), share of inputs per bin [low, high): <0.5 0.400, 0.5-0.9 0.200, "
+        "0.9-0.99 0.000, 0.99-0.999 0.200, >=0.999 0.200",
+        f"{two_sided}: abstention rate 0.500",
+        f"{two_sided}: pA lower bounds not available: two-sided radii depend on the runner-up's upper bound pB too",
+        f"{top_k}: abstention rate not available: a top-k file writes -1 wherever the true class is not certified "
+        "among its labels, abstaining or not",
+        f"{top_k}: pA lower bounds not available: top-k radii depend on the other classes' upper bounds too",
+        f"{original}: abstention rate 0.500",
+        f"{original}: pA lower bounds not available: no run record says its noise and sigma (a file of the original "
+        "code)",
+    ]
+    # A reason several files share is said once, for all of them.
+    copy = tmp_path / "orig2.tsv"
+    copy.write_text(original.read_text())
+    twice = rsengine("analyze", original, copy, one_sided, "--radii", "0")
+    assert [line for line in twice.stdout.splitlines() if "not available" in line] == [
+        f"{original} and 1 more file: pA lower bounds not available: no run record says its noise and sigma (a file "
+        "of the original code)"]
+    data = rsengine("analyze", one_sided, two_sided, top_k, original, "--radii", "0", "1", "--format", "csv")
+    assert data.returncode == 0 and "abstention" not in data.stderr and "pA" not in data.stderr, data.stderr
+    rows = [line.split(",") for line in data.stdout.splitlines()]
+    assert rows[0][4:] == ["abstention_rate", "pa_lower:<0.5", "pa_lower:0.5-0.9", "pa_lower:0.9-0.99",
+                           "pa_lower:0.99-0.999", "pa_lower:>=0.999"]
+    assert [row[4:] for row in rows[1:]] == [["0.2", "0.4", "0.2", "0.0", "0.2", "0.2"], ["0.5", "", "", "", "", ""],
+                                             ["", "", "", "", "", ""], ["0.5", "", "", "", "", ""]]
 
 
 def test_plot_titles_come_from_the_run_record(tmp_path):

@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from scipy.stats import norm
 
 from rsengine import InputRangeWarning, Results, Smooth, certify_dataset
 from rsengine import commands
@@ -13,8 +14,10 @@ from rsengine.checkpoints import bundled_checkpoint
 from rsengine.cli import _fill_defaults, build_parser, main
 from rsengine.inputs import BadInputError
 from rsengine.progress import Progress
+from rsengine.analyze import format_pa_distribution
+from rsengine.noises import Gaussian
 from rsengine.questions import AdaptiveRadius, Certify, Predict, TopK, TwoSided
-from rsengine.results import read_results
+from rsengine.results import ResultsTable, read_results
 from rsengine.resume import read_run_record
 
 ARGS = ["mnist", bundled_checkpoint(), "0.5"]
@@ -54,17 +57,57 @@ def test_the_api_writes_the_rows_and_acr_the_cli_writes(tmp_path, capsys, cli_sm
                               batch_size=150, quiet=True)
     assert _rows(results.text) == _rows(by_cli.read_text())
     assert len(results) == 10 and results.path == str(tmp_path / "api.tsv")
+    assert results.question == question and results.noise == smooth.noise
+    _check_metrics(results, question)
     if kind == "predict":
         with pytest.raises(ValueError, match="certify table"):
             results.acr
         return
     assert main(["analyze", str(by_cli)]) == 0
-    printed = [line for line in capsys.readouterr().out.splitlines() if "average certified radius" in line]
+    out = capsys.readouterr().out.splitlines()
+    printed = [line for line in out if "average certified radius" in line]
     assert printed == [f"{by_cli}: average certified radius (ACR) {results.acr:.3f}"]
+    rate, shares = (f"abstention rate {results.abstention_rate:.3f}" if question.abstention_unavailable is None else
+                    f"abstention rate not available: {question.abstention_unavailable}"), (
+        "pA lower bounds (true class), share of inputs per bin [low, high): "
+        f"{format_pa_distribution(results.pa_lower_distribution())}" if question.pa_lower_unavailable is None
+        else f"pA lower bounds not available: {question.pa_lower_unavailable}")
+    assert [line for line in out if "abstention" in line or "pA" in line] == [f"{by_cli}: {rate}", f"{by_cli}: {shares}"]
     table = read_results(by_cli)
     assert results.acr == pytest.approx(float(np.mean(table.radius * table.correct)), abs=0)
     assert results.certified_accuracy([0.0, 0.25]).tolist() == [
         float(np.mean(table.correct * (table.radius >= r))) for r in (0.0, 0.25)]
+
+
+def _check_metrics(results, question):
+    """The abstention rate and pA's bounds from the file's own columns, or the question's reason."""
+    table = results.table
+    if question.abstention_unavailable is None:
+        assert results.abstention_rate == np.mean(table.predict == -1)
+    else:
+        with pytest.raises(ValueError, match=f"No abstention rate for a {type(question).__name__} run"):
+            results.abstention_rate
+    if question.pa_lower_unavailable is None:
+        expected = np.where(table.correct == 1, norm.cdf(table.radius / np.float32(0.5)), 0.0)
+        np.testing.assert_allclose(results.pa_lower_bounds(), expected, rtol=1e-14)
+        assert results.pa_lower_distribution().sum() == pytest.approx(1.0)
+    else:
+        for method in (results.pa_lower_bounds, results.pa_lower_distribution):
+            with pytest.raises(ValueError, match=question.pa_lower_unavailable):
+                method()
+
+
+def test_results_built_by_hand_have_no_question_for_the_new_metrics():
+    table = ResultsTable("certify", np.arange(4), np.zeros(4, int), np.array([0, -1, 0, 1]),
+                         np.array([0.5, 0.0, 1.0, 0.3]), np.array([1, 0, 1, 0]), np.ones(4))
+    results = Results(table, "")
+    with pytest.raises(ValueError, match="Expected Results with its run's question and noise for abstention rate"):
+        results.abstention_rate
+    with pytest.raises(ValueError, match="question and noise for pA lower bounds"):
+        results.pa_lower_distribution()
+    known = Results(table, "", question=Certify(100, 100_000, 0.001), noise=Gaussian(0.25))
+    assert known.abstention_rate == 0.25  # Phi(2) = 0.977, Phi(4) = 0.99997; the wrong row counts below 1/2
+    assert known.pa_lower_distribution().tolist() == [0.5, 0.0, 0.25, 0.0, 0.25]
 
 
 def test_a_second_call_with_the_same_out_computes_nothing_and_returns_the_same_table(tmp_path, cli_smooth):
