@@ -17,7 +17,7 @@ classifier's clean accuracy on all 1,000 held-out digits.
 
 Usage:
     python bench/training_methods.py [--epochs 10] [--skip 5] [--n 10000] [--prepass-n 1000] [--out FILE]
-    python bench/training_methods.py --table FILE      # the markdown table of a record (docs/training.md)
+    python bench/training_methods.py --table FILE [--write-docs]   # a record's markdown table (into docs/training.md)
 """
 from __future__ import annotations
 
@@ -50,6 +50,8 @@ SIGMAS = (0.25, 0.5, 1.0)
 # the CNN to one class (10% accuracy; bench/README.md, 2026-12-08).
 RECIPE = dict(batch_size=64, lr=0.05, lr_schedule="step")
 OUT = Path(__file__).resolve().parent / "results" / "training"
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "training.md"
+MARKERS = ("<!-- training-table:start -->", "<!-- training-table:end -->")
 
 
 def _commit() -> str:
@@ -160,9 +162,17 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--out", type=Path, default=OUT / f"mnist_{datetime.date.today().isoformat()}.json")
     parser.add_argument("--table", type=Path, metavar="RECORD", help="print a record's markdown table and exit")
+    parser.add_argument("--write-docs", action="store_true", help="with --table: put it between docs/training.md's markers")
     args = parser.parse_args()
     if args.table:
-        print(table(json.loads(args.table.read_text())))
+        text = table(json.loads(args.table.read_text()))
+        if args.write_docs:
+            docs = DOCS.read_text()
+            head, rest = docs.split(MARKERS[0])
+            _, tail = rest.split(MARKERS[1])
+            source = f"Generated from `{args.table.as_posix()}` by `python bench/training_methods.py --table ... --write-docs`."
+            DOCS.write_text(f"{head}{MARKERS[0]}\n{source}\n\n{text}\n{MARKERS[1]}{tail}")
+        print(text)
     else:
         run(args)
 

@@ -50,7 +50,7 @@ from rsengine.classifier import logits_of
 from rsengine.kernels.contract import check_noise
 from rsengine.noises import noise_named
 from rsengine.normalization import per_channel, warn_if_normalized
-from rsengine.training_methods import Batch, Gaussian, Method, method_named
+from rsengine.training_methods import Batch, Gaussian, Macer, Method, method_named
 from rsengine.training_noise import EngineNoise
 from rsengine.validation import (check_choice, check_mean_std, check_non_negative_float, check_positive_float,
                                  check_positive_int)
@@ -228,6 +228,9 @@ def train_model(
     plain = isinstance(method, Gaussian) and method.copies == 1
     if not plain and training_noise is None:
         raise ValueError(f"Expected `sigma` > 0 for method {method.name!r} (its losses compare noisy copies)")
+    if isinstance(method, Macer) and noise != "gaussian":
+        raise ValueError(f"Expected `noise` 'gaussian' for method 'macer' (its robustness term is the Gaussian l2 "
+                         f"radius), got {noise!r}")
 
     model.to(device)
     shuffle_gen = torch.Generator().manual_seed(seed)

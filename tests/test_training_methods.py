@@ -290,6 +290,9 @@ def test_methods_need_noise():
     data = TensorImageDataset(torch.zeros(4, 1, 2, 2, dtype=torch.uint8), torch.zeros(4, dtype=torch.long))
     with pytest.raises(ValueError, match="Expected `sigma` > 0 for method 'consistency'"):
         train_model(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), data, sigma=0.0, epochs=1, method="consistency")
+    with pytest.raises(ValueError, match="Expected `noise` 'gaussian' for method 'macer'"):
+        train_model(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), data, sigma=0.5, epochs=1, method="macer",
+                    noise="laplace")
     with pytest.raises(TypeError, match="Expected `method`"):
         train_model(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), data, sigma=0.5, epochs=1, method=3)
 
