@@ -4,7 +4,8 @@
 #      CI checks all three targets on its CPU);
 #   2. the test suite on the real Triton compiler (test_compile_check.py is step 1 again: skipped);
 #   3. the kernels' real registers, spills and driver occupancy next to step 1's static figures;
-#   4. the static cost model of the noise kernel, then the benchmarks.
+#   4. the static cost model of the noise kernel, then the benchmarks;
+#   5. each training method's CIFAR ResNet-20 epoch time, if time is left.
 #
 # The device image has torch, triton, pytest and pytest-benchmark but no registry, no torchvision
 # and no ../shared beside the checkout (the embedded MNIST ships in the package). Prepare once, here,
@@ -57,5 +58,11 @@ RSENGINE_BENCH_OUT="$out" RSENGINE_BENCH_COMMIT="$(cat .device/commit 2>/dev/nul
     timeout 180 python3 -m pytest bench/ -q -p no:cacheprovider --benchmark-enable --ignore=bench/test_noise_cost_model.py \
     --benchmark-json="$out/pytest-benchmark.json" 2>&1 | tee "$out/bench.log"
 bench_status=${PIPESTATUS[0]}
+
+# 5. Each training method's CIFAR ResNet-20 epoch (docs/training.md), in whatever time is left.
+if [ "$SECONDS" -lt 540 ]; then
+    timeout $((575 - SECONDS)) python3 bench/training_methods.py --epoch-times cuda \
+        --out "$out/training_epoch_times.json" 2>&1 | tee "$out/training_epoch_times.log"
+fi
 [ "$compile_status" -eq 0 ] || exit "$compile_status"
 exit "$bench_status"

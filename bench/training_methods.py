@@ -18,6 +18,12 @@ classifier's clean accuracy on all 1,000 held-out digits.
 Usage:
     python bench/training_methods.py [--epochs 10] [--skip 5] [--n 10000] [--prepass-n 1000] [--out FILE]
     python bench/training_methods.py --table FILE [--write-docs]   # a record's markdown table (into docs/training.md)
+    python bench/training_methods.py --epoch-times cuda --out F.json   # each method's CIFAR ResNet-20 epoch (GPU)
+
+``--epoch-times`` times each method (CIFAR-10's sigma = 0.5 defaults) on CIFAR-shaped random
+images with ``cifar_resnet20``: one warm-up epoch of one batch, then one timed epoch of
+``--steps`` batches of 64, scaled to CIFAR-10's 50,000 images (CAT-RS without its pre-pass, a
+certification job of its own). bench/device_check.sh runs it on a lent GPU.
 """
 from __future__ import annotations
 
@@ -25,6 +31,7 @@ import argparse
 import dataclasses
 import datetime
 import json
+import math
 import subprocess
 import tempfile
 import time
@@ -34,7 +41,7 @@ import torch
 
 from rsengine import Smooth, certify_dataset
 from rsengine.checkpoints import bundled_checkpoint, load_checkpoint
-from rsengine.data import dataset_stats, load_dataset
+from rsengine.data import TensorImageDataset, dataset_stats, load_dataset
 from rsengine.models import build_model
 from rsengine.questions import Certify
 from rsengine.train import train_model
@@ -126,6 +133,38 @@ def run(args) -> None:
             args.out.write_text(json.dumps(record, indent=1) + "\n")  # after each model: a partial run keeps its rows
 
 
+def epoch_times(args) -> None:
+    """Seconds per CIFAR-10 epoch of each method on ``args.epoch_times``, from ``args.steps`` timed steps."""
+    device = torch.device(args.epoch_times)
+    gen = torch.Generator().manual_seed(0)
+    images = (torch.rand(64 * args.steps, 3, 32, 32, generator=gen) * 255).to(torch.uint8)
+    data = TensorImageDataset(images, torch.randint(0, 10, (len(images),), generator=gen))
+    mean, std = dataset_stats("cifar10")
+    record = {"benchmark": "training_epoch_times", "date": datetime.date.today().isoformat(), "commit": _commit(),
+              "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
+              "torch": torch.__version__, "model": "cifar_resnet20", "batch_size": 64, "timed_steps": args.steps,
+              "sigma": 0.5, "rows": []}
+    for name in args.methods:
+        method = method_named(name, "cifar10", 0.5)
+        if name == "catrs":
+            method = dataclasses.replace(method, confidences=torch.full((len(data), 10), 0.1))
+        model = build_model("cifar_resnet20")
+
+        def epoch(dataset):
+            train_model(model, dataset, sigma=0.5, epochs=1, batch_size=64, mean=mean, std=std, method=method,
+                        device=device)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+
+        epoch(torch.utils.data.Subset(data, range(64)))  # warm-up: kernels, allocator
+        start = time.perf_counter()
+        epoch(data)
+        seconds = (time.perf_counter() - start) / args.steps * math.ceil(50_000 / 64)
+        record["rows"].append({"method": name, "hyperparameters": method.hyperparameters(), "epoch_seconds": seconds})
+        print(f"{name:12s} {seconds:8.1f} s per CIFAR-10 epoch", flush=True)
+    args.out.write_text(json.dumps(record, indent=1) + "\n")
+
+
 def table(record: dict) -> str:
     """The markdown table of a record: one row per (sigma, method), figures as measured."""
     radii = record["radii"]
@@ -162,6 +201,8 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--out", type=Path, default=OUT / f"mnist_{datetime.date.today().isoformat()}.json")
     parser.add_argument("--table", type=Path, metavar="RECORD", help="print a record's markdown table and exit")
+    parser.add_argument("--epoch-times", metavar="DEVICE", help="time each method's CIFAR ResNet-20 epoch on DEVICE")
+    parser.add_argument("--steps", type=int, default=5, help="with --epoch-times: timed batches per method")
     parser.add_argument("--write-docs", action="store_true", help="with --table: put it between docs/training.md's markers")
     args = parser.parse_args()
     if args.table:
@@ -173,6 +214,8 @@ def main() -> None:
             source = f"Generated from `{args.table.as_posix()}` by `python bench/training_methods.py --table ... --write-docs`."
             DOCS.write_text(f"{head}{MARKERS[0]}\n{source}\n\n{text}\n{MARKERS[1]}{tail}")
         print(text)
+    elif args.epoch_times:
+        epoch_times(args)
     else:
         run(args)
 
