@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from test_train import _toy_dataset  # two classes an MNIST CNN separates quickly
 from rsengine.data import TensorImageDataset
 from rsengine.kernels import reference
 from rsengine.kernels.contract import PHASE_ESTIMATION, PHASE_TRAINING, PHASES
@@ -308,15 +309,6 @@ def test_a_method_survives_its_record():
 
 
 # -- training ----------------------------------------------------------------------------------
-
-
-def _toy_dataset(n=64, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    labels = torch.arange(n) % 2
-    images = (torch.rand(n, 1, 28, 28, generator=gen) * 60).to(torch.uint8)
-    images[labels == 0, :, :14] += 150
-    images[labels == 1, :, 14:] += 150
-    return TensorImageDataset(images, labels)
 
 
 CHEAP = {"consistency": {}, "macer": {"copies": 4}, "smoothadv": {"copies": 2, "steps": 2},
