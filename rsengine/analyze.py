@@ -510,7 +510,8 @@ def plot_certified_accuracy(
     Args:
         tables: certify tables, e.g. from :func:`rsengine.results.read_results`.
         path: output file; ``.png`` or ``.pdf`` (case-insensitive) picks the format.
-        names: legend entries, one per table; default each table's ``path``.
+        names: legend entries, one per table; default each table's ``path``. Each entry is
+            followed by its table's ACR.
         max_radius: right end of the x axis; default 5% past the largest radius and ceiling over
             the tables (1.0 if all are 0), so that each curve's last drop is seen.
         title: optional figure title.
@@ -575,7 +576,9 @@ def plot_certified_accuracy(
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     for name, table, ceiling in zip(names, tables, ceilings):
-        (curve,) = axes.step(grid, certified_accuracy(table, grid), where="pre", label=name)
+        # Each curve's ACR beside its name: the one number papers quote next to the curve.
+        (curve,) = axes.step(grid, certified_accuracy(table, grid), where="pre",
+                             label=f"{name} (ACR {average_certified_radius(table):.3f})")
         if ceiling is not None:  # beyond it no input of this run can be certified, by design
             axes.axvline(ceiling, color=curve.get_color(), linestyle="--", linewidth=1.0,
                          label=f"largest certifiable radius {floor_significant(ceiling)}")

@@ -299,6 +299,7 @@ def test_plot_marks_each_ceiling_and_ends_past_it(tmp_path):
     assert len(dashed) == 1 and list(dashed[0].get_xdata()) == [0.8, 0.8]
     assert dashed[0].get_label() == "largest certifiable radius 0.8"
     assert dashed[0].get_color() == axes.get_lines()[0].get_color()
+    assert axes.get_lines()[0].get_label() == "a (ACR 0.500)"  # (0.3 + 0.7) / 2, both correct
     assert axes.get_xlim()[1] == pytest.approx(0.84)  # 5% past the ceiling: the last drop is inside
     with pytest.raises(ValueError, match="ceilings"):
         plot_certified_accuracy([_table([0.3], [1])], tmp_path / "p.png", ceilings=[0.5, 0.6])
