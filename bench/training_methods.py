@@ -162,7 +162,9 @@ def epoch_times(args) -> None:
         seconds = (time.perf_counter() - start) / args.steps * math.ceil(50_000 / 64)
         record["rows"].append({"method": name, "hyperparameters": method.hyperparameters(), "epoch_seconds": seconds})
         print(f"{name:12s} {seconds:8.1f} s per CIFAR-10 epoch", flush=True)
-    args.out.write_text(json.dumps(record, indent=1) + "\n")
+    out = args.out or OUT / f"epoch_times_{record['date']}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1) + "\n")
 
 
 def table(record: dict) -> str:
@@ -186,7 +188,8 @@ def table(record: dict) -> str:
                  f"held-out digits certified at N = {record['n']:,} (n0 = {record['n0']}, alpha = {record['alpha']}); "
                  f"CAT-RS pre-pass at {record['prepass_n']:,} samples per digit, "
                  f"{record.get('prepass_seconds', 0.0):.0f} s; all training {total / 60:.1f} min on "
-                 f"{record['threads']} CPU threads ({record['cpu']}{', AVX-512' if record.get('avx512') else ''}, torch {record['torch']}, commit {record['commit']}, "
+                 f"{record['threads']} CPU threads ({record['cpu']}{', AVX-512' if record.get('avx512') else ''}, "
+                 f"torch {record['torch']}, commit {record['commit']}, "
                  f"{record['date']}).")
     return "\n".join(lines)
 
@@ -199,11 +202,13 @@ def main() -> None:
     parser.add_argument("--prepass-n", type=int, default=1_000)
     parser.add_argument("--sigmas", type=float, nargs="+", default=list(SIGMAS))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    parser.add_argument("--out", type=Path, default=OUT / f"mnist_{datetime.date.today().isoformat()}.json")
+    parser.add_argument("--out", type=Path, help="the record (default: results/training/mnist_DATE.json, "
+                                                  "with --epoch-times epoch_times_DATE.json)")
     parser.add_argument("--table", type=Path, metavar="RECORD", help="print a record's markdown table and exit")
     parser.add_argument("--epoch-times", metavar="DEVICE", help="time each method's CIFAR ResNet-20 epoch on DEVICE")
     parser.add_argument("--steps", type=int, default=5, help="with --epoch-times: timed batches per method")
-    parser.add_argument("--write-docs", action="store_true", help="with --table: put it between docs/training.md's markers")
+    parser.add_argument("--write-docs", action="store_true",
+                        help="with --table: put it between docs/training.md's markers")
     args = parser.parse_args()
     if args.table:
         text = table(json.loads(args.table.read_text()))
@@ -211,12 +216,14 @@ def main() -> None:
             docs = DOCS.read_text()
             head, rest = docs.split(MARKERS[0])
             _, tail = rest.split(MARKERS[1])
-            source = f"Generated from `{args.table.as_posix()}` by `python bench/training_methods.py --table ... --write-docs`."
+            source = (f"Generated from `{args.table.as_posix()}` by "
+                      "`python bench/training_methods.py --table ... --write-docs`.")
             DOCS.write_text(f"{head}{MARKERS[0]}\n{source}\n\n{text}\n{MARKERS[1]}{tail}")
         print(text)
     elif args.epoch_times:
         epoch_times(args)
     else:
+        args.out = args.out or OUT / f"mnist_{datetime.date.today().isoformat()}.json"
         run(args)
 
 

@@ -34,7 +34,7 @@ from .resume import (file_digest, radius_norm, read_run_record, recorded_argumen
 from .run import DatasetRun, Results
 from .smooth import Smooth
 from .stats import floor_significant
-from .train import train_model
+from .train import check_recipe, resolve_method, train_model
 from .training_methods import CatRS, catrs_confidences, method_named, published_defaults
 
 __all__ = ["plot_title", "resolve_device", "run_certify", "run_predict", "run_analyze", "run_train"]
@@ -218,9 +218,11 @@ def _summarize(results: Results, opts, question: Question, num_classes: int) -> 
 def _metric_lines(rate: float | None, rate_reason: str | None, shares, pa_reason: str | None) -> list[str]:
     """The abstention rate's and pA's lines of the certify summary and of analyze; each says why
     not where its file cannot give it (a reason given instead of the value)."""
-    return [f"abstention rate {rate:.3f}" if rate_reason is None else f"abstention rate not available: {rate_reason}",
-            "pA lower bounds (true class), share of inputs per bin [low, high): "
-            f"{analyze.format_pa_distribution(shares)}" if pa_reason is None else f"pA lower bounds not available: {pa_reason}"]
+    abstention = (f"abstention rate {rate:.3f}" if rate_reason is None
+                  else f"abstention rate not available: {rate_reason}")
+    pa = (f"pA lower bounds (true class), share of inputs per bin [low, high): {analyze.format_pa_distribution(shares)}"
+          if pa_reason is None else f"pA lower bounds not available: {pa_reason}")
+    return [abstention, pa]
 
 
 def _file_metrics(table, record: dict | None) -> tuple:
@@ -361,24 +363,40 @@ def _hyperparameters(settings: list[str]) -> dict:
             value = None
         if not equals or not name or value is None:
             raise ValueError(f"--hparam: expected NAME=NUMBER, e.g. lam=5, got {setting!r}")
+        if name in values:
+            raise ValueError(f"--hparam: {name} given twice ({values[name]:g} and {value:g})")
         values[name] = value
     return values
 
 
-def _training_method(opts, device):
-    """The --method with its published defaults and the --hparam settings; CAT-RS with its pre-pass run."""
+def _check_prepass_flag(opts) -> None:
+    """--prepass-model: CAT-RS's alone, and needed by it but on MNIST (the bundled model)."""
+    if opts.prepass_model is not None and opts.method != "catrs":
+        raise ValueError(f"--prepass-model is CAT-RS's (--method catrs), got --method {opts.method}")
+    if opts.method == "catrs" and opts.prepass_model is None and opts.dataset != "mnist":
+        raise ValueError("--method catrs needs --prepass-model: a checkpoint trained with Gaussian noise (the paper's "
+                         "at sigma 0.25), whose smoothed votes on the training set weigh the loss")
+
+
+def _training_method(opts, device, dataset):
+    """The --method with its published defaults and the --hparam settings, checked against the run
+    before any costly work; CAT-RS with its pre-pass run."""
     family = opts.dataset if opts.dataset in ("mnist", "cifar10") else "cifar10"
     method = method_named(opts.method, family, opts.sigma, **_hyperparameters(opts.hparam))
+    resolve_method(method, opts.sigma, opts.noise, dataset_size=len(dataset), epochs=opts.epochs, seed=opts.seed,
+                   need_confidences=False)
     _, published_sigma, source = published_defaults(opts.method, family, opts.sigma)
     settings = " ".join(f"{k}={v:g}" for k, v in method.hyperparameters().items())
-    print(f"method {opts.method}: {settings or 'no hyperparameters'} ({source}, sigma {published_sigma:g}"
-          f"{', with --hparam' * bool(opts.hparam)})")
+    changed = ", with --hparam" if opts.hparam else ""
+    print(f"method {opts.method}: {settings} ({source}, sigma {published_sigma:g}{changed})")
     if isinstance(method, CatRS):
-        if opts.prepass_model is None and opts.dataset != "mnist":
-            raise ValueError("--method catrs needs --prepass-model: a checkpoint trained with Gaussian noise at "
-                             f"sigma {method.prepass_sigma:g} (its smoothed votes on the training set weigh the loss)")
         prepass = load_classifier(opts.prepass_model or bundled_checkpoint(), device=device)
-        dataset = load_dataset(opts.dataset, "train", opts.data_dir)
+        classes = dataset_num_classes(opts.dataset)
+        if prepass.num_classes != classes:
+            raise ValueError(f"--prepass-model has {prepass.num_classes} classes, {opts.dataset} {classes}")
+        if prepass.sigma is not None and prepass.sigma != method.prepass_sigma:
+            print(f"note: the pre-pass model was trained at sigma {prepass.sigma:g}; its votes are drawn at "
+                  f"prepass_sigma {method.prepass_sigma:g}", file=sys.stderr)
         confidences = catrs_confidences(prepass.model, dataset, prepass.num_classes, sigma=method.prepass_sigma,
                                         n=method.prepass_n, mean=prepass.mean, std=prepass.std, seed=opts.seed,
                                         device=device, log=print)
@@ -390,10 +408,13 @@ def run_train(opts) -> None:
     """Train an architecture with a method (--method, default noise augmentation) and save a checkpoint."""
     device = resolve_device(opts.device)
     num_classes = dataset_num_classes(opts.dataset)
-    method = _training_method(opts, device)
+    check_recipe(sigma=opts.sigma, epochs=opts.epochs, batch_size=opts.batch, lr=opts.lr, lr_schedule=opts.lr_schedule,
+                 seed=opts.seed, noise=opts.noise)
+    _check_prepass_flag(opts)
+    dataset = load_dataset(opts.dataset, "train", opts.data_dir)
+    method = _training_method(opts, device, dataset)
     torch.manual_seed(opts.seed)  # the initial weights too, so the command reproduces a checkpoint
     model = build_model(opts.arch, num_classes)
-    dataset = load_dataset(opts.dataset, "train", opts.data_dir)
     mean, std = dataset_stats(opts.dataset)
     train_model(model, dataset, sigma=opts.sigma, epochs=opts.epochs, batch_size=opts.batch, lr=opts.lr,
                 lr_schedule=opts.lr_schedule, mean=mean, std=std, seed=opts.seed, device=device, log=print,

@@ -50,12 +50,12 @@ from rsengine.classifier import logits_of
 from rsengine.kernels.contract import check_noise
 from rsengine.noises import noise_named
 from rsengine.normalization import per_channel, warn_if_normalized
-from rsengine.training_methods import Batch, Gaussian, Macer, Method, method_named
-from rsengine.training_noise import EngineNoise
+from rsengine.training_methods import Batch, CatRS, Gaussian, Macer, Method, method_named
+from rsengine.training_noise import MAX_TRAINING_STREAMS, EngineNoise
 from rsengine.validation import (check_choice, check_mean_std, check_non_negative_float, check_positive_float,
                                  check_positive_int)
 
-__all__ = ["LR_SCHEDULES", "TRAINING_DEFAULTS", "train_model"]
+__all__ = ["LR_SCHEDULES", "TRAINING_DEFAULTS", "check_recipe", "resolve_method", "train_model"]
 
 LR_SCHEDULES = ("cosine", "step")
 # The paper's recipe (Cohen et al. 2019, all data sets): the one set of training defaults.
@@ -132,6 +132,66 @@ def _method_epoch(model, loader, optimizer, step: int, step_lr, method: Method, 
     return loss_sum, correct, step
 
 
+def check_recipe(*, sigma, epochs, batch_size, lr, momentum=TRAINING_DEFAULTS["momentum"],
+                 weight_decay=TRAINING_DEFAULTS["weight_decay"], lr_schedule, seed, noise="gaussian") -> tuple:
+    """``train_model``'s checks of its numbers, for callers that check before costly work (the CLI
+    before CAT-RS's pre-pass): (sigma, epochs, batch_size, lr, momentum, weight_decay) checked.
+
+    Raises:
+        ValueError, TypeError: naming the first one out of range or of the wrong type.
+    """
+    checked = (check_non_negative_float("sigma", sigma), check_positive_int("epochs", epochs),
+               check_positive_int("batch_size", batch_size), check_positive_float("lr", lr),
+               check_non_negative_float("momentum", momentum), check_non_negative_float("weight_decay", weight_decay))
+    check_noise(noise)
+    if checked[4] >= 1:
+        raise ValueError(f"Expected `momentum` in [0, 1), got {momentum!r}")
+    check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"Expected `seed` to be an integer, got {seed!r}")
+    return checked
+
+
+def resolve_method(method: str | Method, sigma: float, noise: str, *, defaults_for: str = "cifar10",
+                   dataset_size: int | None = None, epochs: int | None = None, seed: int = 0,
+                   need_confidences: bool = True) -> Method:
+    """``method`` (a name: with the published defaults of ``defaults_for`` at ``sigma``) checked
+    against the run: noise to compare (sigma > 0), MACER's Gaussian noise, the engine's seed and
+    stream range, CAT-RS's pre-pass table (one finite row per input; skipped with
+    ``need_confidences=False``, for a caller about to compute it).
+
+    Raises:
+        ValueError, TypeError: one line naming what does not fit.
+    """
+    if isinstance(method, str):
+        method = method_named(method, defaults_for, sigma)
+    elif not isinstance(method, Method):
+        raise TypeError(f"Expected `method` to be a method name or an rsengine.training_methods.Method, got "
+                        f"{type(method).__name__}")
+    if isinstance(method, Gaussian) and method.copies == 1:
+        return method  # plain augmentation: torch's generator, no engine stream
+    if sigma == 0:
+        raise ValueError(f"Expected `sigma` > 0 for method {method.name!r} (its losses compare noisy copies)")
+    if isinstance(method, Macer) and noise != "gaussian":
+        raise ValueError(f"Expected `noise` 'gaussian' for method 'macer' (its robustness term is the Gaussian l2 "
+                         f"radius), got {noise!r}")
+    if not 0 <= seed < 2**63:
+        raise ValueError(f"Expected `seed` in [0, 2**63) for the engine's training copies, got {seed}")
+    if dataset_size is not None and epochs is not None and epochs * dataset_size > MAX_TRAINING_STREAMS:
+        raise ValueError(f"Expected at most 2**32 training inputs in a run (epochs x data set size, one noise stream "
+                         f"each), got {epochs} x {dataset_size}")
+    if isinstance(method, CatRS) and need_confidences:
+        table = method.confidences
+        if table is None:
+            raise ValueError("Expected CAT-RS's pre-pass: CatRS(..., confidences=catrs_confidences(...)), got none")
+        if not isinstance(table, torch.Tensor) or table.ndim != 2 or not bool(torch.isfinite(table).all()) \
+                or (dataset_size is not None and len(table) != dataset_size):
+            shape = list(table.shape) if isinstance(table, torch.Tensor) else type(table).__name__
+            raise ValueError(f"Expected CAT-RS's confidences: a finite [N = {dataset_size}, K] tensor, one row per "
+                             f"training input, got {shape}")
+    return method
+
+
 def train_model(
     model: nn.Module,
     dataset: Dataset,
@@ -153,7 +213,8 @@ def train_model(
     defaults_for: str = "cifar10",
     backend: str = "auto",
 ) -> list[dict]:
-    """Train ``model`` in place with noise augmentation; return per-epoch records.
+    """Train ``model`` in place with a training method (default: noise augmentation); return
+    per-epoch records.
 
     Args:
         model: takes the normalized batch ``[B, C, H, W]`` and returns logits ``[B, K]`` (a tensor,
@@ -203,34 +264,17 @@ def train_model(
         >>> len(train_model(build_model("mnist_cnn"), data, sigma=0.5, epochs=2, batch_size=4))
         2
     """
-    sigma = check_non_negative_float("sigma", sigma)
-    noise = check_noise(noise)
-    epochs = check_positive_int("epochs", epochs)
-    batch_size = check_positive_int("batch_size", batch_size)
-    lr = check_positive_float("lr", lr)
-    momentum = check_non_negative_float("momentum", momentum)
-    if momentum >= 1:
-        raise ValueError(f"Expected `momentum` in [0, 1), got {momentum!r}")
-    weight_decay = check_non_negative_float("weight_decay", weight_decay)
-    check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
+    sigma, epochs, batch_size, lr, momentum, weight_decay = check_recipe(
+        sigma=sigma, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
+        lr_schedule=lr_schedule, seed=seed, noise=noise)
     mean, std = check_mean_std(mean, std)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"Expected `seed` to be an integer, got {seed!r}")
     if len(dataset) == 0:
         raise ValueError(f"Expected `dataset` to be non-empty, got {dataset!r}")
     device = torch.device(device)
+    method = resolve_method(method, sigma, noise, defaults_for=defaults_for, dataset_size=len(dataset), epochs=epochs,
+                            seed=seed)
     training_noise = noise_named(noise, sigma) if sigma > 0 else None
-    if isinstance(method, str):
-        method = method_named(method, defaults_for, sigma)
-    elif not isinstance(method, Method):
-        raise TypeError(f"Expected `method` to be a method name or an rsengine.training_methods.Method, got "
-                        f"{type(method).__name__}")
     plain = isinstance(method, Gaussian) and method.copies == 1
-    if not plain and training_noise is None:
-        raise ValueError(f"Expected `sigma` > 0 for method {method.name!r} (its losses compare noisy copies)")
-    if isinstance(method, Macer) and noise != "gaussian":
-        raise ValueError(f"Expected `noise` 'gaussian' for method 'macer' (its robustness term is the Gaussian l2 "
-                         f"radius), got {noise!r}")
 
     model.to(device)
     shuffle_gen = torch.Generator().manual_seed(seed)

@@ -6,7 +6,7 @@ kernels (rsengine.training_noise), and differs in the loss it puts on them:
 ========================  =========================================================  ==========
 method                    loss on the copies' logits ``[B, m, K]``                    passes
 ========================  =========================================================  ==========
-``gaussian``              cross-entropy of one noisy copy (Cohen et al. 2019)          1
+``gaussian``              cross-entropy of a noisy copy (Cohen et al. 2019)            1
 ``consistency``           mean CE + lam KL(mean softmax || copy) + eta H(mean)         m (2)
                           (Jeong & Shin 2020)
 ``macer``                 CE of the mean softmax + lam sigma/2 hinge on the soft       k (16)
@@ -22,8 +22,9 @@ method                    loss on the copies' logits ``[B, m, K]``              
 
 A method is a frozen dataclass of its hyperparameters; :func:`method_named` fills in the
 published defaults for a data set and sigma (``DEFAULTS``, with their sources) and checks any
-the caller overrides. The pure loss functions (``consistency_loss``, ``macer_loss``, ...) take
-logits and labels, so each can be checked against a hand computation.
+the caller overrides. The losses are pure functions of logits and labels (``consistency_loss``,
+``macer_loss``, ``smoothmix_loss``, ``catrs_loss``), so each can be checked against a hand
+computation; the attacks are functions of a :class:`Batch`.
 
 Example:
     >>> method = method_named("consistency", "mnist", 0.5)
@@ -44,9 +45,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["DEFAULTS", "METHODS", "Batch", "CatRS", "Consistency", "Gaussian", "Macer", "Method", "SmoothAdv",
-           "SmoothMix", "PUBLISHED_SIGMAS", "catrs_confidences", "consistency_loss", "kl_noise_attack", "macer_loss",
-           "mean_softmax", "method_named", "method_of_record", "published_defaults", "smoothed_l2_attack", "smoothmix_walk"]
+__all__ = ["DEFAULTS", "METHODS", "PUBLISHED_SIGMAS", "Batch", "CatRS", "Consistency", "Gaussian", "Macer", "Method",
+           "SmoothAdv", "SmoothMix", "catrs_confidences", "catrs_loss", "consistency_loss", "kl_noise_attack",
+           "macer_loss", "mean_softmax", "method_named", "method_of_record", "published_defaults",
+           "smoothed_l2_attack", "smoothmix_loss", "smoothmix_walk"]
 
 
 @dataclasses.dataclass
@@ -134,8 +136,9 @@ def _cross_entropy_of_copies(logits: torch.Tensor, y: torch.Tensor) -> torch.Ten
 
 @dataclasses.dataclass(frozen=True)
 class Gaussian(Method):
-    """Noise augmentation (Cohen et al. 2019): the cross-entropy of one noisy copy per input.
-    ``train_model`` runs it on torch's generator, as the bundled checkpoint was trained."""
+    """Noise augmentation (Cohen et al. 2019): the cross-entropy of noisy copies. With one copy
+    (the default) ``train_model`` draws it from torch's generator, as the bundled checkpoint was
+    trained; with ``copies`` > 1, the mean CE of m copies from the engine's kernels."""
 
     name: ClassVar[str] = "gaussian"
     copies: int = 1
@@ -164,6 +167,8 @@ def consistency_loss(logits: torch.Tensor, y: torch.Tensor, lam: float, eta: flo
 
 @dataclasses.dataclass(frozen=True)
 class Consistency(Method):
+    """Consistency regularization: :func:`consistency_loss` on the m copies of each input."""
+
     name: ClassVar[str] = "consistency"
     copies: int = 2
     lam: float = 10.0
@@ -215,7 +220,9 @@ class Macer(Method):
 
     def loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         logits = batch.logits(batch.x)
-        lam = 0.0 if batch.epoch < self.deferred_fraction * batch.epochs else self.lam
+        # The first ceil(fraction x epochs) epochs, the float product's rounding aside (51/150 x 150).
+        deferred = math.ceil(self.deferred_fraction * batch.epochs - 1e-9)
+        lam = 0.0 if batch.epoch < deferred else self.lam
         return macer_loss(logits, batch.y, batch.sigma, lam, self.beta, self.gamma), logits
 
 
@@ -253,8 +260,9 @@ def smoothed_l2_attack(batch: Batch, epsilon: float, steps: int) -> torch.Tensor
     """SmoothAdv's attack (Salman et al., NeurIPS 2019, "PGD with m noise samples"): ``steps`` of
     l2 PGD from x on the smoothed soft classifier's loss, -log mean_j softmax(x' + noise_j)_y,
     with the batch's m noise copies fixed; step 2 epsilon / steps along the normalized gradient
-    (a standard normal vector where the gradient is 0, as the authors' code), then x' clamped to [0, 1] and projected into
-    the l2 ball of radius epsilon around x. Model in eval mode, parameters frozen.
+    (a standard normal vector where the gradient is 0, as the authors' code), then x' clamped
+    to [0, 1] and projected into the l2 ball of radius epsilon around x. Model in eval mode,
+    parameters frozen.
 
     Returns: x' [B, *shape], detached, ||x' - x||_2 <= epsilon per input.
     """
@@ -325,8 +333,6 @@ def smoothmix_walk(batch: Batch, alpha: float, steps: int, mix_step: int,
             grad, = torch.autograd.grad(_smoothed_cross_entropy(batch, adversary, reduction="sum"), adversary)
             norms = grad.flatten(1).norm(dim=1).view(-1, *(1,) * (grad.ndim - 1))
             adversary = (adversary + alpha * grad / (norms + 1e-8)).clamp(0, 1).detach()
-    if mix_step >= steps:
-        start = adversary
     start = (x + _renorm(start - x, mix_radius)).clamp(0, 1) if mix_radius > 0 else x
     return start.detach(), adversary
 
@@ -350,22 +356,41 @@ class SmoothMix(Method):
     mix_step: int = 1
     warmup_epochs: int = 10
 
+    def __post_init__(self):
+        super().__post_init__()
+        if self.mix_step >= self.steps:  # the walk's start is set inside its loop (the authors' code)
+            raise ValueError(f"Expected `mix_step` of smoothmix < steps = {self.steps}, got {self.mix_step}")
+
     def warmup(self, epoch: int) -> float:
+        """The share of eta and of the clean end's radius at ``epoch`` (0-based)."""
         return 1.0 if self.warmup_epochs == 0 else min(1.0, (epoch + 1) / self.warmup_epochs)
 
     def loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         warmup = self.warmup(batch.epoch)
         start, end = smoothmix_walk(batch, self.alpha, self.steps, self.mix_step, warmup * self.alpha * self.mix_step)
         logits = batch.logits(batch.x)
-        p_bar = mean_softmax(logits)
         mix = torch.rand(len(batch.x), device=batch.x.device) / 2
-        mixed_x = torch.lerp(start, end, mix.view(-1, *(1,) * (start.ndim - 1)))
-        target = (1 - mix)[:, None] * p_bar + mix[:, None] / p_bar.shape[1]
-        log_q = F.log_softmax(batch.logits(mixed_x), dim=2)
-        kl = F.kl_div(log_q, target[:, None].expand_as(log_q), reduction="none").sum(2)  # [B, m]
-        correct = (p_bar.argmax(1) == batch.y).float()[:, None]
-        loss = _cross_entropy_of_copies(logits, batch.y) + self.eta * warmup * (correct * kl).mean()
-        return loss, logits
+        mixed_logits = batch.logits(torch.lerp(start, end, mix.view(-1, *(1,) * (start.ndim - 1))))
+        return smoothmix_loss(logits, mixed_logits, batch.y, mix, self.eta * warmup), logits
+
+
+def smoothmix_loss(logits: torch.Tensor, mixed_logits: torch.Tensor, y: torch.Tensor, mix: torch.Tensor,
+                   eta: float) -> torch.Tensor:
+    """SmoothMix's loss (Jeong et al., NeurIPS 2021, the authors' train.py).
+
+    mean CE of the copies + eta * mean over inputs and copies of 1[argmax p_bar = y] *
+    KL(t || softmax(mixed copy j)), t = (1 - mix) p_bar + mix / K, p_bar the copies' mean softmax.
+
+    Args: logits: [B, m, K] of the clean copies. mixed_logits: [B, m, K] of the mix's copies.
+        y: [B]. mix: [B] the mixing weights, in [0, 1/2). eta: the weight (its warm-up applied).
+    Returns: a scalar tensor.
+    """
+    p_bar = mean_softmax(logits)
+    target = (1 - mix)[:, None] * p_bar + mix[:, None] / p_bar.shape[1]
+    log_q = F.log_softmax(mixed_logits, dim=2)
+    kl = F.kl_div(log_q, target[:, None].expand_as(log_q), reduction="none").sum(2)  # [B, m]
+    correct = (p_bar.argmax(1) == y).float()[:, None]
+    return _cross_entropy_of_copies(logits, y) + eta * (correct * kl).mean()
 
 
 def kl_noise_attack(batch: Batch, confidences: torch.Tensor, epsilon: float, steps: int) -> torch.Tensor:
@@ -377,7 +402,8 @@ def kl_noise_attack(batch: Batch, confidences: torch.Tensor, epsilon: float, ste
     around the copy's own noise, then the noise is recentred and rescaled as the authors' code
     does, (noise - mean) / rms * rms0 + mean0 (rms: the uncentred root mean square): it keeps
     its mean exactly and its level where its mean is small against it, as for a Gaussian copy
-    of many elements. No clamp to [0, 1]. Model in eval mode, frozen.
+    of many elements; the rescaling can move the noise outside the ball of ``epsilon``, as in the
+    authors' code. No clamp to [0, 1]. Model in eval mode, frozen.
 
     Args: confidences: [B, K] p_hat. Returns: the attacked noise [B, m, *shape], detached.
     """
@@ -426,20 +452,36 @@ class CatRS(Method):
     def loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         if self.confidences is None:
             raise ValueError("CAT-RS needs its pre-pass: CatRS(..., confidences=catrs_confidences(...))")
-        p_hat = self.confidences.to(batch.x.device)[batch.index]
+        p_hat = self.confidences[batch.index.cpu()].to(batch.x.device)  # [B, K]: this batch's rows only
         logits = batch.logits(batch.x)  # [B, m, K], with gradients
         copies = logits.shape[1]
         share = (logits.detach().argmax(2) == batch.y[:, None]).float().mean(1)
         accepted = torch.binomial(torch.full_like(share, copies), share).long().clamp(min=1)
-        ce = F.cross_entropy(logits.flatten(0, 1), batch.y.repeat_interleave(copies),
-                             reduction="none").view(-1, copies).sort(dim=1).values
-        keep = torch.arange(copies, device=ce.device)[None] < accepted[:, None]
-        low = (ce * keep).mean(1)  # the K smallest over m, not over K (the authors' code)
         attacked = Batch(batch.x, batch.y, kl_noise_attack(batch, p_hat, self.epsilon, self.steps), batch.classify,
                          batch.model, batch.epoch, batch.epochs, batch.sigma, batch.index)
-        log_q = F.log_softmax(attacked.logits(batch.x), dim=2)
-        kl = F.kl_div(log_q, p_hat[:, None].expand_as(log_q), reduction="none").sum(2).max(1).values
-        return (low + self.lam * kl * (accepted == copies)).mean(), logits
+        return catrs_loss(logits, attacked.logits(batch.x), batch.y, p_hat, accepted, self.lam), logits
+
+
+def catrs_loss(logits: torch.Tensor, attacked_logits: torch.Tensor, y: torch.Tensor, p_hat: torch.Tensor,
+               accepted: torch.Tensor, lam: float) -> torch.Tensor:
+    """CAT-RS's loss (Jeong, Kim & Shin, AAAI 2023, the authors' train_catrs.py).
+
+    mean over inputs of: (the K smallest of the m copies' CEs, summed) / m + lam * 1[K = m] *
+    max_j KL(p_hat || softmax(attacked copy j)).
+
+    Args: logits: [B, m, K] of the clean copies. attacked_logits: [B, m, K] of the copies whose
+        noise the attack moved. y: [B]. p_hat: [B, K] the pre-pass's frequencies. accepted: [B]
+        the K of each input, in [1, m]. lam: the weight.
+    Returns: a scalar tensor.
+    """
+    copies = logits.shape[1]
+    ce = F.cross_entropy(logits.flatten(0, 1), y.repeat_interleave(copies),
+                         reduction="none").view(-1, copies).sort(dim=1).values
+    keep = torch.arange(copies, device=ce.device)[None] < accepted[:, None]
+    low = (ce * keep).mean(1)  # the K smallest over m, not over K (the authors' code)
+    log_q = F.log_softmax(attacked_logits, dim=2)
+    kl = F.kl_div(log_q, p_hat[:, None].expand_as(log_q), reduction="none").sum(2).max(1).values
+    return (low + lam * kl * (accepted == copies)).mean()
 
 
 def catrs_confidences(model: nn.Module, dataset, num_classes: int, *, sigma: float, n: int, mean=None, std=None,
@@ -519,7 +561,7 @@ def published_defaults(name: str, dataset: str | None, sigma: float) -> tuple[di
     if name not in METHODS:
         raise ValueError(f"Expected a training method among {', '.join(METHODS)}, got {name!r}")
     shared, per_sigma, source = DEFAULTS[name, "mnist" if dataset == "mnist" else "cifar10"]
-    nearest = min(PUBLISHED_SIGMAS, key=lambda published: (abs(math.log(published / sigma)) if sigma > 0 else published))
+    nearest = min(PUBLISHED_SIGMAS, key=lambda published: abs(math.log(published / sigma)) if sigma > 0 else published)
     return {**shared, **per_sigma.get(nearest, {})}, nearest, source
 
 
@@ -544,4 +586,9 @@ def method_of_record(extra) -> Method | None:
     """The method a checkpoint's ``extra`` records (``train_model``'s record), None if none."""
     if not isinstance(extra, dict) or extra.get("method") not in METHODS:
         return None
-    return METHODS[extra["method"]](**extra.get("hyperparameters", {}))
+    cls, values = METHODS[extra["method"]], extra.get("hyperparameters", {})
+    known = {f.name for f in dataclasses.fields(cls) if not f.metadata.get("data")}
+    if not isinstance(values, dict) or set(values) - known:
+        raise ValueError(f"Expected the recorded hyperparameters of {cls.name} among {', '.join(sorted(known))}, got "
+                         f"{values!r}")
+    return cls(**values)

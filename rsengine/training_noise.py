@@ -29,12 +29,13 @@ import torch
 from .backends import resolve_backend
 from .kernels.contract import PHASE_TRAINING
 from .noises import Noise
+from .streams import MAX_STREAM, check_seed
 
 __all__ = ["EngineNoise", "MAX_TRAINING_STREAMS"]
 
 # The stream index is one 32-bit counter word: 2**32 training inputs in a run (ImageNet's 1.28M
 # images for 3,300 epochs).
-MAX_TRAINING_STREAMS = 2**32
+MAX_TRAINING_STREAMS = MAX_STREAM
 
 
 class EngineNoise:
@@ -51,7 +52,7 @@ class EngineNoise:
         if noise.sound:
             raise ValueError("Expected a float noise to train with (sound mode trains like the Gaussian of its sigma)")
         self.noise = noise
-        self.seed = seed
+        self.seed = check_seed(seed)
         self.device = torch.device(device)
         self.backend = resolve_backend(backend, self.device)
         self._zeros: torch.Tensor | None = None

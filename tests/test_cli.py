@@ -210,7 +210,7 @@ def test_train_reproduces_the_bundled_model(tmp_path):
 
 # The methods with their costs cut (fewer copies and attack steps): every code path, seconds each.
 CHEAP_METHODS = {"consistency": [], "macer": ["copies=4"], "smoothadv": ["copies=2", "steps=1"],
-                 "smoothmix": ["copies=2", "steps=1"], "catrs": ["copies=2", "steps=1", "prepass_n=20"]}
+                 "smoothmix": ["copies=2", "steps=2"], "catrs": ["copies=2", "steps=1", "prepass_n=20"]}
 
 
 @pytest.mark.parametrize("method", list(CHEAP_METHODS))
@@ -237,6 +237,8 @@ def test_train_each_method_for_an_epoch_and_its_checkpoint_records_it(tmp_path, 
     (["--method", "consistency", "--hparam", "copies=0"], "Expected `copies` of consistency in [1"),
     (["--method", "dropout"], "invalid choice: 'dropout'"),
     (["--method", "consistency", "--sigma", "0"], "Expected `sigma` > 0 for method 'consistency'"),
+    (["--method", "macer", "--hparam", "lam=1", "--hparam", "lam=2"], "--hparam: lam given twice (1 and 2)"),
+    (["--method", "macer", "--prepass-model", "x.pt"], "--prepass-model is CAT-RS's (--method catrs)"),
 ])
 def test_train_bad_methods_get_one_line_errors(tmp_path, args, fragment):
     sigma = [] if "--sigma" in args else ["--sigma", 0.5]

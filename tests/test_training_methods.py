@@ -17,8 +17,9 @@ from rsengine.noises import Gaussian as GaussianNoise
 from rsengine.noises import Laplace
 from rsengine.train import train_model
 from rsengine.training_methods import (DEFAULTS, METHODS, Batch, CatRS, Consistency, Gaussian, Macer, SmoothAdv,
-                                       SmoothMix, consistency_loss, kl_noise_attack, macer_loss, mean_softmax,
-                                       method_named, method_of_record, smoothed_l2_attack, smoothmix_walk)
+                                       SmoothMix, catrs_loss, consistency_loss, kl_noise_attack, macer_loss,
+                                       mean_softmax, method_named, method_of_record, smoothed_l2_attack,
+                                       smoothmix_loss, smoothmix_walk)
 from rsengine.training_noise import EngineNoise
 
 
@@ -73,10 +74,45 @@ def test_consistency_without_its_terms_is_gaussian_augmentation_over_the_same_co
     noise = 0.5 * torch.randn(5, 3, 1, 2, 2)
     batch = _batch(model, x, y, noise)
     plain, _ = Gaussian(copies=3).loss(batch)
+    plain_grads = torch.autograd.grad(plain, list(model.parameters()))
     regularized, _ = Consistency(copies=3, lam=0.0, eta=0.0).loss(batch)
+    regularized_grads = torch.autograd.grad(regularized, list(model.parameters()))
     assert regularized.item() == pytest.approx(plain.item(), rel=1e-6)
+    assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(plain_grads, regularized_grads))
     with_terms, _ = Consistency(copies=3, lam=1.0, eta=1.0).loss(batch)
     assert with_terms.item() > plain.item()
+
+
+def test_smoothmix_loss_by_hand():
+    mixed = [[[0.5, 0.5, -1.0], [2.0, -1.0, 0.0]], [[1.0, 1.0, 1.0], [-1.0, 0.0, 2.5]]]
+    mix, eta = [0.25, 0.4], 2.0
+    expected = 0.0
+    for copies, mixed_copies, y, l in zip(LOGITS, mixed, LABELS, mix):
+        p = [_softmax(row) for row in copies]
+        p_bar = [sum(col) / 2 for col in zip(*p)]
+        target = [(1 - l) * b + l / 3 for b in p_bar]
+        ce = sum(-math.log(pj[y]) for pj in p) / 2
+        right = max(range(3), key=lambda k: p_bar[k]) == y
+        kl = sum(sum(t * (math.log(t) - math.log(q)) for t, q in zip(target, _softmax(row))) for row in mixed_copies)
+        expected += ce / 2 + eta * right * kl / 4  # both means: CE over B x m, the KL over B x m
+    got = smoothmix_loss(torch.tensor(LOGITS, dtype=torch.float64), torch.tensor(mixed, dtype=torch.float64),
+                         torch.tensor(LABELS), torch.tensor(mix, dtype=torch.float64), eta)
+    assert got.item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_catrs_loss_by_hand():
+    attacked = [[[0.0, 2.0, 0.0], [1.0, 1.0, 0.0]], [[0.5, 0.0, 0.5], [0.0, 0.0, 0.0]]]
+    p_hat = [[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]]
+    lam, accepted = 0.5, [2, 1]  # input 0: every copy kept, and the KL term; input 1: its smallest CE
+    expected = 0.0
+    for copies, attacked_copies, y, p, k in zip(LOGITS, attacked, LABELS, p_hat, accepted):
+        ces = sorted(-math.log(_softmax(row)[y]) for row in copies)
+        low = sum(ces[:k]) / 2
+        kl = max(sum(a * (math.log(a) - math.log(q)) for a, q in zip(p, _softmax(row))) for row in attacked_copies)
+        expected += (low + lam * kl * (k == 2)) / 2
+    got = catrs_loss(torch.tensor(LOGITS, dtype=torch.float64), torch.tensor(attacked, dtype=torch.float64),
+                     torch.tensor(LABELS), torch.tensor(p_hat, dtype=torch.float64), torch.tensor(accepted), lam)
+    assert got.item() == pytest.approx(expected, rel=1e-12)
 
 
 def _phi_inv(p):
@@ -103,8 +139,11 @@ def test_macer_hinge_is_zero_outside_zero_to_gamma():
     y = torch.tensor([0])
     # One copy: q = softmax(beta * logits); a gap beyond gamma, or a wrong top class, adds nothing.
     far = torch.tensor([[[6.0, 0.0, 0.0]]], dtype=torch.float64, requires_grad=True)
-    classification = -torch.log(torch.softmax(far.detach()[0, 0], 0)[0] + 1e-10)
-    assert macer_loss(far, y, 0.5, 1.0, 1.0, gamma=0.5).item() == pytest.approx(classification.item(), rel=1e-12)
+    classification = -torch.log(torch.softmax(far[0, 0], 0)[0] + 1e-10)
+    loss = macer_loss(far, y, 0.5, 1.0, 1.0, gamma=0.5)
+    assert loss.item() == pytest.approx(classification.item(), rel=1e-12)
+    hinge_free, = torch.autograd.grad(classification, far)
+    assert torch.allclose(torch.autograd.grad(loss, far)[0], hinge_free)  # and no gradient from the hinge
     wrong = torch.tensor([[[0.0, 0.1, 0.0]]], dtype=torch.float64)
     classification = -torch.log(torch.softmax(wrong[0, 0], 0)[0] + 1e-10)
     assert macer_loss(wrong, y, 0.5, 1.0, 1.0, gamma=8.0).item() == pytest.approx(classification.item(), rel=1e-12)
@@ -127,6 +166,21 @@ def test_macer_defers_its_robustness_term_for_a_share_of_the_epochs():
     for epoch, lam in ((0, 0.0), (1, 0.0), (2, 5.0), (3, 5.0)):  # of 4 epochs: the first half without it
         got, _ = method.loss(_batch(model, x, y, noise, epoch=epoch, epochs=4))
         assert got.item() == pytest.approx(macer_loss(logits, y, 0.5, lam, 16.0, 8.0).item(), rel=1e-6)
+
+
+def test_macer_defers_51_of_150_epochs_exactly():
+    method = method_named("macer", "cifar10", 1.0)  # the published CIFAR-10 run at sigma 1.0
+    x, y, noise = torch.zeros(1, 1, 2, 2), torch.tensor([0]), torch.zeros(1, 16, 1, 2, 2)
+    fixed = torch.tensor([[0.05, 0.0, 0.0]]).repeat(16, 1)  # right, with a small margin: inside the hinge
+
+    def loss_at(epoch):
+        batch = Batch(x, y, noise, lambda pixels: fixed, _Linear(), epoch, 150, 1.0)
+        return method.loss(batch)[0].item()
+
+    without = macer_loss(fixed.view(1, 16, 3), y, 1.0, 0.0, 16.0, 8.0).item()
+    with_term = macer_loss(fixed.view(1, 16, 3), y, 1.0, method.lam, 16.0, 8.0).item()
+    assert with_term > without
+    assert loss_at(50) == pytest.approx(without, rel=1e-9) and loss_at(51) == pytest.approx(with_term, rel=1e-9)
 
 
 def test_smoothmix_warms_up_eta_and_the_clean_end():
@@ -171,8 +225,8 @@ def test_smoothmix_walk_raises_the_smoothed_loss_and_stays_in_its_balls():
     assert ((end - x).flatten(1).norm(dim=1) <= 3 * 0.2 + 1e-6).all()
     assert ((start - x).flatten(1).norm(dim=1) <= 0.1 + 1e-6).all()
     assert (_smoothed_ce(model, end, y, noise) > _smoothed_ce(model, x, y, noise)).all()
-    same, _ = smoothmix_walk(_batch(model, x, y, noise), alpha=0.2, steps=3, mix_step=0, mix_radius=0.0)
-    assert torch.equal(same, x)  # mix_step 0: the mix's clean end is x itself
+    same, _ = smoothmix_walk(_batch(model, x, y, noise), alpha=0.2, steps=3, mix_step=0, mix_radius=0.5)
+    assert torch.equal(same, x)  # mix_step 0: the clean end is taken before the first step, x itself
 
 
 def test_catrs_noise_attack_raises_the_kl_and_keeps_each_noise_mean():
@@ -210,6 +264,22 @@ def test_catrs_loss_by_hand_when_every_copy_is_right_or_wrong():
                                                reduction="none").view(-1, 4)
         expected = torch.where(right[keep], ce.mean(1), ce.min(1).values / 4).mean()
         assert got.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_catrs_method_with_an_unmoving_attack_is_its_loss_on_the_clean_noise():
+    model, x, y, noise = _attack_setup(4)
+    p_hat = torch.softmax(torch.randn(6, 3, generator=torch.Generator().manual_seed(1)), 1)
+    batch = _batch(model, x, y, noise, index=torch.arange(6))
+    logits = batch.logits(x).detach()
+    labels = logits.argmax(2)[:, 0]
+    right = (logits.argmax(2) == labels[:, None]).all(1)
+    wrong = (logits.argmax(2) != labels[:, None]).all(1)
+    keep = right | wrong  # K is certain there: m or 1
+    sub = _batch(model, x[keep], labels[keep], noise[keep], index=torch.arange(int(keep.sum())))
+    got, _ = CatRS(copies=4, lam=1.0, epsilon=0.0, steps=1, confidences=p_hat[keep]).loss(sub)
+    accepted = torch.where(right[keep], 4, 1)
+    expected = catrs_loss(logits[keep], logits[keep], labels[keep], p_hat[keep], accepted, 1.0)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 def test_catrs_without_its_pre_pass_is_refused():
@@ -280,6 +350,7 @@ def test_every_method_has_published_defaults_for_mnist_and_cifar():
     ("smoothmix", {"eta": "5"}, TypeError, "Expected `eta` of smoothmix to be a number"),
     ("macer", {"deferred_fraction": 1.5}, ValueError, "Expected `deferred_fraction` of macer in \\[0, 1\\]"),
     ("dropout", {}, ValueError, "Expected a training method among gaussian, consistency"),
+    ("smoothmix", {"steps": 1}, ValueError, "Expected `mix_step` of smoothmix < steps = 1, got 1"),
 ])
 def test_bad_hyperparameters_get_one_line_errors(name, overrides, error, match):
     with pytest.raises(error, match=match) as caught:
@@ -294,6 +365,14 @@ def test_methods_need_noise():
     with pytest.raises(ValueError, match="Expected `noise` 'gaussian' for method 'macer'"):
         train_model(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), data, sigma=0.5, epochs=1, method="macer",
                     noise="laplace")
+    with pytest.raises(ValueError, match=r"Expected `seed` in \[0, 2\*\*63\) for the engine's training copies"):
+        train_model(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), data, sigma=0.5, epochs=1, method="consistency",
+                    seed=-1)
+    with pytest.raises(ValueError, match="Expected CAT-RS's pre-pass"):
+        train_model(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), data, sigma=0.5, epochs=1, method="catrs")
+    short = CatRS(confidences=torch.ones(3, 2))
+    with pytest.raises(ValueError, match=r"Expected CAT-RS's confidences: a finite \[N = 4, K\] tensor.*got \[3, 2\]"):
+        train_model(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), data, sigma=0.5, epochs=1, method=short)
     with pytest.raises(TypeError, match="Expected `method`"):
         train_model(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), data, sigma=0.5, epochs=1, method=3)
 
@@ -306,6 +385,8 @@ def test_a_method_survives_its_record():
     assert "confidences" not in catrs.hyperparameters()
     assert method_of_record({"method": "catrs", "hyperparameters": catrs.hyperparameters()}) == catrs
     assert method_of_record(None) is None and method_of_record({"noise": "laplace"}) is None
+    with pytest.raises(ValueError, match="Expected the recorded hyperparameters of macer among beta, copies"):
+        method_of_record({"method": "macer", "hyperparameters": {"lamda": 1.0}})
 
 
 # -- training ----------------------------------------------------------------------------------
