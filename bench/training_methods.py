@@ -88,13 +88,16 @@ def _clean_accuracy(model, test, mean, std) -> float:
 def run(args) -> None:
     train, test = load_dataset("mnist", "train"), load_dataset("mnist", "test")
     mean, std = dataset_stats("mnist")
+    recipe = {**RECIPE, "lr": args.lr or RECIPE["lr"]}
     record = {"benchmark": "training_methods", "date": datetime.date.today().isoformat(), "commit": _commit(),
               "device": "cpu", "cpu": cpu_name(),
               "avx512": "avx512f" in Path("/proc/cpuinfo").read_text(), "threads": torch.get_num_threads(),
               "torch": torch.__version__, "epochs": args.epochs, **RECIPE, "n0": 100, "n": args.n, "alpha": 0.001,
               "certified_inputs": len(range(0, len(test), args.skip)), "prepass_n": args.prepass_n,
               "radii": list(RADII), "rows": []}
-    confidences, record["prepass_seconds"] = None, 0.0
+    if args.append:  # more rows for a record (another rate for one method): its settings stay
+        record = json.loads(args.out.read_text())
+    confidences, record["prepass_seconds"] = None, record.get("prepass_seconds", 0.0)
     if "catrs" in args.methods:
         start = time.perf_counter()
         prepass = load_checkpoint(bundled_checkpoint())
@@ -113,7 +116,7 @@ def run(args) -> None:
             model = build_model("mnist_cnn")
             start = time.perf_counter()
             train_model(model, train, sigma=sigma, epochs=args.epochs, mean=mean, std=std, seed=0, method=method,
-                        **RECIPE)
+                        **recipe)
             train_seconds = time.perf_counter() - start
             smooth = Smooth(model, 10, sigma, mean=mean, std=std, seed=0)
             start = time.perf_counter()
@@ -121,7 +124,7 @@ def run(args) -> None:
                 results = certify_dataset(smooth, test, Certify(n0=100, n=args.n, alpha=0.001),
                                           indices=range(0, len(test), args.skip), out=Path(scratch) / "r.tsv",
                                           quiet=True)
-            row = {"sigma": sigma, "method": name, "hyperparameters": method.hyperparameters(),
+            row = {"sigma": sigma, "method": name, "lr": recipe["lr"], "hyperparameters": method.hyperparameters(),
                    "train_seconds": train_seconds, "certify_seconds": time.perf_counter() - start,
                    "certified_accuracy": results.certified_accuracy(list(RADII)).tolist(), "acr": results.acr,
                    "abstention_rate": float((results.table.predict == -1).mean()),
@@ -178,7 +181,8 @@ def table(record: dict) -> str:
         base = gaussian.get(row["sigma"])
         ratio = f"{row['acr'] / base['acr']:.2f}x" if base and base["acr"] > 0 else "-"
         cost = f"{row['train_seconds'] / base['train_seconds']:.1f}x" if base else "-"
-        cells = [f"{row['sigma']:g}", row["method"], *(f"{a:.3f}" for a in row["certified_accuracy"]),
+        name = row["method"] if row.get("lr", record["lr"]) == record["lr"] else f"{row['method']} (lr {row['lr']:g})"
+        cells = [f"{row['sigma']:g}", name, *(f"{a:.3f}" for a in row["certified_accuracy"]),
                  f"{row['acr']:.3f}", ratio, f"{row['abstention_rate']:.3f}", f"{row['clean_accuracy']:.3f}", cost]
         lines.append("| " + " | ".join(cells) + " |")
     total = sum(row["train_seconds"] for row in record["rows"]) + record.get("prepass_seconds", 0.0)
@@ -200,6 +204,8 @@ def main() -> None:
     parser.add_argument("--skip", type=int, default=5, help="certify every SKIP-th held-out digit")
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--prepass-n", type=int, default=1_000)
+    parser.add_argument("--lr", type=float, help=f"the base learning rate (default {RECIPE['lr']})")
+    parser.add_argument("--append", action="store_true", help="add the rows to the --out record")
     parser.add_argument("--sigmas", type=float, nargs="+", default=list(SIGMAS))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--out", type=Path, help="the record (default: results/training/mnist_DATE.json, "
