@@ -124,7 +124,8 @@ def run(args) -> None:
                 results = certify_dataset(smooth, test, Certify(n0=100, n=args.n, alpha=0.001),
                                           indices=range(0, len(test), args.skip), out=Path(scratch) / "r.tsv",
                                           quiet=True)
-            row = {"sigma": sigma, "method": name, "lr": recipe["lr"], "hyperparameters": method.hyperparameters(),
+            row = {"sigma": sigma, "method": name, "lr": recipe["lr"], "commit": _commit(),
+                   "hyperparameters": method.hyperparameters(),
                    "train_seconds": train_seconds, "certify_seconds": time.perf_counter() - start,
                    "certified_accuracy": results.certified_accuracy(list(RADII)).tolist(), "acr": results.acr,
                    "abstention_rate": float((results.table.predict == -1).mean()),
