@@ -187,6 +187,8 @@ def table(record: dict) -> str:
                  f"{row['acr']:.3f}", ratio, f"{row['abstention_rate']:.3f}", f"{row['clean_accuracy']:.3f}", cost]
         lines.append("| " + " | ".join(cells) + " |")
     total = sum(row["train_seconds"] for row in record["rows"]) + record.get("prepass_seconds", 0.0)
+    later = sorted({row["commit"] for row in record["rows"] if row.get("commit", record["commit"]) != record["commit"]})
+    commits = f"commit {record['commit']}" + (f"; rows added by {', '.join(later)}" if later else "")
     lines.append("")
     lines.append(f"{record['epochs']} epochs per model, batch {record['batch_size']}, lr {record['lr']} "
                  f"({record['lr_schedule']}); {record['certified_inputs']} "
@@ -194,7 +196,7 @@ def table(record: dict) -> str:
                  f"CAT-RS pre-pass at {record['prepass_n']:,} samples per digit, "
                  f"{record.get('prepass_seconds', 0.0):.0f} s; all training {total / 60:.1f} min on "
                  f"{record['threads']} CPU threads ({record['cpu']}{', AVX-512' if record.get('avx512') else ''}, "
-                 f"torch {record['torch']}, commit {record['commit']}, "
+                 f"torch {record['torch']}, {commits}, "
                  f"{record['date']}).")
     return "\n".join(lines)
 
