@@ -80,7 +80,8 @@ def test_train_with_uniform_noise_then_certify_with_it(tmp_path):
                       "--batch", 500, "--lr", 0.05)
     assert result.returncode == 0, result.stderr
     assert "with uniform noise" in result.stdout
-    assert load_checkpoint(checkpoint).extra == {"noise": "uniform"}
+    extra = load_checkpoint(checkpoint).extra
+    assert extra["noise"] == "uniform" and extra["method"] == "gaussian"
     out = tmp_path / "out.tsv"
     result = rsengine("predict", "mnist", checkpoint, 0.25, out, "--noise", "uniform", "--N", 50, "--max", 3)
     assert result.returncode == 0, result.stderr
