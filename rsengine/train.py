@@ -50,7 +50,7 @@ from rsengine.classifier import logits_of
 from rsengine.kernels.contract import check_noise
 from rsengine.noises import noise_named
 from rsengine.normalization import per_channel, warn_if_normalized
-from rsengine.training_methods import Batch, CatRS, Gaussian, Macer, Method, method_named
+from rsengine.training_methods import Batch, CatRS, Macer, Method, method_named
 from rsengine.training_noise import MAX_TRAINING_STREAMS, EngineNoise
 from rsengine.validation import (check_choice, check_mean_std, check_non_negative_float, check_positive_float,
                                  check_positive_int)
@@ -168,8 +168,8 @@ def resolve_method(method: str | Method, sigma: float, noise: str, *, defaults_f
     elif not isinstance(method, Method):
         raise TypeError(f"Expected `method` to be a method name or an rsengine.training_methods.Method, got "
                         f"{type(method).__name__}")
-    if isinstance(method, Gaussian) and method.copies == 1:
-        return method  # plain augmentation: torch's generator, no engine stream
+    if method.plain:
+        return method  # torch's generator, no engine stream
     if sigma == 0:
         raise ValueError(f"Expected `sigma` > 0 for method {method.name!r} (its losses compare noisy copies)")
     if isinstance(method, Macer) and noise != "gaussian":
@@ -274,7 +274,7 @@ def train_model(
     method = resolve_method(method, sigma, noise, defaults_for=defaults_for, dataset_size=len(dataset), epochs=epochs,
                             seed=seed)
     training_noise = noise_named(noise, sigma) if sigma > 0 else None
-    plain = isinstance(method, Gaussian) and method.copies == 1
+    plain = method.plain
 
     model.to(device)
     shuffle_gen = torch.Generator().manual_seed(seed)

@@ -92,6 +92,11 @@ class Method:
         """(the scalar loss to minimize, logits [B, m, K] of the noisy copies for the accuracy)."""
         raise NotImplementedError
 
+    @property
+    def plain(self) -> bool:
+        """Whether this is plain noise augmentation, drawn from torch's generator (no engine copies)."""
+        return False
+
     def hyperparameters(self) -> dict:
         """The hyperparameters by name (what a checkpoint records)."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if not f.metadata.get("data")}
@@ -142,6 +147,10 @@ class Gaussian(Method):
 
     name: ClassVar[str] = "gaussian"
     copies: int = 1
+
+    @property
+    def plain(self) -> bool:
+        return self.copies == 1
 
     def loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         logits = batch.logits(batch.x)
@@ -250,10 +259,15 @@ def _smoothed_cross_entropy(batch: Batch, x: torch.Tensor, reduction: str = "mea
     return F.nll_loss(torch.log(mean_softmax(batch.logits(x)).clamp(min=1e-20)), batch.y, reduction=reduction)
 
 
+def _row_norms(t: torch.Tensor) -> torch.Tensor:
+    # Each input's l2 norm, [B, 1, ...]: broadcastable against t [B, ...].
+    return t.flatten(1).norm(dim=1).view(-1, *(1,) * (t.ndim - 1))
+
+
 def _unit(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     # Per-input l2 normalization; returns (unit directions, norms [B]).
-    norms = grad.flatten(1).norm(dim=1)
-    return grad / norms.clamp(min=1e-30).view(-1, *(1,) * (grad.ndim - 1)), norms
+    norms = _row_norms(grad)
+    return grad / norms.clamp(min=1e-30), norms.flatten()
 
 
 def smoothed_l2_attack(batch: Batch, epsilon: float, steps: int) -> torch.Tensor:
@@ -331,8 +345,7 @@ def smoothmix_walk(batch: Batch, alpha: float, steps: int, mix_step: int,
                 start = adversary
             adversary = adversary.detach().requires_grad_(True)
             grad, = torch.autograd.grad(_smoothed_cross_entropy(batch, adversary, reduction="sum"), adversary)
-            norms = grad.flatten(1).norm(dim=1).view(-1, *(1,) * (grad.ndim - 1))
-            adversary = (adversary + alpha * grad / (norms + 1e-8)).clamp(0, 1).detach()
+            adversary = (adversary + alpha * grad / (_row_norms(grad) + 1e-8)).clamp(0, 1).detach()
     start = (x + _renorm(start - x, mix_radius)).clamp(0, 1) if mix_radius > 0 else x
     return start.detach(), adversary
 
@@ -420,7 +433,7 @@ def kl_noise_attack(batch: Batch, confidences: torch.Tensor, epsilon: float, ste
             noise = noise.detach().requires_grad_(True)
             log_q = F.log_softmax(batch.classify(inputs + noise), dim=1)
             grad, = torch.autograd.grad(F.kl_div(log_q, target, reduction="sum") / copies, noise)
-            noise = noise + step * grad / (grad.flatten(1).norm(dim=1).view(shape) + 1e-8)
+            noise = noise + step * grad / (_row_norms(grad) + 1e-8)
             noise = start + _renorm(noise - start, epsilon)
             flat = noise.flatten(1)
             mean, rms = flat.mean(1).view(shape), flat.square().mean(1).sqrt().view(shape)
